@@ -1,0 +1,15 @@
+"""btcore: fused Numba backtests over large parameter grids, on any executor.
+
+>>> from btcore import run_sweep
+>>> res = run_sweep({"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0],
+...                  "exit_threshold": [0.5], "stop_loss_z": [3.0]})  # doctest: +SKIP
+"""
+from btcore.backtest import BacktestResult, backtest
+from btcore.data import MarketData
+from btcore.grid import Grid
+from btcore.metrics import METRIC_NAMES
+from btcore.sweep import SweepResult, run_sweep
+
+__version__ = "0.1.0"
+__all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
+           "run_sweep", "__version__"]

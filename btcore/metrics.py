@@ -1,0 +1,65 @@
+"""Performance metrics: names, output layout and the online finaliser.
+
+The simulation kernel accumulates, per parameter set, a handful of running
+sums over the traded bars (no per-bar arrays); ``finalize_metrics_nb`` turns
+them into the metrics below, written into column ``k`` of an ``out`` array
+shaped ``(N_METRICS, n_param_sets)``. Definitions follow DESIGN.md and
+empyrical (required return 0, no risk-free rate):
+
+- sharpe_ratio = mean(r) / std(r, ddof=1) * sqrt(periods_per_year); 0 if std == 0
+- sortino_ratio = mean(r) * ppy / (sqrt(mean(min(r, 0)^2)) * sqrt(ppy));
+  +inf when there is no downside and mean(r) > 0, NaN when mean(r) == 0 too
+- annual_volatility = std(r, ddof=1) * sqrt(ppy)
+- max_drawdown = min_t E_t / max(initial, E_0..E_t) - 1  (<= 0)
+- cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; NaN if E_last <= 0
+- calmar_ratio = cagr / |max_drawdown|; NaN when max_drawdown == 0 or not finite
+- num_trades = bars where the position changes; exposure = share of bars in the market
+- win_rate = share of closed round trips with positive P&L (costs included); NaN if none
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+METRIC_NAMES = (
+    "total_return", "final_value", "sharpe_ratio", "sortino_ratio", "annual_volatility",
+    "max_drawdown", "cagr", "calmar_ratio", "num_trades", "exposure", "win_rate",
+)
+N_METRICS = len(METRIC_NAMES)
+TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALMAR, \
+    NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
+#: metrics that are whole numbers (stored as int64 in result tables)
+INTEGER_METRICS = ("num_trades",)
+
+
+@njit(cache=True, nogil=True)
+def finalize_metrics_nb(out, k, n_bars, sum_returns, sum_squares, sum_downside_squares,
+                        min_equity_to_peak, final_equity, initial_capital, periods_per_year,
+                        num_trades, bars_in_market, round_trips, winning_round_trips):
+    """Write the metrics of parameter set ``k`` into ``out[:, k]`` from running sums."""
+    mean = sum_returns / n_bars
+    variance = (sum_squares - sum_returns * mean) / (n_bars - 1)
+    std = math.sqrt(variance) if variance > 0.0 else 0.0
+    annualizer = math.sqrt(periods_per_year)
+    out[SHARPE, k] = mean / std * annualizer if std > 0.0 else 0.0
+    out[VOLATILITY, k] = std * annualizer
+    downside = math.sqrt(sum_downside_squares / n_bars) * annualizer
+    if downside > 0.0:
+        out[SORTINO, k] = mean * periods_per_year / downside
+    elif mean > 0.0:
+        out[SORTINO, k] = np.inf
+    else:
+        out[SORTINO, k] = np.nan
+    growth = final_equity / initial_capital
+    out[TOTAL_RETURN, k] = growth - 1.0
+    out[FINAL_VALUE, k] = final_equity
+    max_drawdown = min_equity_to_peak - 1.0
+    out[MAX_DRAWDOWN, k] = max_drawdown
+    years = n_bars / periods_per_year
+    cagr = growth ** (1.0 / years) - 1.0 if growth > 0.0 else np.nan
+    out[CAGR, k] = cagr
+    calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
+    out[CALMAR, k] = calmar if math.isfinite(calmar) else np.nan
+    out[NUM_TRADES, k] = num_trades
+    out[EXPOSURE, k] = bars_in_market / n_bars
+    out[WIN_RATE, k] = winning_round_trips / round_trips if round_trips > 0 else np.nan

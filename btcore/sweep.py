@@ -1,0 +1,314 @@
+"""``run_sweep``: a strategy over a parameter grid (x a universe of assets).
+
+Data path: MarketData + Grid -> validated arrays -> key-sorted sets -> tasks
+(longest first) -> executor -> kernel -> metric blocks -> SweepResult. All
+validation happens before any executor starts or any kernel runs.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+import strategies
+from btcore.data import as_market_data
+from btcore.grid import as_grid
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.plan import calibrate, choose_batch_size, group_by_key, make_tasks, run_task
+
+#: metrics where a lower value is better (``SweepResult.best``)
+LOWER_IS_BETTER = frozenset({"annual_volatility"})
+_AUTO_PROGRESS_SECONDS = 2.0
+
+
+@dataclass
+class SweepResult:
+    """Result of :func:`run_sweep`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per parameter set (x asset): parameter columns, ``asset`` when
+        the data has several assets, then the metrics; best Sharpe first.
+    stats : dict
+        Timing and execution facts: elapsed seconds, backtests/s,
+        param-bars/s, executor, workers, batches, retries, lost workers,
+        seconds spent sharing data and computing.
+    strategy : str
+    settings : dict
+        The run settings (window, capital, costs, options).
+    """
+
+    table: pd.DataFrame
+    stats: dict
+    strategy: str
+    settings: dict = field(default_factory=dict)
+
+    def best(self, metric: str = "sharpe_ratio") -> pd.Series:
+        """The row with the best ``metric`` (highest; lowest for volatility)."""
+        if metric not in self.table.columns:
+            raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        values = self.table[metric]
+        if values.isna().all():
+            raise ValueError(f"{metric} is NaN for every row")
+        row = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
+        return self.table.loc[row]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        head = (f"SweepResult({self.strategy}: {s['backtests']:,} backtests in "
+                f"{s['elapsed_s']:.2f} s on {s['executor']} x{s['workers']}, "
+                f"{s['backtests_per_s']:,.0f} backtests/s, "
+                f"{s['param_bars_per_s'] / 1e6:,.1f} M param-bars/s)")
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            return head + "\n" + self.table.head(10).to_string(float_format="{:.4g}".format)
+
+
+def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", start=None,
+              end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+              batch_size="auto", progress=None, debug=False, assets=None,
+              **strategy_options) -> SweepResult:
+    """Backtest every parameter set of ``grid`` (on every asset of ``data``).
+
+    Parameters
+    ----------
+    grid : dict of lists, DataFrame, list of dicts or Grid
+        Parameter sets; a dict of lists is expanded to its Cartesian product.
+    strategy : str or StrategySpec, default "mean_reversion"
+    data : MarketData, pandas object, CSV/Parquet path, or None
+        None uses the bundled 20-stock S&P 500 sample.
+    executor : str or Executor, default "serial"
+        "serial", "threads", "joblib", "ray", "dask", or an Executor instance
+        (left open for reuse; an executor created from a name is closed here).
+    start, end : date-like, optional
+        Trading window (inclusive); earlier bars only warm up indicators.
+    initial_capital, cost_bps, periods_per_year : float
+        Starting cash, cost per trade in basis points of traded value,
+        periods per year for annualisation.
+    batch_size : int or "auto"
+        Parameter sets per task; "auto" aims at ~0.5 s tasks from a calibration.
+    progress : bool, optional
+        tqdm bar; None shows it in a terminal when the sweep takes > 2 s.
+    debug : bool
+        Run the kernel and strategy as plain Python (``py_func``) in this
+        process, so ``breakpoint()`` and ``print`` work; results are identical.
+    assets : str or list of str, optional
+        Subset of the data's assets (default all).
+    **strategy_options
+        Strategy options, e.g. ``allow_short=False`` for mean_reversion.
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad grid, data, window, settings, strategy, options or executor, before
+        any work starts.
+
+    Examples
+    --------
+    >>> res = run_sweep({"lookback_period": [20, 60], "entry_threshold": [2.0],
+    ...                  "exit_threshold": [0.5], "stop_loss_z": [3.0]},
+    ...                 start="2015-01-01", end="2020-12-31")  # doctest: +SKIP
+    >>> res.table.head()  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    job = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
+                  cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
+                  debug=debug, options=strategy_options)
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
+        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    import executors
+    runner, owned = executors.get_executor(executor)
+    try:
+        return _execute(job, runner, batch_size, progress, started)
+    finally:
+        if owned:
+            runner.close()
+
+
+@dataclass
+class SweepJob:
+    """Validated inputs of a sweep, ready to ship."""
+
+    spec: object
+    grid: object
+    keyed: object
+    data: object
+    asset_index: np.ndarray
+    first_bar: np.ndarray
+    last_bar: int
+    shared: dict
+    settings: dict
+
+    @property
+    def traded_bars(self) -> np.ndarray:
+        return self.last_bar - self.first_bar + 1
+
+
+def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
+            assets, debug, options) -> SweepJob:
+    """Validate every input and build the shared payload (no kernel runs here)."""
+    spec = strategies.get(strategy)
+    option_values = spec.option_values(options)
+    capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year)
+    grid = as_grid(grid)
+    params = grid.matrix(spec)
+    market = as_market_data(data)
+    asset_index = market.asset_indices(assets)
+    first, last = market.window(start, end)
+    first_bar = np.maximum(first, market.first_valid[asset_index]).astype(np.int64)
+    for position, bar in enumerate(first_bar):
+        if last - bar + 1 < 2:
+            symbol = market.symbols[asset_index[position]]
+            raise ValueError(f"asset {symbol!r} has {max(last - bar + 1, 0)} bar(s) in the "
+                             "window; exclude it with assets= or widen start/end")
+    longest_window = spec.max_window(params)
+    history = last + 1 - int(market.first_valid[asset_index].min())
+    if longest_window >= history:
+        raise ValueError(f"a window parameter of {longest_window} bars is at least the "
+                         f"{history} bars of data up to the window end; use shorter windows or "
+                         "more data")
+    keyed = group_by_key(spec, params)
+    close = np.ascontiguousarray(market.close[:, asset_index].T)
+    close.flags.writeable = False
+    first_bar.flags.writeable = False
+    shared = {
+        "spec": spec, "close": close, "first_bar": first_bar, "last_bar": last,
+        "params": keyed.params, "key_values": keyed.key_values, "combo_key": keyed.combo_key,
+        "options": option_values, "initial_capital": capital, "cost_bps": costs,
+        "periods_per_year": ppy, "debug": bool(debug), "parallel": False,
+    }
+    settings = {
+        "start": market.index[first], "end": market.index[last], "initial_capital": capital,
+        "cost_bps": costs, "periods_per_year": ppy,
+        "assets": [market.symbols[i] for i in asset_index],
+        **{name: bool(v) for name, v in zip(spec.options, option_values)},
+    }
+    return SweepJob(spec, grid, keyed, market, asset_index, first_bar, last, shared, settings)
+
+
+def _execute(job: SweepJob, runner, batch_size, progress, started) -> SweepResult:
+    n_sets, n_assets = len(job.keyed.params), len(job.asset_index)
+    traded = job.traded_bars
+    shared = dict(job.shared, parallel=runner.parallel_kernel and not job.shared["debug"])
+    calibrate_started = time.perf_counter()
+    slots = runner.n_workers
+    if job.shared["debug"]:  # plain Python: no calibration, one task per asset
+        batch_size = n_sets if batch_size == "auto" else batch_size
+        progress = sys.stderr.isatty() if progress is None else progress
+    elif batch_size == "auto" or progress is None:
+        throughput = calibrate(dict(job.shared, parallel=False), int(traded.max()), n_sets)
+    calibrate_s = time.perf_counter() - calibrate_started
+    if batch_size == "auto":
+        target = 0.5 * (slots if runner.parallel_kernel else 1)
+        batch_size = choose_batch_size(n_sets, n_assets, float(traded.mean()), throughput,
+                                       1 if runner.parallel_kernel else slots, target)
+    tasks = make_tasks(n_sets, traded, int(batch_size), job.spec.cost_factor)
+    total_param_bars = float(traded.sum()) * n_sets
+    if progress is None:
+        estimate = total_param_bars / throughput / max(slots, 1)
+        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+    metrics = np.full((n_assets, N_METRICS, n_sets), np.nan)
+    filled = np.zeros((n_assets, n_sets), dtype=np.int64)
+    share_started = time.perf_counter()
+    handle = runner.share(shared)
+    share_s = time.perf_counter() - share_started
+    compute_started = time.perf_counter()
+    by_id = {task.task_id: task for task in tasks}
+    done = set()
+    from tqdm.auto import tqdm
+    with tqdm(total=n_sets * n_assets, unit="bt", disable=not progress, smoothing=0.1,
+              desc=f"{job.spec.name} [{runner.name}]") as bar:
+        try:
+            for task, (task_id, block) in runner.map(run_task, handle, tasks):
+                if task_id in done:  # a retried task finished twice: same bits, keep one
+                    continue
+                done.add(task_id)
+                task = by_id[task_id]
+                metrics[task.asset, :, task.start:task.stop] = block
+                filled[task.asset, task.start:task.stop] += 1
+                bar.update(task.n_sets)
+        finally:
+            runner.unshare(handle)
+    compute_s = time.perf_counter() - compute_started
+    if not (filled == 1).all():
+        missing = int((filled == 0).sum())
+        raise RuntimeError(f"internal error: {missing} backtests missing, "
+                           f"{int((filled > 1).sum())} duplicated after the sweep")
+    elapsed = time.perf_counter() - started
+    stats = {
+        "elapsed_s": elapsed, "backtests": n_sets * n_assets,
+        "backtests_per_s": n_sets * n_assets / max(compute_s, 1e-9),
+        "param_bars": int(total_param_bars),
+        "param_bars_per_s": total_param_bars / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": slots, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries,
+        "lost_workers": runner.lost_workers, "share_s": share_s, "compute_s": compute_s,
+        "calibrate_s": calibrate_s,
+    }
+    table = build_table(job, metrics)
+    return SweepResult(table, stats, job.spec.name, job.settings)
+
+
+def build_table(job: SweepJob, metrics: np.ndarray) -> pd.DataFrame:
+    """Rows in original grid order (x asset), then sorted by Sharpe, best first."""
+    n_assets, _, n_sets = metrics.shape
+    inverse = np.empty(n_sets, dtype=np.int64)
+    inverse[job.keyed.order] = np.arange(n_sets)
+    metrics = metrics[:, :, inverse]  # back to original grid order
+    columns = {}
+    for param in job.spec.params:
+        values = np.repeat(job.grid.columns[param.name], n_assets)
+        columns[param.name] = values.astype(np.int64) if param.kind is int else values
+    if job.data.n_assets > 1 or n_assets > 1:
+        symbols = np.array([job.data.symbols[i] for i in job.asset_index], dtype=object)
+        columns["asset"] = np.tile(symbols, n_sets)
+    for m, name in enumerate(METRIC_NAMES):
+        values = metrics[:, m, :].T.reshape(-1)
+        columns[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
+    table = pd.DataFrame(columns)
+    order = np.argsort(-np.nan_to_num(table["sharpe_ratio"].to_numpy(), nan=-np.inf),
+                       kind="stable")
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _check_settings(initial_capital, cost_bps, periods_per_year):
+    for name, value in (("initial_capital", initial_capital), ("cost_bps", cost_bps),
+                        ("periods_per_year", periods_per_year)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if initial_capital <= 0:
+        raise ValueError(f"initial_capital must be > 0, got {initial_capital}")
+    if cost_bps < 0:
+        raise ValueError(f"cost_bps must be >= 0, got {cost_bps}")
+    if periods_per_year <= 0:
+        raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
+    return float(initial_capital), float(cost_bps), float(periods_per_year)
+
+
+def _check_batch_size(batch_size) -> None:
+    if batch_size == "auto":
+        return
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _check_progress(progress) -> None:
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")

@@ -1,0 +1,91 @@
+"""Mean reversion on the rolling z-score of the close (DESIGN.md, reference semantics).
+
+z_t compares close_t with the ``lookback_period`` closes before it. Flat:
+z < -entry -> long, z > entry -> short (``allow_short``). Long exits when
+|z| < exit or z < -stop (stop-loss); short exits when |z| < exit or z > stop.
+An exit is a stop-loss exit whenever the stop condition holds. With
+``reenter_after_stop=False`` a stopped-out strategy stays flat until
+|z| <= entry again.
+"""
+from numba import njit
+
+from btcore.indicators import rolling_zscore_nb
+from btcore.kernel import sweep_batch_nb
+from strategies.base import Param, StrategySpec
+
+# column of each parameter in the params row, and of each option
+LOOKBACK, ENTRY, EXIT, STOP = 0, 1, 2, 3
+ALLOW_SHORT, REENTER_AFTER_STOP = 0, 1
+# strategy state
+ARMED, STOPPED_OUT = 0, 1
+
+
+@njit(cache=True, nogil=True)
+def zscore_indicator_nb(close, key_row, out):
+    """One output column: the rolling z-score for lookback ``key_row[0]``."""
+    rolling_zscore_nb(close, int(key_row[0]), out[:, 0])
+
+
+@njit(cache=True, nogil=True)
+def signal_nb(indicators, t, params, options, position, state):
+    """Target position sign at bar t and the new stop-out state."""
+    z = indicators[t, 0]
+    entry = params[ENTRY]
+    if position == 0:
+        if state == STOPPED_OUT:
+            if abs(z) <= entry:
+                return 0, ARMED
+            return 0, STOPPED_OUT
+        if z < -entry:
+            return 1, ARMED
+        if z > entry and options[ALLOW_SHORT] != 0.0:
+            return -1, ARMED
+        return 0, ARMED
+    stopped = z < -params[STOP] if position > 0 else z > params[STOP]
+    if stopped:
+        return 0, (ARMED if options[REENTER_AFTER_STOP] != 0.0 else STOPPED_OUT)
+    if abs(z) < params[EXIT]:
+        return 0, ARMED
+    return position, state
+
+
+@njit(cache=True, nogil=True)
+def batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
+             initial_capital, cost_bps, periods_per_year, out, record_equity, record_shares):
+    """``btcore.kernel.sweep_batch_nb`` bound to this strategy (one thread)."""
+    sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
+                   initial_capital, cost_bps, periods_per_year, out, record_equity,
+                   record_shares, 1, zscore_indicator_nb, signal_nb)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def batch_parallel_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
+                      initial_capital, cost_bps, periods_per_year, out, record_equity,
+                      record_shares):
+    """``btcore.kernel.sweep_batch_nb`` bound to this strategy, parameter sets over threads."""
+    sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
+                   initial_capital, cost_bps, periods_per_year, out, record_equity,
+                   record_shares, 1, zscore_indicator_nb, signal_nb)
+
+
+SPEC = StrategySpec(
+    name="mean_reversion",
+    params=(
+        Param("lookback_period", int, 20, low=2, is_window=True,
+              description="closes in the rolling window before each bar"),
+        Param("entry_threshold", float, 2.0, low=0.0, low_inclusive=False,
+              description="|z| beyond which a position opens"),
+        Param("exit_threshold", float, 0.5, low=0.0,
+              description="|z| under which a position closes"),
+        Param("stop_loss_z", float, 3.0, low=0.0, low_inclusive=False,
+              description="z against the position at which it is stopped out"),
+    ),
+    indicator_params=("lookback_period",),
+    n_indicator_outputs=1,
+    indicator_nb=zscore_indicator_nb,
+    signal_nb=signal_nb,
+    batch_nb=batch_nb,
+    batch_parallel_nb=batch_parallel_nb,
+    options={"allow_short": True, "reenter_after_stop": True},
+    description=__doc__.splitlines()[0],
+)
