@@ -12,7 +12,7 @@ from numba import njit
 FLAT_STD_TOLERANCE = 1e-12
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def first_valid_nb(close):
     """Index of the first non-NaN value (len(close) if there is none)."""
     for t in range(close.shape[0]):
@@ -21,7 +21,7 @@ def first_valid_nb(close):
     return close.shape[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _neumaier_add(total, compensation, value):
     """Compensated summation step: returns the new (total, compensation)."""
     new_total = total + value
@@ -32,7 +32,7 @@ def _neumaier_add(total, compensation, value):
     return new_total, compensation
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rolling_zscore_nb(close, window, out):
     """z_t = (close_t - mean(W)) / std(W, ddof=1) with W = close[t-window:t].
 

@@ -36,8 +36,10 @@ from numba import njit, prange
 
 from btcore.metrics import N_METRICS, finalize_metrics_nb
 
+TROUGH_SLACK = 1.0 + 1e-12
 
-@njit(inline="always")
+
+@njit(inline="always", error_model="numpy")
 def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                    initial_capital, cost_bps, periods_per_year, out, record_equity,
                    record_shares, n_indicator_outputs, indicator_nb, signal_nb):
@@ -101,14 +103,13 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
             period_return = equity / previous_equity - 1.0
             sum_returns += period_return
             sum_squares += period_return * period_return
-            if period_return < 0.0:
-                sum_downside_squares += period_return * period_return
-            if equity > peak:
-                peak = equity
-            else:
-                equity_to_peak = equity / peak
-                if equity_to_peak < min_equity_to_peak:
-                    min_equity_to_peak = equity_to_peak
+            downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
+            sum_downside_squares += downside * downside
+            peak = max(peak, equity)
+            # a new trough is rare: divide only when one is possible; the slack
+            # covers rounding, so the kept minimum is exactly min(equity / peak)
+            if equity < peak * min_equity_to_peak * TROUGH_SLACK:
+                min_equity_to_peak = min(min_equity_to_peak, equity / peak)
             if position != 0:
                 bars_in_market += 1
             if recording:

@@ -32,7 +32,7 @@ TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALM
 INTEGER_METRICS = ("num_trades",)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def finalize_metrics_nb(out, k, n_bars, sum_returns, sum_squares, sum_downside_squares,
                         min_equity_to_peak, final_equity, initial_capital, periods_per_year,
                         num_trades, bars_in_market, round_trips, winning_round_trips):
