@@ -10,6 +10,8 @@ from numba import njit
 
 #: relative tolerance under which a window's std counts as zero (flat prices)
 FLAT_STD_TOLERANCE = 1e-12
+#: re-sum the window when centring would cancel more than 3 digits
+CANCELLATION_LIMIT = 1e-3
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -33,6 +35,23 @@ def _neumaier_add(total, compensation, value):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _window_sums_nb(close, stop, window):
+    """Exact re-sum of close[stop-window:stop]: (shift, sum of deviations, sum of squares),
+    deviations taken from the window's own mean (two-pass)."""
+    total = 0.0
+    for i in range(stop - window, stop):
+        total += close[i]
+    shift = total / window
+    sum_dev = 0.0
+    sum_sq = 0.0
+    for i in range(stop - window, stop):
+        deviation = close[i] - shift
+        sum_dev += deviation
+        sum_sq += deviation * deviation
+    return shift, sum_dev, sum_sq
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def rolling_zscore_nb(close, window, out):
     """z_t = (close_t - mean(W)) / std(W, ddof=1) with W = close[t-window:t].
 
@@ -42,8 +61,11 @@ def rolling_zscore_nb(close, window, out):
     than ``window`` valid closes precede t or where s <= 1e-12 * m (flat window).
 
     Rolling sums of deviations from a shift (the window mean at the last re-sum)
-    are kept with compensated (Neumaier) summation and re-summed exactly every
-    ``window`` bars, so round-off cannot drift: O(n_bars) work in total.
+    use compensated (Neumaier) updates. The window is re-summed exactly every
+    ``window`` bars, and at once whenever the shift has drifted so far from the
+    data (after a jump) that ``sum_sq - sum_dev**2 / window`` would lose more than
+    3 digits: O(n_bars) work for ordinary data. An exactly flat window (common
+    with tick-rounded prices) gives exactly 0, as two-pass does.
     """
     n_bars = close.shape[0]
     for t in range(n_bars):
@@ -54,18 +76,14 @@ def rolling_zscore_nb(close, window, out):
     sum_dev_comp = 0.0
     sum_sq = 0.0
     sum_sq_comp = 0.0
+    equal_run = 1  # consecutive equal closes ending at bar t - 1
+    for t in range(first + 1, first + window):
+        equal_run = equal_run + 1 if close[t] == close[t - 1] else 1
     for t in range(first + window, n_bars):
+        if t > first + window:
+            equal_run = equal_run + 1 if close[t - 1] == close[t - 2] else 1
         if (t - first - window) % window == 0:
-            total = 0.0
-            for i in range(t - window, t):
-                total += close[i]
-            shift = total / window
-            sum_dev = 0.0
-            sum_sq = 0.0
-            for i in range(t - window, t):
-                deviation = close[i] - shift
-                sum_dev += deviation
-                sum_sq += deviation * deviation
+            shift, sum_dev, sum_sq = _window_sums_nb(close, t, window)
             sum_dev_comp = 0.0
             sum_sq_comp = 0.0
         else:
@@ -75,10 +93,19 @@ def rolling_zscore_nb(close, window, out):
             sum_dev, sum_dev_comp = _neumaier_add(sum_dev, sum_dev_comp, -leaving)
             sum_sq, sum_sq_comp = _neumaier_add(sum_sq, sum_sq_comp, entering * entering)
             sum_sq, sum_sq_comp = _neumaier_add(sum_sq, sum_sq_comp, -(leaving * leaving))
+        if equal_run >= window:  # exactly flat: two-pass gives std == 0, so must we
+            continue
         dev = sum_dev + sum_dev_comp
-        mean_dev = dev / window
-        mean = shift + mean_dev
-        variance = ((sum_sq + sum_sq_comp) - dev * mean_dev) / (window - 1)
+        squares = sum_sq + sum_sq_comp
+        centered = squares - dev * (dev / window)
+        if centered < squares * CANCELLATION_LIMIT:
+            shift, sum_dev, sum_sq = _window_sums_nb(close, t, window)
+            sum_dev_comp = 0.0
+            sum_sq_comp = 0.0
+            dev = sum_dev
+            centered = sum_sq - dev * (dev / window)
+        mean = shift + dev / window
+        variance = centered / (window - 1)
         std = math.sqrt(variance) if variance > 0.0 else 0.0
         if std > FLAT_STD_TOLERANCE * mean:
             out[t] = (close[t] - mean) / std
