@@ -29,9 +29,13 @@ def test_rolling_zscore_matches_two_pass(close, lookback):
     out = np.empty_like(close)
     rolling_zscore_nb(close, lookback, out)
     expected = zscore_reference(close, lookback)
-    # exact zeros (warm-up, flat windows) must agree exactly; elsewhere ~1e-12
-    # relative, scaled by how ill-conditioned the window is (|mean| / std)
-    np.testing.assert_array_equal(out == 0.0, expected == 0.0)
+    # warm-up bars and exactly flat windows are exactly 0 (decisions depend on it);
+    # elsewhere the two agree to ~1e-12 (z near 0 may be 0 in one, 1e-14 in the other)
+    first = int(np.argmax(~np.isnan(close)))
+    for t in range(len(close)):
+        window = close[t - lookback:t]
+        if t - first < lookback or (window == window[0]).all():
+            assert out[t] == 0.0 and expected[t] == 0.0, t
     np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-11)
 
 

@@ -1,0 +1,192 @@
+"""run_sweep / backtest / SweepResult behaviour on the public API."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from btcore import MarketData, backtest, run_sweep
+from btcore.metrics import METRIC_NAMES
+from conftest import assert_tables_identical, small_grid
+
+
+def test_table_has_one_row_per_set_and_asset(small_data, grid):
+    result = run_sweep(grid, data=small_data, progress=False)
+    n_sets = np.prod([len(v) for v in grid.values()])
+    assert len(result.table) == n_sets * small_data.n_assets
+    assert list(result.table.columns) == [*grid, "asset", *METRIC_NAMES]
+    pairs = result.table[[*grid, "asset"]].drop_duplicates()
+    assert len(pairs) == len(result.table)
+    sharpe = result.table["sharpe_ratio"].to_numpy()
+    assert (np.diff(sharpe) <= 0).all(), "sorted by Sharpe, best first"
+    assert result.table["lookback_period"].dtype == np.int64
+    assert result.table["num_trades"].dtype == np.int64
+
+
+def test_single_asset_table_has_no_asset_column(small_data, grid):
+    result = run_sweep(grid, data=small_data, assets="SYN001", progress=False)
+    assert "asset" in result.table.columns  # multi-asset data keeps the column
+    one = MarketData(small_data.close[:, 0], small_data.index, ("ONLY",))
+    assert "asset" not in run_sweep(grid, data=one, progress=False).table.columns
+
+
+def test_assets_subset_equals_rows_of_full_universe(small_data, grid):
+    full = run_sweep(grid, data=small_data, progress=False).table
+    sub = run_sweep(grid, data=small_data, assets=["SYN002"], progress=False).table
+    expected = full[full["asset"] == "SYN002"].reset_index(drop=True)
+    assert_tables_identical(sub, expected)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 1000])
+def test_results_do_not_depend_on_batch_size(small_data, grid, batch_size):
+    auto = run_sweep(grid, data=small_data, progress=False)
+    fixed = run_sweep(grid, data=small_data, batch_size=batch_size, progress=False)
+    assert_tables_identical(auto.table, fixed.table)
+    assert fixed.stats["batch_size"] == batch_size
+
+
+def test_grid_order_only_permutes_rows(small_data, grid):
+    from btcore import Grid
+    frame = Grid(grid).to_frame()
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    a = run_sweep(frame, data=small_data, progress=False).table
+    b = run_sweep(shuffled, data=small_data, progress=False).table
+    key = [*grid, "asset"]
+    assert_tables_identical(a.sort_values(key).reset_index(drop=True),
+                            b.sort_values(key).reset_index(drop=True))
+
+
+def test_debug_mode_equals_compiled(small_data):
+    grid = {"lookback_period": [5, 12], "entry_threshold": [1.5], "exit_threshold": [0.3],
+            "stop_loss_z": [2.5]}
+    data = MarketData(small_data.close[:120, :2], small_data.index[:120], small_data.symbols[:2])
+    compiled = run_sweep(grid, data=data, progress=False, reenter_after_stop=False)
+    debugged = run_sweep(grid, data=data, progress=False, debug=True, reenter_after_stop=False)
+    assert_tables_identical(compiled.table, debugged.table)
+
+
+def test_debug_mode_runs_strategy_as_python(small_data, monkeypatch):
+    """In debug mode the signal rule is the plain Python function (prints work)."""
+    from strategies import mean_reversion
+    calls = []
+    original = mean_reversion.signal_nb.py_func
+
+    def spy(*args):
+        calls.append(args[1])
+        return original(*args)
+
+    monkeypatch.setattr(mean_reversion.signal_nb, "py_func", spy)
+    data = MarketData(small_data.close[:60, 0], small_data.index[:60], ("A",))
+    run_sweep({"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.5],
+               "stop_loss_z": [3.0]}, data=data, debug=True, progress=False)
+    assert calls == list(range(60))
+
+
+def test_backtest_metrics_equal_sweep_row(sample):
+    params = {"lookback_period": 40, "entry_threshold": 2.0, "exit_threshold": 0.25,
+              "stop_loss_z": 3.0}
+    sweep = run_sweep({k: [v] for k, v in params.items()}, data=sample, assets="UNH",
+                      start="2010-01-01", progress=False)
+    single = backtest(params, data=sample, asset="UNH", start="2010-01-01")
+    row = sweep.table.iloc[0]
+    for name in METRIC_NAMES:
+        assert single.metrics[name] == row[name] or (np.isnan(single.metrics[name])
+                                                     and np.isnan(row[name])), name
+    assert single.equity.index[0] >= pd.Timestamp("2010-01-01")
+    assert single.equity.iloc[-1] == single.metrics["final_value"]
+    held = np.concatenate([[0.0], single.positions.to_numpy()])
+    assert np.count_nonzero(np.diff(held)) == single.metrics["num_trades"]
+
+
+def test_backtest_trades_reconcile_with_equity(sample):
+    params = {"lookback_period": 20, "entry_threshold": 2.0, "exit_threshold": 0.5,
+              "stop_loss_z": 3.0}
+    result = backtest(params, data=sample, asset="KO", start="2012-01-01", end="2016-12-31")
+    trades = result.trades
+    closed = trades.dropna(subset=["exit_time"])
+    assert len(closed) > 5
+    assert set(trades["side"]) <= {-1, 1}
+    assert (trades["shares"] > 0).all()
+    assert result.metrics["win_rate"] == pytest.approx((closed["pnl"] > 0).mean())
+    # P&L of all closed trades adds up to the equity change up to the last exit
+    last_exit = closed["exit_time"].max()
+    change = result.equity.loc[last_exit] - 1_000_000.0
+    assert closed["pnl"].sum() == pytest.approx(change, rel=1e-9)
+
+
+def test_backtest_debug_equals_compiled(small_data):
+    params = {"lookback_period": 10, "entry_threshold": 1.0, "exit_threshold": 0.2,
+              "stop_loss_z": 2.0}
+    a = backtest(params, data=small_data, asset="SYN000")
+    b = backtest(params, data=small_data, asset="SYN000", debug=True)
+    assert a.metrics == b.metrics or all(
+        a.metrics[k] == b.metrics[k] or (np.isnan(a.metrics[k]) and np.isnan(b.metrics[k]))
+        for k in a.metrics)
+    pd.testing.assert_series_equal(a.equity, b.equity, check_exact=True)
+
+
+def test_strategy_that_never_trades_has_zero_return(small_data):
+    grid = {"lookback_period": [10], "entry_threshold": [1e9], "exit_threshold": [0.5],
+            "stop_loss_z": [3.0]}
+    table = run_sweep(grid, data=small_data, progress=False).table
+    assert (table["num_trades"] == 0).all()
+    assert (table["total_return"] == 0.0).all()
+    assert (table["final_value"] == 1_000_000.0).all()
+    assert (table["sharpe_ratio"] == 0.0).all()
+    assert (table["max_drawdown"] == 0.0).all()
+    assert (table["exposure"] == 0.0).all()
+    assert table["win_rate"].isna().all()
+
+
+def test_allow_short_false_never_holds_short(sample):
+    params = {"lookback_period": 20, "entry_threshold": 1.5, "exit_threshold": 0.5,
+              "stop_loss_z": 3.0}
+    longs = backtest(params, data=sample, asset="XOM", allow_short=False, start="2015-01-01")
+    both = backtest(params, data=sample, asset="XOM", start="2015-01-01")
+    assert (longs.positions >= 0).all()
+    assert (both.positions < 0).any()
+
+
+def test_reenter_after_stop_false_stays_flat_after_stop(sample):
+    params = {"lookback_period": 20, "entry_threshold": 1.0, "exit_threshold": 0.1,
+              "stop_loss_z": 1.5}
+    armed = backtest(params, data=sample, asset="AAPL", start="2010-01-01")
+    cautious = backtest(params, data=sample, asset="AAPL", start="2010-01-01",
+                        reenter_after_stop=False)
+    assert cautious.metrics["num_trades"] < armed.metrics["num_trades"]
+
+
+def test_sweep_result_api(small_data, grid):
+    result = run_sweep(grid, data=small_data, progress=False)
+    best = result.best()
+    assert best["sharpe_ratio"] == result.table["sharpe_ratio"].max()
+    assert result.best("annual_volatility")["annual_volatility"] == \
+        result.table["annual_volatility"].min()
+    with pytest.raises(ValueError, match="unknown metric"):
+        result.best("sharp")
+    stats = result.stats
+    assert stats["backtests"] == len(result.table)
+    assert stats["executor"] == "serial" and stats["workers"] == 1
+    assert stats["param_bars_per_s"] > 0 and stats["batches"] >= 1
+    text = repr(result)
+    assert "backtests" in text and "sharpe_ratio" in text
+    assert result.settings["assets"] == list(small_data.symbols)
+
+
+def test_threads_executor_matches_serial(sample, seed_grid):
+    serial = run_sweep(seed_grid, data=sample, start="2015-01-01", progress=False)
+    threads = run_sweep(seed_grid, data=sample, start="2015-01-01", progress=False,
+                        executor="threads")
+    assert_tables_identical(serial.table, threads.table)
+    assert threads.stats["executor"] == "threads"
+
+
+def test_indicator_warm_up_uses_history_before_start(sample):
+    """Bars before `start` feed the z-score; data that starts at `start` must warm up."""
+    params = {"lookback_period": 60, "entry_threshold": 0.5, "exit_threshold": 0.1,
+              "stop_loss_z": 4.0}
+    warm = backtest(params, data=sample, asset="WMT", start="2005-01-03")
+    first = sample.index.get_loc(pd.Timestamp("2005-01-03"))
+    cold_data = MarketData(sample.close[first:], sample.index[first:], sample.symbols)
+    cold = backtest(params, data=cold_data, asset="WMT")
+    assert (cold.positions.iloc[:60] == 0).all()  # z = 0 until 60 closes exist
+    assert (warm.positions.iloc[:60] != 0).any()
+    assert len(warm.equity) == len(cold.equity)

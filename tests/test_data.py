@@ -1,0 +1,108 @@
+"""MarketData constructors, validation details and the bundled sample."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from btcore import MarketData, run_sweep
+from btcore.datasets import sp500_sample
+
+INDEX = pd.bdate_range("2021-01-01", periods=30, name="date")
+
+
+def frame(assets=("A", "B")):
+    rng = np.random.default_rng(1)
+    values = 50 * np.exp(np.cumsum(rng.normal(0, 0.02, (30, len(assets))), axis=0))
+    return pd.DataFrame(values, index=INDEX, columns=list(assets))
+
+
+def test_sample_is_real_and_read_only():
+    data = sp500_sample()
+    assert data.close.shape == (8313, 20)
+    assert data.symbols[0] == "AAPL" and data.symbols[-1] == "XOM"
+    assert data.index[0] == pd.Timestamp("1990-01-02")
+    assert not data.close.flags.writeable and data.close.flags.c_contiguous
+    assert np.isfinite(data.close).all()
+    with pytest.raises(ValueError):
+        data.close[0, 0] = 1.0
+
+
+def test_default_data_is_the_sample():
+    grid = {"lookback_period": [20], "entry_threshold": [2.0], "exit_threshold": [0.5],
+            "stop_loss_z": [3.0]}
+    result = run_sweep(grid, start="2020-01-01", progress=False)
+    assert sorted(result.table["asset"]) == sorted(sp500_sample().symbols)
+
+
+def test_from_series_wide_long_and_ohlcv_agree():
+    wide = frame()
+    from_wide = MarketData.from_pandas(wide)
+    from_series = MarketData.from_pandas(wide["B"])
+    long = wide.stack().rename("close").reset_index().rename(columns={"level_1": "symbol"})
+    from_long = MarketData.from_pandas(long)
+    ohlcv = pd.DataFrame({"Open": wide["A"] * 0.99, "High": wide["A"] * 1.01,
+                          "Low": wide["A"] * 0.98, "Close": wide["A"], "Volume": 1e6},
+                         index=INDEX)
+    from_ohlcv = MarketData.from_pandas(ohlcv)
+    assert from_wide.symbols == ("A", "B") and from_long.symbols == ("A", "B")
+    np.testing.assert_array_equal(from_wide.close, from_long.close)
+    np.testing.assert_array_equal(from_series.close[:, 0], wide["B"].to_numpy())
+    assert from_series.symbols == ("B",)
+    np.testing.assert_array_equal(from_ohlcv.close[:, 0], wide["A"].to_numpy())
+    assert from_ohlcv.high.shape == from_ohlcv.close.shape and from_ohlcv.volume is not None
+
+
+def test_csv_and_parquet_round_trip(tmp_path):
+    wide = frame()
+    wide.to_csv(tmp_path / "wide.csv")
+    wide.to_parquet(tmp_path / "wide.parquet")
+    long = wide.stack().rename("close").reset_index().rename(columns={"level_1": "ticker"})
+    long.to_csv(tmp_path / "long.csv", index=False)
+    reference = MarketData.from_pandas(wide)
+    for path in ("wide.csv", "wide.parquet", "long.csv"):
+        loaded = MarketData.from_csv(tmp_path / path) if path.endswith(".csv") else \
+            MarketData.from_parquet(tmp_path / path)
+        np.testing.assert_allclose(loaded.close, reference.close, rtol=1e-15)
+        assert loaded.symbols == ("A", "B")
+        assert (loaded.index == reference.index).all()
+    grid = {"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.0],
+            "stop_loss_z": [3.0]}
+    a = run_sweep(grid, data=str(tmp_path / "wide.parquet"), progress=False).table
+    b = run_sweep(grid, data=reference, progress=False).table
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_leading_nans_mark_listing_date():
+    close = frame().to_numpy(copy=True)
+    close[:10, 1] = np.nan
+    data = MarketData(close, INDEX, ("A", "B"))
+    assert list(data.first_valid) == [0, 10]
+
+
+def test_private_copy_leaves_caller_array_writable():
+    close = frame().to_numpy(copy=True)
+    data = MarketData(close, INDEX, ("A", "B"))
+    assert close.flags.writeable
+    close[0, 0] = 999.0
+    assert data.close[0, 0] != 999.0
+
+
+def test_synthetic_is_seeded_and_correlated():
+    a = MarketData.synthetic(n_assets=4, start="2015-01-01", end="2019-12-31", seed=3)
+    b = MarketData.synthetic(n_assets=4, start="2015-01-01", end="2019-12-31", seed=3)
+    c = MarketData.synthetic(n_assets=4, start="2015-01-01", end="2019-12-31", seed=4)
+    np.testing.assert_array_equal(a.close, b.close)
+    assert not np.array_equal(a.close, c.close)
+    assert a.index.equals(pd.bdate_range("2015-01-01", "2019-12-31"))
+    returns = np.diff(np.log(a.close), axis=0)
+    correlation = np.corrcoef(returns.T)[np.triu_indices(4, 1)]
+    assert (correlation > 0.1).all(), "one-factor model correlates the assets"
+    with pytest.raises(ValueError, match="n_assets"):
+        MarketData.synthetic(n_assets=0)
+
+
+def test_window_indices():
+    data = MarketData.from_pandas(frame())
+    assert data.window() == (0, 29)
+    assert data.window("2021-01-05", "2021-01-07") == (2, 4)
+    with pytest.raises(ValueError, match="after end"):
+        data.window("2021-02-01", "2021-01-01")
