@@ -61,8 +61,12 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
         equity = initial_capital
         peak = initial_capital
         min_equity_to_peak = 1.0
-        sum_returns = 0.0
-        sum_squares = 0.0
+        # moments of r - return_shift (the first non-zero-bar return): exact for
+        # flat bars (r = 0, skipped) and well conditioned even when r is nearly constant
+        active_bars = 0
+        return_shift = 0.0
+        sum_shifted = 0.0
+        sum_shifted_squares = 0.0
         sum_downside_squares = 0.0
         num_trades = 0
         bars_in_market = 0
@@ -101,8 +105,12 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
             previous_equity = equity
             equity = cash + shares * price
             period_return = equity / previous_equity - 1.0
-            sum_returns += period_return
-            sum_squares += period_return * period_return
+            if active_bars == 0:
+                return_shift = period_return
+            active_bars += 1
+            shifted = period_return - return_shift
+            sum_shifted += shifted
+            sum_shifted_squares += shifted * shifted
             downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
             sum_downside_squares += downside * downside
             peak = max(peak, equity)
@@ -115,7 +123,8 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
             if recording:
                 record_equity[t] = equity
                 record_shares[t] = shares
-        finalize_metrics_nb(out, k, n_traded, sum_returns, sum_squares, sum_downside_squares,
+        finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
+                            sum_shifted_squares, sum_downside_squares,
                             min_equity_to_peak, equity, initial_capital, periods_per_year,
                             num_trades, bars_in_market, round_trips, winning_round_trips)
 

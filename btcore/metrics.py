@@ -33,12 +33,21 @@ INTEGER_METRICS = ("num_trades",)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def finalize_metrics_nb(out, k, n_bars, sum_returns, sum_squares, sum_downside_squares,
-                        min_equity_to_peak, final_equity, initial_capital, periods_per_year,
-                        num_trades, bars_in_market, round_trips, winning_round_trips):
-    """Write the metrics of parameter set ``k`` into ``out[:, k]`` from running sums."""
-    mean = sum_returns / n_bars
-    variance = (sum_squares - sum_returns * mean) / (n_bars - 1)
+def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
+                        sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
+                        final_equity, initial_capital, periods_per_year, num_trades,
+                        bars_in_market, round_trips, winning_round_trips):
+    """Write the metrics of parameter set ``k`` into ``out[:, k]`` from running sums.
+
+    ``sum_shifted`` / ``sum_shifted_squares`` are sums of ``r - return_shift`` over
+    the ``active_bars`` bars that were not flat and untouched; the other bars had
+    r = 0 exactly and are added here in bulk.
+    """
+    flat_bars = n_bars - active_bars
+    total = sum_shifted - flat_bars * return_shift
+    squares = sum_shifted_squares + flat_bars * (return_shift * return_shift)
+    mean = return_shift + total / n_bars
+    variance = (squares - total * (total / n_bars)) / (n_bars - 1)
     std = math.sqrt(variance) if variance > 0.0 else 0.0
     annualizer = math.sqrt(periods_per_year)
     out[SHARPE, k] = mean / std * annualizer if std > 0.0 else 0.0

@@ -11,6 +11,7 @@ from numba import njit
 
 from btcore.indicators import rolling_zscore_nb
 from btcore.kernel import sweep_batch_nb
+from btcore.kernel_cache import kernel_cache
 from strategies.base import Param, StrategySpec
 
 # column of each parameter in the params row, and of each option
@@ -20,6 +21,7 @@ ALLOW_SHORT, REENTER_AFTER_STOP = 0, 1
 ARMED, STOPPED_OUT = 0, 1
 
 
+@kernel_cache
 @njit(cache=True, nogil=True, error_model="numpy")
 def zscore_indicator_nb(close, key_row, out):
     """One output column: the rolling z-score for lookback ``key_row[0]``."""
@@ -55,6 +57,7 @@ def signal_nb(indicators, t, params, options, position, state):
     return target, state
 
 
+@kernel_cache
 @njit(cache=True, nogil=True, error_model="numpy")
 def batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
              initial_capital, cost_bps, periods_per_year, out, record_equity, record_shares):
@@ -64,6 +67,7 @@ def batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                    record_shares, 1, zscore_indicator_nb, signal_nb)
 
 
+@kernel_cache
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def batch_parallel_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                       initial_capital, cost_bps, periods_per_year, out, record_equity,

@@ -36,7 +36,13 @@ def test_rolling_zscore_matches_two_pass(close, lookback):
         window = close[t - lookback:t]
         if t - first < lookback or (window == window[0]).all():
             assert out[t] == 0.0 and expected[t] == 0.0, t
-    np.testing.assert_allclose(out, expected, rtol=1e-11, atol=1e-11)
+    # a window whose std is tiny against its mean is ill-conditioned for any
+    # method (two-pass included): allow error growing with mean / std
+    for t in range(first + lookback, len(close)):
+        window = close[t - lookback:t]
+        conditioning = window.mean() / max(window.std(ddof=1), 1e-300)
+        rtol = max(1e-11, 1e-15 * conditioning)
+        assert math.isclose(out[t], expected[t], rel_tol=rtol, abs_tol=1e-11), (t, rtol)
 
 
 @given(data=st.data(), close=price_paths(), grid=mean_reversion_grids(),

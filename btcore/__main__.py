@@ -1,0 +1,5 @@
+import sys
+
+from btcore.cli import main
+
+sys.exit(main())
