@@ -41,7 +41,7 @@ def test_rolling_zscore_matches_two_pass(close, lookback):
     for t in range(first + lookback, len(close)):
         window = close[t - lookback:t]
         conditioning = window.mean() / max(window.std(ddof=1), 1e-300)
-        rtol = max(1e-11, 1e-15 * conditioning)
+        rtol = max(1e-11, 1e-14 * conditioning)
         assert math.isclose(out[t], expected[t], rel_tol=rtol, abs_tol=1e-11), (t, rtol)
 
 
