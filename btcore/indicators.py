@@ -24,13 +24,12 @@ def first_valid_nb(close):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _neumaier_add(total, compensation, value):
-    """Compensated summation step: returns the new (total, compensation)."""
+def _compensated_add(total, compensation, value):
+    """Add ``value`` to ``total`` keeping the exact rounding error (Knuth's TwoSum,
+    branch-free) in ``compensation``; returns the new (total, compensation)."""
     new_total = total + value
-    if abs(total) >= abs(value):
-        compensation += (total - new_total) + value
-    else:
-        compensation += (value - new_total) + total
+    virtual = new_total - total
+    compensation += (total - (new_total - virtual)) + (value - virtual)
     return new_total, compensation
 
 
@@ -61,7 +60,7 @@ def rolling_zscore_nb(close, window, out):
     than ``window`` valid closes precede t or where s <= 1e-12 * m (flat window).
 
     Rolling sums of deviations from a shift (the window mean at the last re-sum)
-    use compensated (Neumaier) updates. The window is re-summed exactly every
+    use compensated (TwoSum) updates. The window is re-summed exactly every
     ``window`` bars, and at once whenever the shift has drifted so far from the
     data (after a jump) that ``sum_sq - sum_dev**2 / window`` would lose more than
     3 digits: O(n_bars) work for ordinary data. An exactly flat window (common
@@ -76,36 +75,41 @@ def rolling_zscore_nb(close, window, out):
     sum_dev_comp = 0.0
     sum_sq = 0.0
     sum_sq_comp = 0.0
+    bars_to_resum = 1
+    inv_window = 1.0 / window  # multiply, don't divide, in the per-bar loop
+    inv_degrees = 1.0 / (window - 1)
     equal_run = 1  # consecutive equal closes ending at bar t - 1
     for t in range(first + 1, first + window):
         equal_run = equal_run + 1 if close[t] == close[t - 1] else 1
     for t in range(first + window, n_bars):
         if t > first + window:
             equal_run = equal_run + 1 if close[t - 1] == close[t - 2] else 1
-        if (t - first - window) % window == 0:
+        bars_to_resum -= 1
+        if bars_to_resum == 0:  # a countdown, not t % window: integer division is slow
+            bars_to_resum = window
             shift, sum_dev, sum_sq = _window_sums_nb(close, t, window)
             sum_dev_comp = 0.0
             sum_sq_comp = 0.0
         else:
             entering = close[t - 1] - shift
             leaving = close[t - 1 - window] - shift
-            sum_dev, sum_dev_comp = _neumaier_add(sum_dev, sum_dev_comp, entering)
-            sum_dev, sum_dev_comp = _neumaier_add(sum_dev, sum_dev_comp, -leaving)
-            sum_sq, sum_sq_comp = _neumaier_add(sum_sq, sum_sq_comp, entering * entering)
-            sum_sq, sum_sq_comp = _neumaier_add(sum_sq, sum_sq_comp, -(leaving * leaving))
+            sum_dev, sum_dev_comp = _compensated_add(sum_dev, sum_dev_comp, entering)
+            sum_dev, sum_dev_comp = _compensated_add(sum_dev, sum_dev_comp, -leaving)
+            sum_sq, sum_sq_comp = _compensated_add(sum_sq, sum_sq_comp, entering * entering)
+            sum_sq, sum_sq_comp = _compensated_add(sum_sq, sum_sq_comp, -(leaving * leaving))
         if equal_run >= window:  # exactly flat: two-pass gives std == 0, so must we
             continue
         dev = sum_dev + sum_dev_comp
         squares = sum_sq + sum_sq_comp
-        centered = squares - dev * (dev / window)
+        centered = squares - dev * (dev * inv_window)
         if centered < squares * CANCELLATION_LIMIT:
             shift, sum_dev, sum_sq = _window_sums_nb(close, t, window)
             sum_dev_comp = 0.0
             sum_sq_comp = 0.0
             dev = sum_dev
-            centered = sum_sq - dev * (dev / window)
-        mean = shift + dev / window
-        variance = centered / (window - 1)
+            centered = sum_sq - dev * (dev * inv_window)
+        mean = shift + dev * inv_window
+        variance = centered * inv_degrees
         std = math.sqrt(variance) if variance > 0.0 else 0.0
         if std > FLAT_STD_TOLERANCE * mean:
             out[t] = (close[t] - mean) / std
