@@ -51,10 +51,44 @@ def kernel_seconds(grid, threads, repeats):
     return seconds, int(job.traded_bars[0]), len(job.keyed.params)
 
 
+STARTUP_PROBE = """
+import time
+started = time.perf_counter()
+from btcore import run_sweep
+imported = time.perf_counter()
+run_sweep(%r, assets=["%s"], start="%s", progress=False)
+done = time.perf_counter()
+print(imported - started, done - imported)
+"""
+
+
+def startup_seconds(cache_dir):
+    """(import s, first sweep s, whole process s) of a fresh interpreter."""
+    import subprocess
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", STARTUP_PROBE % (SEED_GRID, ASSET, START)],
+                            env=env, check=True, capture_output=True, text=True).stdout
+    total = time.perf_counter() - started
+    import_s, sweep_s = map(float, output.split())
+    return import_s, sweep_s, total
+
+
+def report_startup():
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cold = startup_seconds(cache_dir)
+        warm = min((startup_seconds(cache_dir) for _ in range(3)), key=lambda r: r[2])
+    print("\nfresh process, seed grid on one asset: import s, first sweep s, process s")
+    print(f"  cold numba cache (compiles):  {cold[0]:.2f}  {cold[1]:.2f}  {cold[2]:.2f}")
+    print(f"  warm numba cache (loads):     {warm[0]:.2f}  {warm[1]:.2f}  {warm[2]:.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-runs", type=int, default=3)
+    parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process timing")
     args = parser.parse_args(argv)
     close = sp500_sample()
     series = __import__("pandas").Series(close.close[:, close.symbols.index(ASSET)],
@@ -80,6 +114,8 @@ def main(argv=None):
                   f"{combos * bars / seconds / 1e6:>16.1f}{single / seconds:>12.2f}"
                   f"{naive_total:>14.1f}{naive_total / seconds:>11,.0f}x")
     numba.set_num_threads(all_threads)
+    if not args.no_startup:
+        report_startup()
 
 
 if __name__ == "__main__":
