@@ -6,10 +6,9 @@ Third-party executors register under the ``btcore.executors`` entry-point group.
 """
 from __future__ import annotations
 
-import importlib
-from importlib.metadata import entry_points
 from types import MappingProxyType
 
+from btcore.registry import Registry
 from executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
                             cpu_count)
 
@@ -20,52 +19,28 @@ _BUILTIN = {
     "serial": "executors.serial:SerialExecutor",
     "threads": "executors.threads:ThreadsExecutor",
 }
-_registry: dict[str, type | str] = dict(_BUILTIN)
-_entry_points_loaded = False
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for ep in entry_points(group="btcore.executors"):
-            _registry.setdefault(ep.name, ep.value)
+_REGISTRY = Registry("executor", "executors", _BUILTIN, "btcore.executors")
 
 
 def available() -> list[str]:
     """Sorted executor names (whether or not their optional backend is installed)."""
-    _load_entry_points()
-    return sorted(_registry)
+    return _REGISTRY.names()
 
 
 def registry() -> MappingProxyType:
-    _load_entry_points()
-    return MappingProxyType(_registry)
+    return _REGISTRY.view()
 
 
 def register(name: str, cls: type, *, clobber: bool = False) -> None:
     """Register an :class:`Executor` subclass under ``name``."""
     if not (isinstance(cls, type) and issubclass(cls, Executor)):
         raise TypeError(f"register() takes an Executor subclass, got {cls!r}")
-    _load_entry_points()
-    if name in _registry and not clobber:
-        raise ValueError(f"executor {name!r} is already registered; pass clobber=True")
-    _registry[name] = cls
+    _REGISTRY.add(name, cls, clobber)
 
 
 def executor_class(name: str) -> type:
     """The class registered as ``name`` (imports its module)."""
-    _load_entry_points()
-    try:
-        entry = _registry[name]
-    except KeyError:
-        raise ValueError(f"unknown executor {name!r}; valid executors are {available()} or "
-                         "an Executor instance") from None
-    if isinstance(entry, str):
-        module_name, _, attribute = entry.partition(":")
-        entry = getattr(importlib.import_module(module_name), attribute)
-        _registry[name] = entry
-    return entry
+    return _REGISTRY.load(name, " or an Executor instance")
 
 
 def get_executor(executor, **kwargs) -> tuple[Executor, bool]:
