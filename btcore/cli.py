@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.endswith(".csv"):
             result.table.to_csv(args.out, index=False)
         else:
-            result.table.to_parquet(args.out, index=False)
+            result.to_parquet(args.out)
         print(f"saved {len(result.table):,} rows to {args.out}")
     return 0
 

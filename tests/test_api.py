@@ -190,3 +190,17 @@ def test_indicator_warm_up_uses_history_before_start(sample):
     assert (cold.positions.iloc[:60] == 0).all()  # z = 0 until 60 closes exist
     assert (warm.positions.iloc[:60] != 0).any()
     assert len(warm.equity) == len(cold.equity)
+
+
+def test_result_round_trips_through_parquet(small_data, grid, tmp_path):
+    from btcore import SweepResult
+    result = run_sweep(grid, data=small_data, progress=False)
+    result.to_parquet(tmp_path / "sweep.parquet")
+    loaded = SweepResult.read_parquet(tmp_path / "sweep.parquet")
+    assert_tables_identical(result.table, loaded.table)
+    assert loaded.strategy == "mean_reversion"
+    assert loaded.stats["backtests"] == result.stats["backtests"]
+    assert loaded.settings["assets"] == result.settings["assets"]
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match="not written by SweepResult"):
+        SweepResult.read_parquet(tmp_path / "other.parquet")
