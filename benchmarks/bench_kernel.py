@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from naive_loop import naive_backtest  # noqa: E402
+from _peers import naive_backtest  # noqa: E402
 
 from btcore import Grid  # noqa: E402
 from btcore.datasets import sp500_sample  # noqa: E402
@@ -95,7 +95,7 @@ def main(argv=None):
                                          index=close.index)
     started = time.perf_counter()
     for _ in range(args.naive_runs):
-        naive_backtest(series, 40, 2.0, 0.5, 3.0, start=START)
+        naive_backtest(series, 40, 2.0, 0.5, 3.0, start=START, end=None)
     naive_per_backtest = (time.perf_counter() - started) / args.naive_runs
     all_threads = numba.config.NUMBA_NUM_THREADS
     print(f"btcore kernel, mean_reversion on {ASSET} from {START} "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from btcore.kernel import sweep_batch_nb
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
 
 
 @dataclass
@@ -105,6 +105,7 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
     shares_series = pd.Series(shares[first_bar:last_bar + 1], index=index, name="shares")
     metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
                for m, name in enumerate(METRIC_NAMES)}
+    metrics["ruined"] = bool(is_ruined(metrics["max_drawdown"]))
     used = {p.name: (int(v) if p.kind is int else float(v))
             for p, v in zip(spec.params, shared["params"][0])}
     trades = trade_list(close[first_bar:last_bar + 1], shares_series, equity_series,
@@ -121,25 +122,31 @@ def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series,
     """Round trips from the per-bar share counts.
 
     A trade's P&L is the equity after its exit bar minus the equity before its
-    entry bar (both flat, so both are cash): costs on both legs included.
+    entry bar (both flat, so both are cash): costs on both legs included. A
+    position still open at the end has NaN exit fields.
     """
     held = shares.to_numpy()
     value = equity.to_numpy()
     before = np.concatenate(([0.0], held[:-1]))
     changes = np.flatnonzero(held != before)
-    rows = []
-    entry = None
-    for t in changes:
-        if before[t] != 0.0 and entry is not None:  # exit (possibly followed by a reversal)
-            start_value = value[entry - 1] if entry > 0 else initial_capital
-            pnl = value[t] - start_value if held[t] == 0.0 else np.nan
-            rows.append((shares.index[entry], shares.index[t], int(np.sign(before[t])),
-                         abs(before[t]), close[entry], close[t], pnl,
-                         pnl / start_value * 100.0, t - entry))
-            entry = None
-        if held[t] != 0.0:
-            entry = t
-    if entry is not None:
-        rows.append((shares.index[entry], pd.NaT, int(np.sign(held[entry])), abs(held[entry]),
-                     close[entry], np.nan, np.nan, np.nan, len(held) - 1 - entry))
-    return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    entries = changes[held[changes] != 0.0]
+    exits = changes[before[changes] != 0.0]  # entries and exits alternate
+    closed = len(exits)
+    start_value = np.where(entries > 0, value[np.maximum(entries - 1, 0)], initial_capital)
+    exit_value = value[exits]
+    # on a reversal bar the exit equity already holds the new position: no clean P&L
+    pnl = np.where(held[exits] == 0.0, exit_value - start_value[:closed], np.nan)
+    pad = len(entries) - closed  # 1 if a position is still open
+    index = shares.index
+    return pd.DataFrame({
+        "entry_time": index[entries],
+        "exit_time": index[exits].append(pd.DatetimeIndex([pd.NaT] * pad)),
+        "side": np.sign(held[entries]).astype(np.int64),
+        "shares": np.abs(held[entries]),
+        "entry_price": close[entries],
+        "exit_price": np.concatenate([close[exits], np.full(pad, np.nan)]),
+        "pnl": np.concatenate([pnl, np.full(pad, np.nan)]),
+        "return_pct": np.concatenate([pnl / start_value[:closed] * 100.0, np.full(pad, np.nan)]),
+        "bars_held": np.concatenate([exits - entries[:closed],
+                                     len(held) - 1 - entries[closed:]]),
+    }, columns=list(TRADE_COLUMNS))

@@ -15,6 +15,11 @@ empyrical (required return 0, no risk-free rate):
 - calmar_ratio = cagr / |max_drawdown|; NaN when max_drawdown == 0 or not finite
 - num_trades = bars where the position changes; exposure = share of bars in the market
 - win_rate = share of closed round trips with positive P&L (costs included); NaN if none
+
+Ruin: DESIGN.md's accounting lets unhedged shorts drive equity to or below 0;
+returns measured from there on are meaningless (their sign flips), so result
+tables add ``ruined`` (equity <= 0 at some bar, i.e. max_drawdown <= -1) and
+``SweepResult.best`` skips ruined rows unless asked not to.
 """
 import math
 
@@ -30,6 +35,13 @@ TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALM
     NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
 #: metrics that are whole numbers (stored as int64 in result tables)
 INTEGER_METRICS = ("num_trades",)
+#: max_drawdown at or below this means equity reached 0 or less at some bar
+RUIN_DRAWDOWN = -1.0
+
+
+def is_ruined(max_drawdown):
+    """True where equity went to or below zero (works on scalars and arrays)."""
+    return max_drawdown <= RUIN_DRAWDOWN
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

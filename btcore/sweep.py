@@ -17,7 +17,7 @@ import pandas as pd
 import strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
 from btcore.plan import calibrate, choose_batch_size, group_by_key, make_tasks, run_task
 
 #: metrics where a lower value is better (``SweepResult.best``)
@@ -48,13 +48,19 @@ class SweepResult:
     strategy: str
     settings: dict = field(default_factory=dict)
 
-    def best(self, metric: str = "sharpe_ratio") -> pd.Series:
-        """The row with the best ``metric`` (highest; lowest for volatility)."""
+    def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False) -> pd.Series:
+        """The row with the best ``metric`` (highest; lowest for volatility).
+
+        Rows whose equity went to or below zero (``ruined``) are skipped unless
+        ``include_ruined=True``: their return-based metrics are meaningless.
+        """
         if metric not in self.table.columns:
             raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
         values = self.table[metric]
+        if not include_ruined:
+            values = values[~self.table["ruined"]]
         if values.isna().all():
-            raise ValueError(f"{metric} is NaN for every row")
+            raise ValueError(f"{metric} is NaN (or the run ruined) for every row")
         row = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
         return self.table.loc[row]
 
@@ -302,6 +308,7 @@ def build_table(job: SweepJob, metrics: np.ndarray) -> pd.DataFrame:
     for m, name in enumerate(METRIC_NAMES):
         values = metrics[:, m, :].T.reshape(-1)
         columns[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
+    columns["ruined"] = is_ruined(columns["max_drawdown"])
     table = pd.DataFrame(columns)
     order = np.argsort(-np.nan_to_num(table["sharpe_ratio"].to_numpy(), nan=-np.inf),
                        kind="stable")

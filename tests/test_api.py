@@ -12,7 +12,7 @@ def test_table_has_one_row_per_set_and_asset(small_data, grid):
     result = run_sweep(grid, data=small_data, progress=False)
     n_sets = np.prod([len(v) for v in grid.values()])
     assert len(result.table) == n_sets * small_data.n_assets
-    assert list(result.table.columns) == [*grid, "asset", *METRIC_NAMES]
+    assert list(result.table.columns) == [*grid, "asset", *METRIC_NAMES, "ruined"]
     pairs = result.table[[*grid, "asset"]].drop_duplicates()
     assert len(pairs) == len(result.table)
     sharpe = result.table["sharpe_ratio"].to_numpy()
@@ -204,3 +204,19 @@ def test_result_round_trips_through_parquet(small_data, grid, tmp_path):
     pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "other.parquet")
     with pytest.raises(ValueError, match="not written by SweepResult"):
         SweepResult.read_parquet(tmp_path / "other.parquet")
+
+
+def test_ruined_runs_are_flagged_and_skipped_by_best(sample):
+    """Unhedged shorts can drive equity below zero (DESIGN accounting); such rows are
+    flagged and best() ignores them."""
+    grid = {"lookback_period": [100], "entry_threshold": [1.5, 2.5], "exit_threshold": [0.25],
+            "stop_loss_z": [3.5]}
+    result = run_sweep(grid, assets=["BBY", "KO"], progress=False)
+    one = backtest({"lookback_period": 100, "entry_threshold": 1.5, "exit_threshold": 0.25,
+                    "stop_loss_z": 3.5}, asset="BBY")
+    assert one.metrics["ruined"] and (one.equity <= 0).any()
+    ruined = result.table[result.table["ruined"]]
+    assert len(ruined) >= 1 and (ruined["max_drawdown"] <= -1).all()
+    assert not result.best()["ruined"]
+    healthy = result.table[~result.table["ruined"]]
+    assert result.best()["sharpe_ratio"] == healthy["sharpe_ratio"].max()
