@@ -96,10 +96,10 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
             shared["params"], shared["options"], shared["initial_capital"],
             shared["cost_bps"], shared["periods_per_year"], out, equity, shares)
     if debug:
-        sweep_batch_nb.py_func(*args, spec.n_indicator_outputs, spec.indicator_nb.py_func,
+        sweep_batch_nb.py_func(*args, 1, spec.n_indicator_outputs, spec.indicator_nb.py_func,
                                spec.signal_nb.py_func)
     else:
-        spec.batch_nb(*args)
+        spec.batch_nb(*args, 1)
     index = market.index[first_bar:last_bar + 1]
     equity_series = pd.Series(equity[first_bar:last_bar + 1], index=index, name="equity")
     shares_series = pd.Series(shares[first_bar:last_bar + 1], index=index, name="shares")

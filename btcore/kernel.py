@@ -42,8 +42,11 @@ TROUGH_SLACK = 1.0 + 1e-12
 @njit(inline="always", error_model="numpy")
 def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                    initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, n_indicator_outputs, indicator_nb, signal_nb):
-    """Backtest every row of ``params`` on ``close[first_bar:last_bar + 1]``."""
+                   record_shares, n_lanes, n_indicator_outputs, indicator_nb, signal_nb):
+    """Backtest every row of ``params`` on ``close[first_bar:last_bar + 1]``.
+
+    ``n_lanes`` = threads of the parallel wrapper (1 in the serial one).
+    """
     n_bars = close.shape[0]
     indicators = np.empty((key_values.shape[0], n_bars, n_indicator_outputs), dtype=np.float64)
     for key in prange(key_values.shape[0]):
@@ -51,82 +54,87 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
     fee_rate = cost_bps / 1e4
     recording = record_equity.shape[0] > 0
     n_traded = last_bar - first_bar + 1
-    for k in prange(params.shape[0]):
-        set_indicators = indicators[combo_key[k]]
-        set_params = params[k]
-        cash = initial_capital
-        shares = 0.0
-        position = 0
-        state = 0
-        equity = initial_capital
-        peak = initial_capital
-        min_equity_to_peak = 1.0
-        # moments of r - return_shift (the first non-zero-bar return): exact for
-        # flat bars (r = 0, skipped) and well conditioned even when r is nearly constant
-        active_bars = 0
-        return_shift = 0.0
-        sum_shifted = 0.0
-        sum_shifted_squares = 0.0
-        sum_downside_squares = 0.0
-        num_trades = 0
-        bars_in_market = 0
-        round_trips = 0
-        winning_round_trips = 0
-        cash_before_entry = 0.0
-        for t in range(first_bar, last_bar + 1):
-            price = close[t]
-            target, state = signal_nb(set_indicators, t, set_params, options, position, state)
-            old_position = position
-            if target != position:
-                if position != 0:  # close the open position: delta = -shares
-                    delta = -shares
-                    cash -= delta * price + abs(delta) * price * fee_rate
-                    round_trips += 1
-                    if cash > cash_before_entry:
-                        winning_round_trips += 1
-                    shares = 0.0
-                    position = 0
-                if target != 0:
-                    size = np.floor(cash / (price * (1.0 + fee_rate)))
-                    if size > 0.0:
-                        cash_before_entry = cash
-                        delta = target * size
+    # round-robin lanes, not prange's contiguous halves: neighbouring (key-sorted)
+    # sets cost alike, so contiguous chunks leave one thread idle at the end
+    n_sets = params.shape[0]
+    n_lanes = max(1, min(n_lanes, n_sets))
+    for lane in prange(n_lanes):
+        for k in range(lane, n_sets, n_lanes):
+            set_indicators = indicators[combo_key[k]]
+            set_params = params[k]
+            cash = initial_capital
+            shares = 0.0
+            position = 0
+            state = 0
+            equity = initial_capital
+            peak = initial_capital
+            min_equity_to_peak = 1.0
+            # moments of r - return_shift (the first non-zero-bar return): exact for
+            # flat bars (r = 0, skipped) and well conditioned even when r is nearly constant
+            active_bars = 0
+            return_shift = 0.0
+            sum_shifted = 0.0
+            sum_shifted_squares = 0.0
+            sum_downside_squares = 0.0
+            num_trades = 0
+            bars_in_market = 0
+            round_trips = 0
+            winning_round_trips = 0
+            cash_before_entry = 0.0
+            for t in range(first_bar, last_bar + 1):
+                price = close[t]
+                target, state = signal_nb(set_indicators, t, set_params, options, position, state)
+                old_position = position
+                if target != position:
+                    if position != 0:  # close the open position: delta = -shares
+                        delta = -shares
                         cash -= delta * price + abs(delta) * price * fee_rate
-                        shares = delta
-                        position = target
-            if position != old_position:
-                num_trades += 1
-            elif position == 0:
-                # flat and untouched: equity, peak and drawdown are unchanged, r = 0
+                        round_trips += 1
+                        if cash > cash_before_entry:
+                            winning_round_trips += 1
+                        shares = 0.0
+                        position = 0
+                    if target != 0:
+                        size = np.floor(cash / (price * (1.0 + fee_rate)))
+                        if size > 0.0:
+                            cash_before_entry = cash
+                            delta = target * size
+                            cash -= delta * price + abs(delta) * price * fee_rate
+                            shares = delta
+                            position = target
+                if position != old_position:
+                    num_trades += 1
+                elif position == 0:
+                    # flat and untouched: equity, peak and drawdown are unchanged, r = 0
+                    if recording:
+                        record_equity[t] = equity
+                        record_shares[t] = 0.0
+                    continue
+                previous_equity = equity
+                equity = cash + shares * price
+                period_return = equity / previous_equity - 1.0
+                if active_bars == 0:
+                    return_shift = period_return
+                active_bars += 1
+                shifted = period_return - return_shift
+                sum_shifted += shifted
+                sum_shifted_squares += shifted * shifted
+                downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
+                sum_downside_squares += downside * downside
+                peak = max(peak, equity)
+                # a new trough is rare: divide only when one is possible; the slack
+                # covers rounding, so the kept minimum is exactly min(equity / peak)
+                if equity < peak * min_equity_to_peak * TROUGH_SLACK:
+                    min_equity_to_peak = min(min_equity_to_peak, equity / peak)
+                if position != 0:
+                    bars_in_market += 1
                 if recording:
                     record_equity[t] = equity
-                    record_shares[t] = 0.0
-                continue
-            previous_equity = equity
-            equity = cash + shares * price
-            period_return = equity / previous_equity - 1.0
-            if active_bars == 0:
-                return_shift = period_return
-            active_bars += 1
-            shifted = period_return - return_shift
-            sum_shifted += shifted
-            sum_shifted_squares += shifted * shifted
-            downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
-            sum_downside_squares += downside * downside
-            peak = max(peak, equity)
-            # a new trough is rare: divide only when one is possible; the slack
-            # covers rounding, so the kept minimum is exactly min(equity / peak)
-            if equity < peak * min_equity_to_peak * TROUGH_SLACK:
-                min_equity_to_peak = min(min_equity_to_peak, equity / peak)
-            if position != 0:
-                bars_in_market += 1
-            if recording:
-                record_equity[t] = equity
-                record_shares[t] = shares
-        finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
-                            sum_shifted_squares, sum_downside_squares,
-                            min_equity_to_peak, equity, initial_capital, periods_per_year,
-                            num_trades, bars_in_market, round_trips, winning_round_trips)
+                    record_shares[t] = shares
+            finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
+                                sum_shifted_squares, sum_downside_squares,
+                                min_equity_to_peak, equity, initial_capital, periods_per_year,
+                                num_trades, bars_in_market, round_trips, winning_round_trips)
 
 
 def empty_record() -> np.ndarray:

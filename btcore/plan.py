@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from btcore.kernel import empty_record, sweep_batch_nb
@@ -108,12 +109,12 @@ def run_task(shared: dict, task: Task) -> tuple[int, np.ndarray]:
             shared["options"], shared["initial_capital"], shared["cost_bps"],
             shared["periods_per_year"], out, empty_record(), empty_record())
     if shared.get("debug"):
-        sweep_batch_nb.py_func(*args, spec.n_indicator_outputs, spec.indicator_nb.py_func,
+        sweep_batch_nb.py_func(*args, 1, spec.n_indicator_outputs, spec.indicator_nb.py_func,
                                spec.signal_nb.py_func)
     elif shared.get("parallel"):
-        spec.batch_parallel_nb(*args)
+        spec.batch_parallel_nb(*args, numba.get_num_threads())
     else:
-        spec.batch_nb(*args)
+        spec.batch_nb(*args, 1)
     return task.task_id, out
 
 

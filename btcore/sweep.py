@@ -234,7 +234,9 @@ def _execute(job: SweepJob, runner, batch_size, progress, started) -> SweepResul
     traded = job.traded_bars
     shared = dict(job.shared, parallel=runner.parallel_kernel and not job.shared["debug"])
     calibrate_started = time.perf_counter()
+    runner.start()  # a cluster joined by address knows its size only once connected
     slots = runner.n_workers
+    retries_before, lost_before = runner.retries, runner.lost_workers
     if job.shared["debug"]:  # plain Python: no calibration, one task per asset
         batch_size = n_sets if batch_size == "auto" else batch_size
         progress = sys.stderr.isatty() if progress is None else progress
@@ -284,35 +286,41 @@ def _execute(job: SweepJob, runner, batch_size, progress, started) -> SweepResul
         "param_bars": int(total_param_bars),
         "param_bars_per_s": total_param_bars / max(compute_s, 1e-9),
         "executor": runner.name, "workers": slots, "batches": len(tasks),
-        "batch_size": int(batch_size), "retries": runner.retries,
-        "lost_workers": runner.lost_workers, "share_s": share_s, "compute_s": compute_s,
-        "calibrate_s": calibrate_s,
+        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
+        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s,
     }
     table = build_table(job, metrics)
+    stats["elapsed_s"] = time.perf_counter() - started  # table assembly included
     return SweepResult(table, stats, job.spec.name, job.settings)
 
 
 def build_table(job: SweepJob, metrics: np.ndarray) -> pd.DataFrame:
-    """Rows in original grid order (x asset), then sorted by Sharpe, best first."""
+    """Rows in original grid order (x asset), then sorted by Sharpe, best first.
+
+    The sort happens on the numpy columns before the frame exists: reordering a
+    built frame costs ~1 s per million rows.
+    """
     n_assets, _, n_sets = metrics.shape
     inverse = np.empty(n_sets, dtype=np.int64)
     inverse[job.keyed.order] = np.arange(n_sets)
-    metrics = metrics[:, :, inverse]  # back to original grid order
+    # rows: set-major, asset-minor, in original grid order
+    flat = metrics[:, :, inverse].transpose(1, 2, 0).reshape(N_METRICS, -1)
+    sharpe = flat[METRIC_NAMES.index("sharpe_ratio")]
+    order = np.argsort(-np.nan_to_num(sharpe, nan=-np.inf), kind="stable")
+    set_of_row = order // n_assets
     columns = {}
     for param in job.spec.params:
-        values = np.repeat(job.grid.columns[param.name], n_assets)
+        values = job.grid.columns[param.name][set_of_row]
         columns[param.name] = values.astype(np.int64) if param.kind is int else values
     if job.data.n_assets > 1 or n_assets > 1:
         symbols = np.array([job.data.symbols[i] for i in job.asset_index], dtype=object)
-        columns["asset"] = np.tile(symbols, n_sets)
+        columns["asset"] = symbols[order % n_assets]
     for m, name in enumerate(METRIC_NAMES):
-        values = metrics[:, m, :].T.reshape(-1)
+        values = flat[m, order]
         columns[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
     columns["ruined"] = is_ruined(columns["max_drawdown"])
-    table = pd.DataFrame(columns)
-    order = np.argsort(-np.nan_to_num(table["sharpe_ratio"].to_numpy(), nan=-np.inf),
-                       kind="stable")
-    return table.iloc[order].reset_index(drop=True)
+    return pd.DataFrame(columns)
 
 
 def _check_settings(initial_capital, cost_bps, periods_per_year):

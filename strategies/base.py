@@ -6,7 +6,9 @@ Ray/Dask workers and reuse Numba's on-disk cache there.
 """
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -113,6 +115,17 @@ class StrategySpec:
                 raise TypeError(f"{fn_name} of strategy {self.name!r} must be a numba.njit "
                                 "function")
 
+    def __reduce_ex__(self, protocol):
+        # pickle by reference when the spec is a module global, so worker processes
+        # use the module's dispatchers and load them from Numba's on-disk cache
+        # (a dispatcher pickled by value arrives with caching off and recompiles)
+        module_name = getattr(self.batch_nb.py_func, "__module__", None)
+        module = sys.modules.get(module_name) if module_name != "__main__" else None
+        for attribute, value in (vars(module).items() if module else ()):
+            if value is self:
+                return _spec_from_module, (module_name, attribute)
+        return super().__reduce_ex__(protocol)
+
     @property
     def param_names(self) -> tuple:
         return tuple(p.name for p in self.params)
@@ -152,3 +165,7 @@ class StrategySpec:
         if not columns or len(params) == 0:
             return 0
         return int(math.ceil(np.max(params[:, columns])))
+
+
+def _spec_from_module(module_name: str, attribute: str) -> StrategySpec:
+    return getattr(importlib.import_module(module_name), attribute)

@@ -60,22 +60,24 @@ def signal_nb(indicators, t, params, options, position, state):
 @kernel_cache
 @njit(cache=True, nogil=True, error_model="numpy")
 def batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-             initial_capital, cost_bps, periods_per_year, out, record_equity, record_shares):
+             initial_capital, cost_bps, periods_per_year, out, record_equity, record_shares,
+             n_lanes):
     """``btcore.kernel.sweep_batch_nb`` bound to this strategy (one thread)."""
     sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                    initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, 1, zscore_indicator_nb, signal_nb)
+                   record_shares, n_lanes, 1, zscore_indicator_nb, signal_nb)
 
 
 @kernel_cache
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def batch_parallel_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                       initial_capital, cost_bps, periods_per_year, out, record_equity,
-                      record_shares):
-    """``btcore.kernel.sweep_batch_nb`` bound to this strategy, parameter sets over threads."""
+                      record_shares, n_lanes):
+    """``btcore.kernel.sweep_batch_nb`` bound to this strategy, parameter sets over
+    ``n_lanes`` threads."""
     sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
                    initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, 1, zscore_indicator_nb, signal_nb)
+                   record_shares, n_lanes, 1, zscore_indicator_nb, signal_nb)
 
 
 SPEC = StrategySpec(

@@ -5,7 +5,7 @@ import pytest
 
 from btcore import MarketData, backtest, run_sweep
 from btcore.metrics import METRIC_NAMES
-from conftest import assert_tables_identical, small_grid
+from conftest import assert_tables_identical
 
 
 def test_table_has_one_row_per_set_and_asset(small_data, grid):

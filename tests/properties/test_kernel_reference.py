@@ -2,7 +2,6 @@
 import math
 
 import numpy as np
-import pytest
 from hypothesis import assume, given, strategies as st
 
 from btcore import run_sweep

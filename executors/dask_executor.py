@@ -1,0 +1,255 @@
+"""Dask executor: tasks on a local Dask cluster or an existing one.
+
+Sharing: ``share`` scatters the payload once to every worker
+(``broadcast=True``); tasks name it by its future and each worker passes its
+own copy, made read-only, to the task. Results stream back as they finish
+(``as_completed``).
+
+Faults: when a worker dies mid-task the scheduler reschedules the task by
+itself (after ``allowed-failures`` deaths of one task: ``KilledWorker``). When
+every holder of the scattered payload died, it is gone and the tasks needing it
+are cancelled: ``map`` scatters it again and resubmits them. ``retries`` and
+``lost_workers`` are read from the scheduler's ``remove-worker`` events for
+this map's tasks, plus the driver's own resubmissions.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from executors import _worker
+from executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
+                            check_worker_count, cpu_count)
+
+_INSTALL = "the dask executor needs dask.distributed: pip install 'btcore[dask]'"
+_ADDRESS_HINT = ("start a scheduler (`dask scheduler` + `dask worker ADDRESS`), or pass "
+                 "address=None to start a local cluster")
+
+
+@dataclass
+class DaskShare:
+    """Handle returned by :meth:`DaskExecutor.share`."""
+
+    payload: dict   # kept to scatter again if every copy is lost
+    future: Any     # the scattered payload
+
+
+class DaskExecutor(Executor):
+    """Tasks on Dask: a local cluster started on demand, or a cluster joined by address.
+
+    Parameters
+    ----------
+    address : None, str or distributed.Client
+        None starts a ``LocalCluster`` (worker processes with one thread
+        each, no dashboard port, quiet logs) and stops it on ``close()``. A
+        scheduler address (``"tcp://host:port"``) or a ``Client`` joins an
+        existing cluster, which ``close()`` leaves running (a Client passed in
+        is not closed either).
+    n_workers : int, optional
+        Worker processes of the local cluster; default all CPUs.
+    recycle_after : int, optional
+        Restart a worker after it has run this many tasks of a map: it
+        retires gracefully (its queued tasks and data move to other workers)
+        and its nanny starts a fresh process. One worker at a time, so the
+        scattered payload always has a holder. Needs nannies (the default).
+    max_retries : int, default 3
+        Times a task is resubmitted after the scattered payload was lost,
+        before :class:`~executors.base.BrokenExecutorError`. (Worker deaths
+        mid-task are retried by the scheduler itself, ``allowed-failures``
+        times.)
+    timeout : float, default 10
+        Seconds to wait for the scheduler and its first worker.
+    cluster_kwargs : dict, optional
+        More keyword arguments for ``LocalCluster``.
+
+    Examples
+    --------
+    >>> with DaskExecutor("tcp://scheduler:8786") as ex:  # doctest: +SKIP
+    ...     res = run_sweep(grid, executor=ex)
+    """
+
+    name = "dask"
+
+    def __init__(self, address=None, n_workers: int | None = None, *,
+                 recycle_after: int | None = None, max_retries: int = 3,
+                 timeout: float = 10.0, cluster_kwargs: dict | None = None):
+        super().__init__()
+        if importlib.util.find_spec("distributed") is None:
+            raise ExecutorUnavailableError(_INSTALL)
+        from distributed import Client
+        if not (address is None or isinstance(address, (str, Client))):
+            raise TypeError(f"address must be None, a scheduler address or a distributed.Client, "
+                            f"got {type(address).__name__}")
+        self.address = address
+        self._n_workers = (None if n_workers is None else
+                           check_worker_count("n_workers", n_workers))
+        self.recycle_after = (None if recycle_after is None else
+                              check_worker_count("recycle_after", recycle_after, False))
+        self.max_retries = _worker.check_retries(max_retries)
+        self.timeout = timeout
+        self._cluster_kwargs = dict(cluster_kwargs or {})
+        self._cluster = self._client = self._slots = None
+        self._recycling = None  # address of the worker being restarted
+
+    @property
+    def n_workers(self) -> int:
+        if self._slots is None:
+            if self.address is None:
+                return self._n_workers or cpu_count()
+            self.start()  # a cluster's size is only known once connected
+        return self._slots
+
+    def _start(self) -> None:
+        from distributed import Client, LocalCluster
+        if self.address is None:
+            options = {"n_workers": self._n_workers or cpu_count(), "threads_per_worker": 1,
+                       "processes": True, "dashboard_address": ":0",
+                       "silence_logs": logging.CRITICAL,
+                       # one Numba thread per worker process, before numba is imported there
+                       "env": {"NUMBA_NUM_THREADS": "1"}}
+            self._cluster = LocalCluster(**{**options, **self._cluster_kwargs})
+            self._client = Client(self._cluster, set_as_default=False)
+        elif isinstance(self.address, str):
+            scheme = self.address.split("://")[0] if "://" in self.address else "tcp"
+            if scheme in ("tcp", "tls"):  # others (inproc, ucx) cannot be probed by a socket
+                _worker.check_reachable(self.address, self.timeout, _ADDRESS_HINT)
+            try:
+                self._client = Client(self.address, timeout=self.timeout, set_as_default=False)
+            except (OSError, TimeoutError) as err:
+                raise ConnectionError(f"cannot connect to a Dask scheduler at {self.address!r} "
+                                      f"within {self.timeout} s ({err}); {_ADDRESS_HINT}") from None
+        else:
+            self._client = self.address
+        try:
+            self._client.wait_for_workers(1, timeout=self.timeout)
+        except TimeoutError:
+            raise ConnectionError(f"the Dask cluster at {self._client.scheduler.address!r} has "
+                                  f"no workers after {self.timeout} s; start some with "
+                                  "`dask worker ADDRESS`") from None
+        self._slots = max(1, sum(self._client.nthreads().values()))
+
+    def _close(self) -> None:
+        if self._client is not None and self._client is not self.address:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def share(self, payload) -> DaskShare:
+        self.start()
+        return DaskShare(payload, self._scatter(payload))
+
+    def _scatter(self, payload):
+        # one future for the whole dict: tasks get the worker's copy, nothing per task
+        for _ in range(self.max_retries + 1):
+            self._client.wait_for_workers(1, timeout=self.timeout)  # e.g. all restarting
+            try:
+                [future] = self._client.scatter([payload], broadcast=True, hash=False)
+                return future
+            except OSError as err:  # a worker died while receiving it
+                self.lost_workers += 1
+                error = err
+        raise BrokenExecutorError(f"could not scatter the shared data to the Dask workers "
+                                  f"({self.max_retries + 1} attempts): {error}") from error
+
+    def unshare(self, handle) -> None:
+        if isinstance(handle, DaskShare) and handle.future is not None:
+            handle.future.release()
+            handle.future = None
+
+    def map(self, fn, handle, tasks):
+        from distributed import as_completed
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+        if not isinstance(handle, DaskShare) or handle.future is None:
+            raise TypeError("map() takes the handle returned by share() (before unshare())")
+        self.start()
+        client, prefix = self._client, f"btcore-{uuid.uuid4().hex[:12]}"
+        shared_key = handle.future.key
+        limit = 2 * self._slots + 4  # queued tasks hide Dask's ~1-3 ms per-task round trip
+        upcoming, retry, failures = iter(enumerate(tasks)), [], Counter()
+        pending, calls, resubmitted = {}, Counter(), set()
+        # results are fetched in the client's event loop, not by a round trip per task
+        completed = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+
+        def submit(index, task):
+            key = f"{prefix}-{index}-{failures[index]}"
+            future = client.submit(_worker.dask_task, fn, handle.future, task, key=key,
+                                   pure=False)
+            pending[future] = (index, task)
+            completed.add(future)
+
+        try:
+            while True:
+                while len(pending) < limit and (retry or upcoming is not None):
+                    item = retry.pop() if retry else next(upcoming, None)
+                    if item is None:
+                        upcoming = None
+                        break
+                    submit(*item)
+                if not pending:
+                    break
+                future, outcome = next(completed)
+                index, task = pending.pop(future)
+                if future.status == "finished":
+                    worker, result = outcome
+                    future.release()
+                    self._maybe_recycle(worker, calls)
+                    yield task, result
+                    continue
+                error = future.exception() if future.status == "error" else None
+                if future.status == "cancelled" or isinstance(error, FutureCancelledError):
+                    # every copy of the payload died with its workers: scatter it again
+                    if handle.future.status != "finished":
+                        handle.future = self._scatter(handle.payload)
+                    failures[index] += 1
+                    resubmitted.add(future.key)
+                    if failures[index] > self.max_retries:
+                        raise BrokenExecutorError(
+                            f"task {task!r} was cancelled {failures[index]} times because the "
+                            f"shared data was lost (max_retries={self.max_retries})")
+                    retry.append((index, task))
+                    continue
+                if isinstance(error, KilledWorker):
+                    raise BrokenExecutorError(f"Dask workers died running task {task!r} too "
+                                              f"often; giving up: {error}") from error
+                future.result()  # an error raised by the task itself: re-raise it here
+        finally:
+            for future in pending:
+                future.cancel()
+            self._count_losses(prefix, shared_key, resubmitted)
+
+    def _maybe_recycle(self, worker: str, calls: Counter) -> None:
+        if self.recycle_after is None:
+            return
+        calls[worker] += 1
+        if self._recycling is not None:
+            # one worker at a time, and only once its replacement has joined:
+            # a worker retiring with no peer would take the only payload copy along
+            retiring, n_before, since = self._recycling
+            workers = self._client.nthreads()
+            replaced = retiring not in workers and len(workers) >= n_before
+            if not replaced and time.monotonic() - since < 3 * self.timeout:
+                return
+            self._recycling = None
+        if calls[worker] >= self.recycle_after:
+            del calls[worker]
+            self._recycling = (worker, len(self._client.nthreads()), time.monotonic())
+            self._client.run(_worker.dask_restart_gracefully, workers=[worker], wait=False)
+
+    def _count_losses(self, prefix: str, shared_key, resubmitted: set) -> None:
+        try:
+            events, lost_keys = self._client.run_on_scheduler(_worker.scheduler_losses(), prefix,
+                                                              shared_key)
+        except (OSError, TimeoutError):  # the cluster is gone: nothing more to learn
+            return
+        self.lost_workers += events
+        self.retries += len(set(lost_keys) | resubmitted)
+
+    def __repr__(self) -> str:
+        where = "local" if self.address is None else repr(self.address)
+        return f"DaskExecutor({where}, workers={self._slots or self._n_workers or '?'})"
