@@ -64,19 +64,24 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 
 
 def group_by_key(spec, params: np.ndarray) -> KeyedGrid:
-    """Sort ``params`` rows by the strategy's indicator parameters (stable)."""
+    """Sort ``params`` rows by the strategy's indicator parameters (stable, one sort)."""
     key_columns = [spec.param_names.index(n) for n in spec.indicator_params]
-    if key_columns:
-        keys = params[:, key_columns]
-        key_values, combo_key = np.unique(keys, axis=0, return_inverse=True)
-        combo_key = combo_key.reshape(-1)
-    else:
+    n_sets = len(params)
+    if not key_columns:
+        order = np.arange(n_sets, dtype=np.int64)
         key_values = np.zeros((1, 0), dtype=np.float64)
-        combo_key = np.zeros(len(params), dtype=np.int64)
-    order = np.argsort(combo_key, kind="stable")
+        combo_key = np.zeros(n_sets, dtype=np.int64)
+    else:
+        keys = params[:, key_columns]
+        order = np.lexsort(keys.T[::-1])  # stable: ties keep grid order
+        sorted_keys = keys[order]
+        starts = np.ones(n_sets, dtype=bool)
+        starts[1:] = (sorted_keys[1:] != sorted_keys[:-1]).any(axis=1)
+        combo_key = np.cumsum(starts) - 1
+        key_values = sorted_keys[starts]
     return KeyedGrid(_readonly(params[order]), _readonly(order.astype(np.int64)),
                      _readonly(key_values.astype(np.float64)),
-                     _readonly(combo_key[order].astype(np.int64)))
+                     _readonly(combo_key.astype(np.int64)))
 
 
 def make_tasks(n_sets: int, traded_bars: np.ndarray, batch_size: int,
