@@ -89,20 +89,26 @@ def section_cluster(quick, repeats):
     seconds, result = timed_sweep(5_000, data, executor="serial", repeats=repeats)
     per_pb = result.stats["compute_s"] / result.stats["param_bars"]
     overheads = measure_ray_overheads(quick)
-    # the mission's study: 50 strategies x 1,000 sets x 10 folds on ~3,300 bars
-    backtests, bars = 500_000, 3_300
-    work = backtests * bars * per_pb
-    print(f"\nCluster model: {backtests:,} backtests x {bars:,} bars = "
-          f"{work:,.0f} CPU-s of kernel at {1 / per_pb / 1e6:,.0f} M pb/s per core")
+    print(f"\nCluster model from measured costs: kernel {1 / per_pb / 1e6:,.0f} M param-bars/s "
+          f"per core; Ray (2-node local cluster) start {overheads['start_s']:.2f} s, "
+          f"ray.put of 20 MB {overheads['put_s']:.3f} s, {overheads['task_s'] * 1e3:.2f} "
+          "CPU-ms per task")
+    # the mission's walk-forward study: 50 strategies x 1,000 sets x 10 folds, and
+    # a 1,000x larger one (e.g. 1,000,000 sets per strategy and fold)
+    studies = (("mission study", 500_000), ("1,000x study", 500_000_000))
     rows = []
-    for cpus in (1, 2, 32, 320):
-        tasks = max(cpus * 4, 1)
-        wall = work / cpus + overheads["start_s"] + overheads["put_s"] \
-            + tasks * overheads["task_s"] / cpus
-        rows.append((cpus, tasks, wall, work / wall / cpus))
-    print_rows("Modelled wall time (start + data share + kernel + per-task overhead)",
-               ("CPUs", "tasks", "wall s", "efficiency"), rows)
-    print("measured: " + ", ".join(f"{k}={v:.4g}" for k, v in overheads.items()))
+    for label, backtests in studies:
+        work = backtests * 3_300 * per_pb  # CPU-seconds of kernel
+        for cpus in (1, 2, 32, 320):
+            # tasks of ~1 s (the sweep's auto batch size), at least 4 per CPU
+            tasks = max(4 * cpus, int(work))
+            wall = (overheads["start_s"] if cpus > 2 else 0.0) + overheads["put_s"] \
+                + (work + tasks * overheads["task_s"]) / cpus
+            rows.append((label, backtests, cpus, tasks, work / cpus, wall, work / cpus / wall))
+    print_rows("Modelled wall time = cluster start (>2 CPUs) + data share + "
+               "(kernel + per-task overhead) / CPUs",
+               ("study", "backtests", "CPUs", "tasks", "kernel s/CPU", "wall s", "efficiency"),
+               rows)
 
 
 def measure_ray_overheads(quick):
