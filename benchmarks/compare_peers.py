@@ -308,7 +308,7 @@ def _replay_and_ruin(market, closes, universe) -> dict:
             continue
         replay["max_rel_diff_solvent"] = max(replay["max_rel_diff_solvent"],
                                              float(rel[solvent].max()))
-        ours = pd.DataFrame(metrics)[solvent].to_numpy(dtype=np.float64)
+        ours = pd.DataFrame(metrics)[list(METRIC_NAMES)][solvent].to_numpy(dtype=np.float64)
         theirs = vbt_metrics[list(METRIC_NAMES)][solvent].to_numpy(dtype=np.float64)
         both = np.isfinite(ours) & np.isfinite(theirs)
         agree = both | (~np.isfinite(ours) & ~np.isfinite(theirs))
