@@ -82,6 +82,10 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
         asset = market.symbols[0]
     if not isinstance(asset, str):
         raise TypeError(f"asset must be a symbol string, got {type(asset).__name__}")
+    for name, value in params.items():
+        if not np.isscalar(value):
+            raise TypeError(f"params[{name!r}] must be one number, got {value!r}; use "
+                            "run_sweep for several values")
     job = prepare({k: [v] for k, v in params.items()}, strategy, market, start=start, end=end,
                   initial_capital=initial_capital, cost_bps=cost_bps,
                   periods_per_year=periods_per_year, assets=[asset], debug=debug,

@@ -72,12 +72,7 @@ class MarketData:
         n_bars, n_assets = close.shape
         if n_bars < 2 or n_assets < 1:
             raise ValueError(f"need at least 2 bars and 1 asset, got shape {close.shape}")
-        index = self.index
-        if not isinstance(index, pd.DatetimeIndex):
-            try:
-                index = pd.DatetimeIndex(index)
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"index must be convertible to a DatetimeIndex: {exc}") from None
+        index = _datetime_index(self.index)
         if len(index) != n_bars:
             raise ValueError(f"index has {len(index)} timestamps but close has {n_bars} rows")
         symbols = tuple(str(s) for s in self.symbols)
@@ -155,9 +150,12 @@ class MarketData:
         end_ts = _timestamp(end, "end", self.index)
         if start_ts is not None and end_ts is not None and start_ts > end_ts:
             raise ValueError(f"start ({start_ts:%Y-%m-%d}) is after end ({end_ts:%Y-%m-%d})")
-        first = 0 if start_ts is None else int(self.index.searchsorted(start_ts, side="left"))
-        last = self.n_bars - 1 if end_ts is None else int(
-            self.index.searchsorted(end_ts, side="right")) - 1
+        # pandas' own slicing: a date-only string includes that whole day, as .loc does
+        bounds = self.index.slice_indexer(
+            start if isinstance(start, str) else start_ts,
+            end if isinstance(end, str) else end_ts)
+        first, last = bounds.start or 0, (bounds.stop if bounds.stop is not None
+                                          else self.n_bars) - 1
         if last - first + 1 < 2:
             raise ValueError(
                 f"the window [{start}, {end}] holds {max(last - first + 1, 0)} bar(s) of data "
@@ -176,7 +174,13 @@ class MarketData:
             return cls(frame.to_numpy(dtype=np.float64), _datetime_index(frame.index), (name,))
         if not isinstance(frame, pd.DataFrame):
             raise TypeError(f"expected a pandas Series or DataFrame, got {type(frame).__name__}")
+        if isinstance(frame.columns, pd.MultiIndex):
+            return cls._from_field_by_symbol(frame)
         lower = {str(c).lower(): c for c in frame.columns}
+        date_col = next((lower[c] for c in _DATE_COLUMNS if c in lower), None)
+        if date_col is not None and not isinstance(frame.index, pd.DatetimeIndex):
+            frame = _index_by_dates(frame, "the frame")
+            lower = {str(c).lower(): c for c in frame.columns}
         asset_col = next((lower[c] for c in _LONG_ASSET_COLUMNS if c in lower), None)
         if asset_col is not None and "close" in lower:
             return cls._from_long(frame, asset_col, lower)
@@ -193,9 +197,30 @@ class MarketData:
                    tuple(frame.columns))
 
     @classmethod
+    def _from_field_by_symbol(cls, frame) -> "MarketData":
+        """Columns (field, symbol) or (symbol, field), as ``yfinance.download`` gives."""
+        if frame.columns.nlevels != 2:
+            raise ValueError(f"columns have {frame.columns.nlevels} levels; expected 2 "
+                             "(field, symbol) with a 'Close' field")
+        for level in (0, 1):
+            fields = {str(v).lower(): v for v in frame.columns.get_level_values(level)}
+            if "close" in fields:
+                arrays = {f: frame.xs(fields[f], axis=1, level=level)
+                          for f in OHLCV_FIELDS if f in fields}
+                close = arrays.pop("close")
+                return cls(close.to_numpy(np.float64), _datetime_index(frame.index),
+                           tuple(close.columns),
+                           **{f: a.reindex(columns=close.columns).to_numpy(np.float64)
+                              for f, a in arrays.items()})
+        raise ValueError("two-level columns need a 'Close' field on one level (e.g. "
+                         "yfinance's (field, ticker)); select the closes first")
+
+    @classmethod
     def _from_long(cls, frame, asset_col, lower) -> "MarketData":
         date_col = next((lower[c] for c in _DATE_COLUMNS if c in lower), None)
-        frame = frame.set_index(date_col) if date_col is not None else frame
+        if date_col is not None:  # parse before pivoting: pivot sorts its index
+            frame = frame.assign(**{date_col: pd.to_datetime(frame[date_col])})
+            frame = frame.set_index(date_col)
         dupes = frame.reset_index().duplicated(subset=[frame.index.name or "index", asset_col])
         if dupes.any():
             raise ValueError(f"long data has duplicate (date, {asset_col}) rows, "
@@ -286,12 +311,16 @@ def _check_prices(values: np.ndarray, symbol: str, field: str, index) -> None:
 def _timestamp(value, name: str, index: pd.DatetimeIndex):
     if value is None:
         return None
+    if isinstance(value, (bool, int, float, np.number)):
+        raise TypeError(f"{name}={value!r} is a number; give a date such as '2015-01-01'")
     try:
         ts = pd.Timestamp(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name}={value!r} is not a date: {exc}") from None
     if ts is pd.NaT:
         raise ValueError(f"{name}={value!r} is not a date")
+    if isinstance(value, str) and ts.tzinfo is None and index.tz is not None:
+        ts = ts.tz_localize(index.tz)  # a date string means that date in the data's zone
     if (ts.tzinfo is None) != (index.tz is None):
         raise ValueError(f"{name}={value!r} and the data index ({index.tz}) must both be "
                          "timezone-aware or both naive")
@@ -301,6 +330,10 @@ def _timestamp(value, name: str, index: pd.DatetimeIndex):
 def _datetime_index(index) -> pd.DatetimeIndex:
     if isinstance(index, pd.DatetimeIndex):
         return index
+    index = pd.Index(index)
+    if index.dtype.kind in "iufb":
+        raise ValueError(f"the index holds {index.dtype} values ({type(index).__name__}), not "
+                         "dates; set a date index, e.g. frame.set_index('Date')")
     try:
         return pd.DatetimeIndex(pd.to_datetime(index))
     except (TypeError, ValueError) as exc:

@@ -45,6 +45,9 @@ class Grid:
         elif isinstance(spec, Mapping):
             columns = _product(spec)
         elif isinstance(spec, pd.DataFrame):
+            if spec.columns.duplicated().any():
+                duplicated = sorted(set(spec.columns[spec.columns.duplicated()]))
+                raise ValueError(f"the grid frame has duplicate columns {duplicated}")
             columns = {str(c): spec[c].to_numpy() for c in spec.columns}
         elif isinstance(spec, Sequence) and not isinstance(spec, str):
             columns = _from_records(spec)
@@ -184,9 +187,12 @@ def _from_records(records: Sequence) -> dict:
 
 def _numeric(name: str, values) -> np.ndarray:
     array = np.asarray(values)
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.number)):
-        raise TypeError(f"parameter {name!r} must hold numbers, got {array.dtype} values "
+    if array.dtype.kind not in "iuf":  # not bool, complex, timedelta, strings, objects
+        raise TypeError(f"parameter {name!r} must hold real numbers, got {array.dtype} values "
                         f"such as {array.ravel()[:3].tolist()}")
+    if array.ndim != 1:
+        raise ValueError(f"parameter {name!r} must be one value per parameter set, got an "
+                         f"array of shape {array.shape} (a list inside a list?)")
     array = np.ascontiguousarray(array, dtype=np.float64)
     if np.isnan(array).any():
         raise ValueError(f"parameter {name!r} contains NaN")

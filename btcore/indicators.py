@@ -70,6 +70,8 @@ def rolling_zscore_nb(close, window, out):
     for t in range(n_bars):
         out[t] = 0.0
     first = first_valid_nb(close)
+    if first + window >= n_bars:  # never a full window: all zeros (and no reads past the end)
+        return
     shift = 0.0
     sum_dev = 0.0
     sum_dev_comp = 0.0

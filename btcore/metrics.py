@@ -11,7 +11,8 @@ empyrical (required return 0, no risk-free rate):
   +inf when there is no downside and mean(r) > 0, NaN when mean(r) == 0 too
 - annual_volatility = std(r, ddof=1) * sqrt(ppy)
 - max_drawdown = min_t E_t / max(initial, E_0..E_t) - 1  (<= 0)
-- cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; NaN if E_last <= 0
+- cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; -1 if E_last == 0,
+  NaN if E_last < 0
 - calmar_ratio = cagr / |max_drawdown|; NaN when max_drawdown == 0 or not finite
 - num_trades = bars where the position changes; exposure = share of bars in the market
 - win_rate = share of closed round trips with positive P&L (costs included); NaN if none
@@ -77,7 +78,10 @@ def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
     max_drawdown = min_equity_to_peak - 1.0
     out[MAX_DRAWDOWN, k] = max_drawdown
     years = n_bars / periods_per_year
-    cagr = growth ** (1.0 / years) - 1.0 if growth > 0.0 else np.nan
+    if growth > 0.0:
+        cagr = growth ** (1.0 / years) - 1.0
+    else:  # all capital lost: -100 % a year (empyrical); below zero it is undefined
+        cagr = -1.0 if growth == 0.0 else np.nan
     out[CAGR, k] = cagr
     calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
     out[CALMAR, k] = calmar if math.isfinite(calmar) else np.nan

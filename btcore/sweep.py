@@ -205,11 +205,13 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
             raise ValueError(f"asset {symbol!r} has {max(last - bar + 1, 0)} bar(s) in the "
                              "window; exclude it with assets= or widen start/end")
     longest_window = spec.max_window(params)
-    history = last + 1 - int(market.first_valid[asset_index].min())
-    if longest_window >= history:
-        raise ValueError(f"a window parameter of {longest_window} bars is at least the "
-                         f"{history} bars of data up to the window end; use shorter windows or "
-                         "more data")
+    for asset in asset_index:
+        history = last + 1 - int(market.first_valid[asset])
+        if longest_window >= history:
+            where = f" of asset {market.symbols[asset]!r}" if len(asset_index) > 1 else ""
+            raise ValueError(f"a window parameter of {longest_window:.6g} bars is at least the "
+                             f"{history:,} bars of data{where} up to the window end; use "
+                             "shorter windows, more data, or leave the asset out (assets=)")
     keyed = group_by_key(spec, params)
     close = np.ascontiguousarray(market.close[:, asset_index].T)
     close.flags.writeable = False

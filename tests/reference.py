@@ -106,8 +106,10 @@ def max_drawdown_ref(equity, initial_capital):
 
 
 def cagr_ref(final_value, initial_capital, n_bars, periods_per_year):
-    """Compound annual growth rate (empyrical annual_return); nan if final <= 0."""
-    if final_value <= 0:
+    """Compound annual growth rate (empyrical annual_return); -1 if final == 0, nan if < 0."""
+    if final_value == 0:
+        return -1.0
+    if final_value < 0:
         return math.nan
     years = n_bars / periods_per_year
     return (final_value / initial_capital) ** (1.0 / years) - 1.0

@@ -106,3 +106,55 @@ def test_window_indices():
     assert data.window("2021-01-05", "2021-01-07") == (2, 4)
     with pytest.raises(ValueError, match="after end"):
         data.window("2021-02-01", "2021-01-01")
+
+
+def test_yfinance_style_multiindex_columns_take_the_close_level():
+    wide = frame()
+    fields = {"Close": wide, "High": wide * 1.01, "Low": wide * 0.99, "Open": wide,
+              "Volume": wide * 0 + 1e6}
+    multi = pd.concat(fields, axis=1)  # columns (field, ticker), like yfinance.download
+    data = MarketData.from_pandas(multi)
+    assert data.symbols == ("A", "B")
+    np.testing.assert_array_equal(data.close, wide.to_numpy())
+    np.testing.assert_array_equal(data.high, (wide * 1.01).to_numpy())
+    swapped = MarketData.from_pandas(multi.swaplevel(axis=1))  # (ticker, field)
+    np.testing.assert_array_equal(swapped.close, data.close)
+    with pytest.raises(ValueError, match="'Close' field"):
+        MarketData.from_pandas(pd.concat({"High": wide}, axis=1))
+
+
+def test_date_column_becomes_the_index():
+    wide = frame()
+    flat = wide.reset_index()  # a 'date' column and a RangeIndex
+    data = MarketData.from_pandas(flat)
+    assert data.index.equals(pd.DatetimeIndex(wide.index))
+    one = pd.DataFrame({"Date": wide.index, "Close": wide["A"].to_numpy()})
+    assert MarketData.from_pandas(one).close.shape == (30, 1)
+
+
+def test_end_date_includes_bars_stamped_during_that_day():
+    index = pd.date_range("2020-06-01 16:00", periods=30, freq="B", tz="America/New_York")
+    data = MarketData(frame().to_numpy(), index, ("A", "B"))
+    first, last = data.window("2020-06-03", "2020-06-30")
+    assert data.index[first].date().isoformat() == "2020-06-03"
+    assert data.index[last].date().isoformat() == "2020-06-30"
+
+
+def test_long_frame_with_us_style_string_dates():
+    wide = frame()
+    wide.index = pd.bdate_range("2020-12-15", periods=30)  # spans a year end
+    long = wide.stack().rename("close").reset_index()
+    long.columns = ["date", "symbol", "close"]
+    long["date"] = long["date"].dt.strftime("%m/%d/%Y")
+    data = MarketData.from_pandas(long)
+    assert data.index.is_monotonic_increasing and data.n_bars == 30
+    np.testing.assert_array_equal(data.close, wide.to_numpy())
+
+
+def test_zscore_of_a_series_shorter_than_the_window_is_all_zero():
+    from btcore.indicators import rolling_zscore_nb
+    close = np.full(12, np.nan)
+    close[8:] = [1.0, 2.0, 3.0, 4.0]
+    out = np.full(12, 7.0)
+    rolling_zscore_nb.py_func(close, 10, out)  # plain Python: would raise IndexError
+    assert (out == 0.0).all()

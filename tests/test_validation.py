@@ -96,7 +96,7 @@ SWEEP_CASES = [
      r"exit_threshold must be float in \[0, inf\), got -0.1"),
     ("NaN parameter", dict(grid={**GRID, "stop_loss_z": [np.nan]}), ValueError, r"NaN"),
     ("string parameter", dict(grid={**GRID, "stop_loss_z": ["3"]}), TypeError,
-     r"'stop_loss_z' must hold numbers"),
+     r"'stop_loss_z' must hold real numbers"),
     ("start after end", dict(start="2020-03-01", end="2020-02-01"), ValueError,
      r"start \(2020-03-01\) is after end \(2020-02-01\)"),
     ("window with no bars", dict(start="2030-01-01"), ValueError,
@@ -152,3 +152,48 @@ def test_asset_listed_after_window_is_named():
     data = MarketData(close, INDEX, ("A", "B"))
     with pytest.raises(ValueError, match=r"asset 'B' has 0 bar\(s\) in the window"):
         run_sweep(GRID, data=data, end=INDEX[30], progress=False)
+
+
+# ------------------------------------------------- cases found in code review
+def test_list_value_in_backtest_params_is_refused():
+    params = {"lookback_period": [20, 40], "entry_threshold": 2.0, "exit_threshold": 0.5,
+              "stop_loss_z": 3.0}
+    with pytest.raises(TypeError, match=r"params\['lookback_period'\] must be one number"):
+        backtest(params, data=DATA, asset="A")
+
+
+@pytest.mark.parametrize("grid, error, message", [
+    ({**GRID, "lookback_period": [[20, 30]]}, ValueError, r"one value per parameter set"),
+    ({**GRID, "entry_threshold": [2 + 5j]}, TypeError, r"must hold real numbers"),
+    ({**GRID, "lookback_period": np.array([20], dtype="timedelta64[ms]")}, TypeError,
+     r"must hold real numbers"),
+    (pd.concat([pd.DataFrame({"lookback_period": [5]}),
+                pd.DataFrame({"lookback_period": [6], "entry_threshold": [1.0],
+                              "exit_threshold": [0.5], "stop_loss_z": [3.0]})], axis=1),
+     ValueError, r"duplicate columns \['lookback_period'\]"),
+], ids=["nested list", "complex", "timedelta", "duplicate frame columns"])
+def test_malformed_grids_fail_before_work(grid, error, message, no_kernel_runs):
+    with pytest.raises(error, match=message):
+        run_sweep(grid, data=DATA, progress=False)
+
+
+def test_lookback_checked_against_each_assets_history(no_kernel_runs):
+    close = prices(n=600, assets=2)
+    close[:560, 1] = np.nan  # B lists 40 bars before the end
+    data = MarketData(close, pd.bdate_range("2010-01-01", periods=600), ("A", "B"))
+    grid = {**GRID, "lookback_period": [60]}
+    with pytest.raises(ValueError, match=r"60 bars is at least the 40 bars of data of asset 'B'"):
+        run_sweep(grid, data=data, progress=False)
+
+
+@pytest.mark.parametrize("start", [2015, 2015.0, True])
+def test_numeric_start_is_refused(start):
+    with pytest.raises(TypeError, match=r"is a number; give a date"):
+        run_sweep(GRID, data=DATA, start=start, progress=False)
+
+
+def test_numeric_index_is_refused():
+    with pytest.raises(ValueError, match=r"not dates; set a date index"):
+        MarketData.from_pandas(pd.DataFrame({"A": prices()[:, 0]}))
+    with pytest.raises(ValueError, match=r"not dates"):
+        MarketData(prices(), np.arange(50), ("A",))
