@@ -73,33 +73,32 @@ def run(args) -> list[dict]:
     tiny = {name: values[:1] for name, values in SEED_GRID.items()}
     run_sweep(tiny, data=data, start=START, progress=False)  # compile / load the kernels
 
-    ready, rows = {}, []
-    for name in args.executors:  # clusters first: nothing below is timed with a start-up
+    # one executor at a time: an idle Ray or Dask cluster left running steals CPU
+    # (heartbeats, raylet) from whatever is measured next, on 2 cores visibly so
+    results = {case: {} for case, _, _ in cases}
+    for name in args.executors:
         executor = make_executor(name, args.workers)
         start_s, _ = timed(executor.start)
         warm_s, _ = timed(lambda: run_sweep(tiny, data=data, start=START, executor=executor,
                                             progress=False))
-        ready[name] = (executor, start_s, warm_s)
-    try:
-        for case, grid, repeats in cases:
-            results = {}
-            for name, (executor, start_s, warm_s) in ready.items():
-                results[name] = best_of(repeats, lambda: run_sweep(
+        try:
+            for case, grid, repeats in cases:
+                result = best_of(repeats, lambda: run_sweep(
                     grid, data=data, start=START, executor=executor, progress=False))
-                results[name].update(case=case, executor=name, workers=executor.n_workers,
-                                     start=start_s, warm=warm_s, repeats=repeats)
-            base = results.get("serial")
-            for result in results.values():
-                result["speedup_wall"] = base["wall"] / result["wall"] if base else np.nan
-                result["speedup_compute"] = (base["compute"] / result["compute"]
-                                             if base else np.nan)
-                rows.append(result)
-    finally:
-        for name, (executor, *_) in ready.items():
+                result.update(case=case, executor=name, workers=executor.n_workers,
+                              start=start_s, warm=warm_s, repeats=repeats)
+                results[case][name] = result
+        finally:
             close_s, _ = timed(executor.close)
-            for row in rows:
-                if row["executor"] == name:
-                    row["close"] = close_s
+        for case in results:
+            results[case][name]["close"] = close_s
+    rows = []
+    for case, by_name in results.items():
+        base = by_name.get("serial")
+        for result in by_name.values():
+            result["speedup_wall"] = base["wall"] / result["wall"] if base else np.nan
+            result["speedup_compute"] = base["compute"] / result["compute"] if base else np.nan
+            rows.append(result)
     return rows
 
 
