@@ -56,9 +56,12 @@ class KeyedGrid:
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
+    """A read-only, contiguous ``array`` (so every caller shares one Numba
+    specialisation): marked in place when it owns its data, else copied first."""
     array = np.ascontiguousarray(array)
     if array.flags.writeable:
-        array = array.copy()
+        if not array.flags.owndata:  # a view of someone else's array: don't touch it
+            array = array.copy()
         array.flags.writeable = False
     return array
 

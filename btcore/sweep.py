@@ -18,7 +18,8 @@ import strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
-from btcore.plan import calibrate, choose_batch_size, group_by_key, make_tasks, run_task
+from btcore.plan import (TARGET_TASK_SECONDS, calibrate, choose_batch_size, group_by_key,
+                         make_tasks, run_task)
 
 #: metrics where a lower value is better (``SweepResult.best``)
 LOWER_IS_BETTER = frozenset({"annual_volatility"})
@@ -246,7 +247,8 @@ def _execute(job: SweepJob, runner, batch_size, progress, started) -> SweepResul
         throughput = calibrate(dict(job.shared, parallel=False), int(traded.max()), n_sets)
     calibrate_s = time.perf_counter() - calibrate_started
     if batch_size == "auto":
-        target = 0.5 * (slots if runner.parallel_kernel else 1)
+        # a parallel-kernel task keeps every thread busy: make it that much longer
+        target = TARGET_TASK_SECONDS * (slots if runner.parallel_kernel else 1)
         batch_size = choose_batch_size(n_sets, n_assets, float(traded.mean()), throughput,
                                        1 if runner.parallel_kernel else slots, target)
     tasks = make_tasks(n_sets, traded, int(batch_size), job.spec.cost_factor)
