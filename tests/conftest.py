@@ -15,7 +15,7 @@ settings.register_profile(
     "dev", max_examples=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile(
-    "ci", max_examples=80, deadline=None, print_blob=True,
+    "ci", max_examples=300, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("stress", max_examples=1500, deadline=None,
                           suppress_health_check=list(HealthCheck))

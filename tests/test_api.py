@@ -220,3 +220,12 @@ def test_ruined_runs_are_flagged_and_skipped_by_best(sample):
     assert not result.best()["ruined"]
     healthy = result.table[~result.table["ruined"]]
     assert result.best()["sharpe_ratio"] == healthy["sharpe_ratio"].max()
+
+
+def test_progress_bar_shows_backtests_per_second(small_data, grid, capsys):
+    run_sweep(grid, data=small_data, progress=True, batch_size=4)
+    err = capsys.readouterr().err
+    assert "mean_reversion [serial]" in err
+    assert "bt/s" in err and f"{len(grid['lookback_period']) * 8 * 3}/" in err
+    run_sweep(grid, data=small_data, progress=False)
+    assert "bt/s" not in capsys.readouterr().err
