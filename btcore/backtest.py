@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from btcore.kernel import sweep_batch_nb
+from btcore.plan import run_kernel
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
 
 
@@ -99,11 +99,7 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
     args = (close, first_bar, last_bar, shared["key_values"], shared["combo_key"],
             shared["params"], shared["options"], shared["initial_capital"],
             shared["cost_bps"], shared["periods_per_year"], out, equity, shares)
-    if debug:
-        sweep_batch_nb.py_func(*args, 1, spec.n_indicator_outputs, spec.indicator_nb.py_func,
-                               spec.signal_nb.py_func)
-    else:
-        spec.batch_nb(*args, 1)
+    run_kernel(spec, args, debug=debug)
     index = market.index[first_bar:last_bar + 1]
     equity_series = pd.Series(equity[first_bar:last_bar + 1], index=index, name="equity")
     shares_series = pd.Series(shares[first_bar:last_bar + 1], index=index, name="shares")

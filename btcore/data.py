@@ -217,19 +217,13 @@ class MarketData:
 
     @classmethod
     def _from_long(cls, frame, asset_col, lower) -> "MarketData":
-        date_col = next((lower[c] for c in _DATE_COLUMNS if c in lower), None)
-        if date_col is not None:  # parse before pivoting: pivot sorts its index
-            frame = frame.assign(**{date_col: pd.to_datetime(frame[date_col])})
-            frame = frame.set_index(date_col)
+        # from_pandas has already made a date column the (parsed) index: pivot sorts it
         dupes = frame.reset_index().duplicated(subset=[frame.index.name or "index", asset_col])
         if dupes.any():
             raise ValueError(f"long data has duplicate (date, {asset_col}) rows, "
                              f"first at row {int(np.argmax(dupes.to_numpy()))}")
-        fields = {}
-        for field in OHLCV_FIELDS:
-            if field in lower:
-                wide = frame.pivot(columns=asset_col, values=lower[field])
-                fields[field] = wide
+        fields = {field: frame.pivot(columns=asset_col, values=lower[field])
+                  for field in OHLCV_FIELDS if field in lower}
         close = fields.pop("close")
         symbols = tuple(close.columns)
         arrays = {f: w.reindex(index=close.index, columns=close.columns).to_numpy(np.float64)

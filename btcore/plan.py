@@ -103,6 +103,18 @@ def make_tasks(n_sets: int, traded_bars: np.ndarray, batch_size: int,
     return sorted(tasks, key=lambda task: -task.cost)
 
 
+def run_kernel(spec, args: tuple, *, debug: bool = False, parallel: bool = False) -> None:
+    """Call the strategy's batch kernel on ``args`` (see ``btcore.kernel``): compiled,
+    compiled over all Numba threads, or as plain Python (``debug``)."""
+    if debug:
+        sweep_batch_nb.py_func(*args, 1, spec.n_indicator_outputs, spec.indicator_nb.py_func,
+                               spec.signal_nb.py_func)
+    elif parallel:
+        spec.batch_parallel_nb(*args, numba.get_num_threads())
+    else:
+        spec.batch_nb(*args, 1)
+
+
 def run_task(shared: dict, task: Task) -> tuple[int, np.ndarray]:
     """Evaluate one task; returns ``(task_id, metrics)`` with metrics (N_METRICS, n_sets)."""
     spec = shared["spec"]
@@ -116,13 +128,8 @@ def run_task(shared: dict, task: Task) -> tuple[int, np.ndarray]:
             int(shared["last_bar"]), key_values, local_key, shared["params"][rows],
             shared["options"], shared["initial_capital"], shared["cost_bps"],
             shared["periods_per_year"], out, empty_record(), empty_record())
-    if shared.get("debug"):
-        sweep_batch_nb.py_func(*args, 1, spec.n_indicator_outputs, spec.indicator_nb.py_func,
-                               spec.signal_nb.py_func)
-    elif shared.get("parallel"):
-        spec.batch_parallel_nb(*args, numba.get_num_threads())
-    else:
-        spec.batch_nb(*args, 1)
+    run_kernel(spec, args, debug=shared.get("debug", False),
+               parallel=shared.get("parallel", False))
     return task.task_id, out
 
 
