@@ -117,13 +117,17 @@ def load_shared(directory: str) -> dict:
 
 
 # ------------------------------------------------------------- driver side
-def check_retries(value) -> int:
-    """Validate ``max_retries``: an int >= 0."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"max_retries must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"max_retries must be >= 0, got {value}")
-    return value
+def check_fault_options(recycle_after, max_retries) -> tuple:
+    """Validate the process executors' ``recycle_after`` (None or an int >= 1) and
+    ``max_retries`` (an int >= 0); returns them."""
+    from executors.base import check_worker_count
+    if recycle_after is not None:
+        recycle_after = check_worker_count("recycle_after", recycle_after, False)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+        raise TypeError(f"max_retries must be an int, got {type(max_retries).__name__}")
+    if max_retries < 0:
+        raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+    return recycle_after, max_retries
 
 
 def check_reachable(address: str, timeout: float, hint: str) -> None:

@@ -88,9 +88,8 @@ class DaskExecutor(Executor):
         self.address = address
         self._n_workers = (None if n_workers is None else
                            check_worker_count("n_workers", n_workers))
-        self.recycle_after = (None if recycle_after is None else
-                              check_worker_count("recycle_after", recycle_after, False))
-        self.max_retries = _worker.check_retries(max_retries)
+        self.recycle_after, self.max_retries = _worker.check_fault_options(recycle_after,
+                                                                           max_retries)
         self.timeout = timeout
         self._cluster_kwargs = dict(cluster_kwargs or {})
         self._cluster = self._client = self._slots = None

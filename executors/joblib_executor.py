@@ -74,9 +74,8 @@ class JoblibExecutor(Executor):
                  max_retries: int = 3, temp_folder: str | None = None):
         super().__init__()
         self._n_jobs = check_worker_count("n_jobs", n_jobs)
-        self.recycle_after = (None if recycle_after is None else
-                              check_worker_count("recycle_after", recycle_after, False))
-        self.max_retries = _worker.check_retries(max_retries)
+        self.recycle_after, self.max_retries = _worker.check_fault_options(recycle_after,
+                                                                           max_retries)
         self._temp_folder = temp_folder
         self._generation = None  # pool arguments of the current recycling chunk
         self._shared = set()  # directories not yet unshared: removed on close()

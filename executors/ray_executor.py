@@ -89,9 +89,8 @@ class RayExecutor(Executor):
             raise TypeError(f"address must be None or a str, got {type(address).__name__}")
         self.address = address
         self._num_cpus = None if num_cpus is None else check_worker_count("num_cpus", num_cpus)
-        self.recycle_after = (None if recycle_after is None else
-                              check_worker_count("recycle_after", recycle_after, False))
-        self.max_retries = _worker.check_retries(max_retries)
+        self.recycle_after, self.max_retries = _worker.check_fault_options(recycle_after,
+                                                                           max_retries)
         self._object_store_memory = object_store_memory
         self._connect_timeout = connect_timeout
         self._init_kwargs = dict(init_kwargs or {})
