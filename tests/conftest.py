@@ -41,6 +41,18 @@ def small_data():
 
 
 @pytest.fixture
+def no_kernel_runs(monkeypatch):
+    """Fail the test if a kernel or executor starts: errors must come first."""
+    import btcore.sweep
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before input validation")
+
+    monkeypatch.setattr(btcore.sweep, "calibrate", forbidden)
+    monkeypatch.setattr(btcore.sweep, "_execute", forbidden)
+
+
+@pytest.fixture
 def seed_grid():
     return dict(SEED_GRID)
 

@@ -21,18 +21,6 @@ def with_value(row, value):
     return close
 
 
-@pytest.fixture
-def no_kernel_runs(monkeypatch):
-    """Fail the test if a kernel or executor starts: errors must come first."""
-    import btcore.sweep
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("work started before input validation")
-
-    monkeypatch.setattr(btcore.sweep, "calibrate", forbidden)
-    monkeypatch.setattr(btcore.sweep, "_execute", forbidden)
-
-
 DATA_CASES = [
     ("NaN inside the series", lambda: MarketData(with_value(20, np.nan), INDEX, ("A",)),
      ValueError, r"asset 'A' is nan at row 20"),
