@@ -5,6 +5,12 @@ Conventions: every field is a C-contiguous, read-only float64 array shaped
 processes and every kernel sees one array type (one Numba specialisation).
 Closes must be finite and > 0 from each asset's first valid bar on; NaN is
 allowed only before it (an asset not listed yet).
+
+Reading pandas objects and files (which column is the price, which holds the
+dates) lives in :mod:`btcore._frames`. The traded price of OHLCV data is chosen
+with ``price=``: ``None`` (default) takes 'Adj Close' when the data has one and
+'Close' otherwise, so yfinance data is backtested on split- and
+dividend-adjusted prices whether or not it was downloaded with ``auto_adjust``.
 """
 from __future__ import annotations
 
@@ -15,9 +21,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from btcore import _frames
+from btcore._frames import DateRules, NotNumericError
+
 OHLCV_FIELDS = ("open", "high", "low", "close", "volume")
-_LONG_ASSET_COLUMNS = ("symbol", "ticker", "asset")
-_DATE_COLUMNS = ("date", "datetime", "timestamp", "time")
+__all__ = ["MarketData", "NotNumericError", "as_market_data"]
 
 
 def _readonly(array) -> np.ndarray:
@@ -41,12 +49,18 @@ class MarketData:
         One name per asset column.
     open, high, low, volume : array-like, optional
         Same shape as ``close``.
+    price_column : str, optional
+        The input column the prices came from ('Close', 'Adj Close', ...); None
+        when the input held prices only (arrays, a Series, a wide frame).
 
     Raises
     ------
     ValueError
         Unsorted or duplicate timestamps, non-finite or non-positive prices,
         mismatched shapes; the message names the asset and the row.
+    TypeError
+        Prices that are not numbers (strings, bools, dates): a
+        :class:`NotNumericError`, which is also a ValueError.
 
     Examples
     --------
@@ -62,9 +76,10 @@ class MarketData:
     high: np.ndarray | None = None
     low: np.ndarray | None = None
     volume: np.ndarray | None = None
+    price_column: str | None = None
 
     def __post_init__(self):
-        close = np.asarray(self.close, dtype=np.float64)
+        close = _frames.array_floats(self.close, "close")
         if close.ndim == 1:
             close = close[:, None]
         if close.ndim != 2:
@@ -75,7 +90,11 @@ class MarketData:
         index = _datetime_index(self.index)
         if len(index) != n_bars:
             raise ValueError(f"index has {len(index)} timestamps but close has {n_bars} rows")
-        symbols = tuple(str(s) for s in self.symbols)
+        if self.price_column is not None and not isinstance(self.price_column, str):
+            raise TypeError(f"price_column must be a column name or None, got "
+                            f"{self.price_column!r}")
+        raw_symbols = (self.symbols,) if isinstance(self.symbols, str) else self.symbols
+        symbols = tuple(str(s) for s in raw_symbols)
         if len(symbols) != n_assets:
             raise ValueError(f"got {len(symbols)} symbols for {n_assets} asset columns")
         if len(set(symbols)) != len(symbols):
@@ -91,7 +110,7 @@ class MarketData:
             values = getattr(self, field)
             if values is None:
                 continue
-            values = np.asarray(values, dtype=np.float64)
+            values = _frames.array_floats(values, field)
             if values.ndim == 1:
                 values = values[:, None]
             if values.shape != close.shape:
@@ -117,7 +136,10 @@ class MarketData:
     def __repr__(self) -> str:
         span = f"{self.index[0]:%Y-%m-%d} .. {self.index[-1]:%Y-%m-%d}"
         shown = ", ".join(self.symbols[:6]) + (", ..." if self.n_assets > 6 else "")
-        return f"MarketData({self.n_bars} bars x {self.n_assets} assets [{shown}], {span})"
+        price = (f"price column {self.price_column!r}" if self.price_column is not None
+                 else "prices as given")
+        return (f"MarketData({self.n_bars} bars x {self.n_assets} assets [{shown}], {span}, "
+                f"{price})")
 
     # -------------------------------------------------------------- selection
     def asset_indices(self, assets: str | Iterable[str] | None) -> np.ndarray:
@@ -141,19 +163,32 @@ class MarketData:
     def window(self, start=None, end=None) -> tuple[int, int]:
         """Inclusive bar indices ``(first, last)`` of the bars in [start, end].
 
+        Parameters
+        ----------
+        start, end : str, datetime.date, datetime, numpy.datetime64 or pandas.Timestamp, optional
+            A date (string, ``datetime.date`` or day-unit ``datetime64``) covers that
+            whole day, as ``.loc`` does; partial strings ('2020', '2020-06') cover the
+            year or month. Strings are read as pandas does ('2020/01/31', '31 Jan 2020');
+            'dd/mm/yyyy'-style strings are read when the order is clear (day > 12) and
+            refused when not. A naive value against a timezone-aware index means that
+            date/time in the index's zone; an aware value against a naive index is
+            refused.
+
         Raises
         ------
         ValueError
-            ``start`` after ``end``, or fewer than 2 bars in the window.
+            ``start`` after ``end``, an unreadable date, or fewer than 2 bars in the window.
+        TypeError
+            A number instead of a date.
         """
-        start_ts = _timestamp(start, "start", self.index)
-        end_ts = _timestamp(end, "end", self.index)
+        start_ts, start_key = _frames.window_bound(start, "start", self.index.tz)
+        end_ts, end_key = _frames.window_bound(end, "end", self.index.tz)
         if start_ts is not None and end_ts is not None and start_ts > end_ts:
             raise ValueError(f"start ({start_ts:%Y-%m-%d}) is after end ({end_ts:%Y-%m-%d})")
-        # pandas' own slicing: a date-only string includes that whole day, as .loc does
-        bounds = self.index.slice_indexer(
-            start if isinstance(start, str) else start_ts,
-            end if isinstance(end, str) else end_ts)
+        try:  # pandas' own slicing: a date-only string includes that whole day, as .loc does
+            bounds = self.index.slice_indexer(start_key, end_key)
+        except (KeyError, TypeError, ValueError):
+            bounds = self.index.slice_indexer(start_ts, end_ts)
         first, last = bounds.start or 0, (bounds.stop if bounds.stop is not None
                                           else self.n_bars) - 1
         if last - first + 1 < 2:
@@ -161,88 +196,118 @@ class MarketData:
                 f"the window [{start}, {end}] holds {max(last - first + 1, 0)} bar(s) of data "
                 f"spanning {self.index[0]:%Y-%m-%d} .. {self.index[-1]:%Y-%m-%d}; "
                 "a backtest needs at least 2: widen start/end")
-        return first, last
+        return int(first), int(last)
 
     # ----------------------------------------------------------- constructors
     @classmethod
-    def from_pandas(cls, frame: pd.Series | pd.DataFrame) -> "MarketData":
-        """Build from a Series of closes, a one-asset OHLCV frame, a wide frame of
-        closes (one column per asset) or a long frame (date, symbol, close[, ...]).
+    def from_pandas(cls, frame: pd.Series | pd.DataFrame, price: str | None = None, *,
+                    symbol: str = "asset", date_column=None, dayfirst: bool | None = None,
+                    date_format: str | None = None, date_unit: str | None = None
+                    ) -> "MarketData":
+        """Build from a pandas Series or DataFrame.
+
+        Parameters
+        ----------
+        frame : pandas.Series or pandas.DataFrame
+            One of: a Series of closes (its name is the symbol); a wide frame, one
+            column of closes per asset; a one-asset OHLCV frame (columns Open, High,
+            Low, Close, Adj Close, Volume in any case or spelling such as ``adj_close``,
+            plus ignored Dividends / Stock Splits); yfinance's two-level (field, ticker)
+            or (ticker, field) columns; a long frame with a symbol/ticker/asset column
+            and one row per date and symbol, or the same with a (date, symbol) row index.
+            Volume, Open, High and Low are never assets.
+        price : {None, 'close', 'adj_close'}
+            Traded price column of OHLCV data. None (default) takes 'Adj Close' when
+            present, else 'Close'. The chosen column is ``price_column``. When Adj Close
+            is traded, Open/High/Low are adjusted by Adj Close / Close (or taken from
+            adjOpen/adjHigh/adjLow columns); Volume is left as it is.
+        symbol : str
+            Name of the one asset of an OHLCV frame or an unnamed Series.
+        date_column : label, optional
+            Column holding the dates. By default the index, or a column named date,
+            datetime, timestamp, time or trade_date (any case), or a lone datetime
+            column, or a first column of date strings.
+        dayfirst : bool, optional
+            Read 'dd/mm/yyyy' (True) or 'mm/dd/yyyy' (False) strings. By default the
+            order is taken from the data and ambiguous dates (both numbers <= 12 in
+            every row) are refused.
+        date_format : str, optional
+            strftime format of date strings or YYYYMMDD integers, e.g. '%d.%m.%Y'.
+        date_unit : {'s', 'ms', 'us', 'ns', 'D'}, optional
+            Unit of numeric (epoch) dates, which are refused without it.
+
+        Returns
+        -------
+        MarketData
+
+        Raises
+        ------
+        ValueError
+            Unreadable or ambiguous dates, unknown or duplicate columns, bad prices.
+        TypeError
+            Non-numeric price columns (strings, bools), naming the column and the fix.
+
+        Examples
+        --------
+        >>> frame = pd.DataFrame({"Close": [10.0, 11.0], "Adj Close": [9.0, 9.9],
+        ...                       "Volume": [100, 120]}, index=["2020-01-02", "2020-01-03"])
+        >>> MarketData.from_pandas(frame).price_column
+        'Adj Close'
         """
-        if isinstance(frame, pd.Series):
-            name = frame.name if frame.name is not None else "asset"
-            return cls(frame.to_numpy(dtype=np.float64), _datetime_index(frame.index), (name,))
-        if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"expected a pandas Series or DataFrame, got {type(frame).__name__}")
-        if isinstance(frame.columns, pd.MultiIndex):
-            return cls._from_field_by_symbol(frame)
-        lower = {str(c).lower(): c for c in frame.columns}
-        date_col = next((lower[c] for c in _DATE_COLUMNS if c in lower), None)
-        if date_col is not None and not isinstance(frame.index, pd.DatetimeIndex):
-            frame = _index_by_dates(frame, "the frame")
-            lower = {str(c).lower(): c for c in frame.columns}
-        asset_col = next((lower[c] for c in _LONG_ASSET_COLUMNS if c in lower), None)
-        if asset_col is not None and "close" in lower:
-            return cls._from_long(frame, asset_col, lower)
-        if "close" in lower:
-            fields = {f: frame[lower[f]].to_numpy(dtype=np.float64)
-                      for f in OHLCV_FIELDS if f in lower}
-            return cls(index=_datetime_index(frame.index), symbols=("asset",), **fields)
-        non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
-        if non_numeric:
-            raise ValueError(
-                f"columns {non_numeric} are not numeric; a wide frame must hold one column "
-                "of closes per asset (set the dates as the index)")
-        return cls(frame.to_numpy(dtype=np.float64), _datetime_index(frame.index),
-                   tuple(frame.columns))
+        rules = DateRules(date_column, dayfirst, date_format, date_unit)
+        return cls(**_frames.frame_arrays(frame, price, symbol, rules))
 
     @classmethod
-    def _from_field_by_symbol(cls, frame) -> "MarketData":
-        """Columns (field, symbol) or (symbol, field), as ``yfinance.download`` gives."""
-        if frame.columns.nlevels != 2:
-            raise ValueError(f"columns have {frame.columns.nlevels} levels; expected 2 "
-                             "(field, symbol) with a 'Close' field")
-        for level in (0, 1):
-            fields = {str(v).lower(): v for v in frame.columns.get_level_values(level)}
-            if "close" in fields:
-                arrays = {f: frame.xs(fields[f], axis=1, level=level)
-                          for f in OHLCV_FIELDS if f in fields}
-                close = arrays.pop("close")
-                return cls(close.to_numpy(np.float64), _datetime_index(frame.index),
-                           tuple(close.columns),
-                           **{f: a.reindex(columns=close.columns).to_numpy(np.float64)
-                              for f, a in arrays.items()})
-        raise ValueError("two-level columns need a 'Close' field on one level (e.g. "
-                         "yfinance's (field, ticker)); select the closes first")
+    def from_csv(cls, path: str | os.PathLike, price: str | None = None, *,
+                 symbol: str | None = None, date_column=None, date_unit: str | None = None,
+                 **read_csv_kwargs) -> "MarketData":
+        """Read a CSV file in any layout :meth:`from_pandas` accepts.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file (``.csv``, or compressed ``.csv.gz`` / ``.zip``...).
+        price, date_column, date_unit
+            As in :meth:`from_pandas`.
+        symbol : str, optional
+            Name of the one asset of an OHLCV file; the file name ('AAPL.csv' ->
+            'AAPL') by default.
+        **read_csv_kwargs
+            Passed to :func:`pandas.read_csv` (``sep``, ``decimal``, ``thousands``,
+            ``index_col``, ``usecols``, ``encoding``, ``na_values``...). btcore parses
+            the dates itself: ``parse_dates``, ``dayfirst`` and ``date_format`` (alias
+            ``format``) are applied with the rules of :meth:`from_pandas`.
+
+        Examples
+        --------
+        >>> MarketData.from_csv("AAPL.csv", index_col="Date", parse_dates=True)  # doctest: +SKIP
+        >>> MarketData.from_csv("eu.csv", sep=";", decimal=",", dayfirst=True)  # doctest: +SKIP
+        """
+        kwargs, rules = _frames.reader_options(read_csv_kwargs,
+                                               DateRules(date_column, unit=date_unit))
+        frame = _frames.read_table(pd.read_csv, path, kwargs, "pandas.read_csv")
+        _frames.check_csv(frame, path)
+        return cls.from_pandas(frame, price, symbol=symbol or _stem(path),
+                               date_column=rules.column, dayfirst=rules.dayfirst,
+                               date_format=rules.format, date_unit=rules.unit)
 
     @classmethod
-    def _from_long(cls, frame, asset_col, lower) -> "MarketData":
-        # from_pandas has already made a date column the (parsed) index: pivot sorts it
-        dupes = frame.reset_index().duplicated(subset=[frame.index.name or "index", asset_col])
-        if dupes.any():
-            raise ValueError(f"long data has duplicate (date, {asset_col}) rows, "
-                             f"first at row {int(np.argmax(dupes.to_numpy()))}")
-        fields = {field: frame.pivot(columns=asset_col, values=lower[field])
-                  for field in OHLCV_FIELDS if field in lower}
-        close = fields.pop("close")
-        symbols = tuple(close.columns)
-        arrays = {f: w.reindex(index=close.index, columns=close.columns).to_numpy(np.float64)
-                  for f, w in fields.items()}
-        return cls(close.to_numpy(np.float64), _datetime_index(close.index), symbols, **arrays)
+    def from_parquet(cls, path: str | os.PathLike, price: str | None = None, *,
+                     symbol: str | None = None, date_column=None,
+                     dayfirst: bool | None = None, date_format: str | None = None,
+                     date_unit: str | None = None, **read_parquet_kwargs) -> "MarketData":
+        """Read a Parquet file in any layout :meth:`from_pandas` accepts.
 
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike, **read_csv_kwargs) -> "MarketData":
-        """Read a CSV (wide, one-asset OHLCV, or long); the first column holds dates."""
-        frame = pd.read_csv(path, **read_csv_kwargs)
-        return cls.from_pandas(_index_by_dates(frame, path))
-
-    @classmethod
-    def from_parquet(cls, path: str | os.PathLike) -> "MarketData":
-        """Read a Parquet file (wide, one-asset OHLCV, or long) with dates as index or column."""
-        frame = pd.read_parquet(path)
-        if not isinstance(frame.index, pd.DatetimeIndex):
-            frame = _index_by_dates(frame, path)
-        return cls.from_pandas(frame)
+        Dates may be the stored index (datetime, strings, or epoch numbers with
+        ``date_unit=``) or a date column. ``read_parquet_kwargs`` (``columns``,
+        ``engine``, ``filters``...) go to :func:`pandas.read_parquet`; the other
+        arguments are those of :meth:`from_csv`.
+        """
+        frame = _frames.read_table(pd.read_parquet, path, read_parquet_kwargs,
+                                   "pandas.read_parquet")
+        return cls.from_pandas(frame, price, symbol=symbol or _stem(path),
+                               date_column=date_column, dayfirst=dayfirst,
+                               date_format=date_format, date_unit=date_unit)
 
     @classmethod
     def synthetic(cls, n_assets: int = 1, start="2010-01-01", end="2024-01-01",
@@ -302,66 +367,61 @@ def _check_prices(values: np.ndarray, symbol: str, field: str, index) -> None:
             "before it): fill or drop the gap")
 
 
-def _timestamp(value, name: str, index: pd.DatetimeIndex):
-    if value is None:
-        return None
-    if isinstance(value, (bool, int, float, np.number)):
-        raise TypeError(f"{name}={value!r} is a number; give a date such as '2015-01-01'")
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name}={value!r} is not a date: {exc}") from None
-    if ts is pd.NaT:
-        raise ValueError(f"{name}={value!r} is not a date")
-    if isinstance(value, str) and ts.tzinfo is None and index.tz is not None:
-        ts = ts.tz_localize(index.tz)  # a date string means that date in the data's zone
-    if (ts.tzinfo is None) != (index.tz is None):
-        raise ValueError(f"{name}={value!r} and the data index ({index.tz}) must both be "
-                         "timezone-aware or both naive")
-    return ts
-
-
 def _datetime_index(index) -> pd.DatetimeIndex:
-    if isinstance(index, pd.DatetimeIndex):
-        return index
-    index = pd.Index(index)
-    if index.dtype.kind in "iufb":
-        raise ValueError(f"the index holds {index.dtype} values ({type(index).__name__}), not "
-                         "dates; set a date index, e.g. frame.set_index('Date')")
-    try:
-        return pd.DatetimeIndex(pd.to_datetime(index))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the index cannot be read as dates ({exc}); set a date index or "
-                         "column") from None
+    return _frames.parse_dates(index, "index")
 
 
-def _index_by_dates(frame: pd.DataFrame, path) -> pd.DataFrame:
-    lower = {str(c).lower(): c for c in frame.columns}
-    date_col = next((lower[c] for c in _DATE_COLUMNS if c in lower), frame.columns[0])
-    try:
-        dates = pd.to_datetime(frame[date_col])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: column {date_col!r} cannot be read as dates ({exc})") from None
-    frame = frame.drop(columns=[date_col])
-    frame.index = pd.DatetimeIndex(dates, name="date")
-    return frame
+def _stem(path) -> str:
+    if isinstance(path, (str, os.PathLike)):
+        name = os.path.basename(os.fspath(path))
+        for suffix in (".gz", ".bz2", ".zip", ".xz", ".zst", ".csv", ".parquet", ".pq"):
+            name = name[:-len(suffix)] if name.lower().endswith(suffix) else name
+        return name or "asset"
+    return "asset"
 
 
-def as_market_data(data) -> MarketData:
-    """Coerce ``data`` (None = bundled sample, MarketData, pandas object, CSV/Parquet path)."""
+def as_market_data(data, price: str | None = None) -> MarketData:
+    """Coerce ``data`` to MarketData.
+
+    Parameters
+    ----------
+    data : None, MarketData, pandas Series/DataFrame, or str/os.PathLike
+        None is the bundled sample; a path ending in .parquet/.pq is read with
+        :meth:`MarketData.from_parquet`, any other path with :meth:`MarketData.from_csv`.
+    price : {None, 'close', 'adj_close'}
+        Traded price column of OHLCV data (see :meth:`MarketData.from_pandas`); for
+        MarketData it must match the column already used.
+
+    Returns
+    -------
+    MarketData
+    """
     if data is None:
         from btcore.datasets import sp500_sample
+        if price is not None:
+            raise ValueError(f"price={price!r} picks a column of OHLCV data, but the bundled "
+                             "sample holds adjusted closes only; leave price=None")
         return sp500_sample()
     if isinstance(data, MarketData):
+        wanted = _frames.price_choice(price)
+        used = _frames.field_of(data.price_column) if data.price_column else None
+        if wanted is not None and wanted != used:
+            raise ValueError(f"price={price!r} but this MarketData already trades "
+                             f"{data.price_column or 'the prices it was given'!r}; rebuild it "
+                             "from the frame or file with that price=")
         return data
     if isinstance(data, (pd.Series, pd.DataFrame)):
-        return MarketData.from_pandas(data)
+        return MarketData.from_pandas(data, price)
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
         if not os.path.exists(path):
             raise ValueError(f"data file {path!r} does not exist")
-        if path.endswith((".parquet", ".pq")):
-            return MarketData.from_parquet(path)
-        return MarketData.from_csv(path)
+        lower = str(path).lower()
+        if lower.endswith((".xlsx", ".xls", ".xlsm", ".ods")):
+            raise ValueError(f"{path!r} is a spreadsheet; export it as CSV, or read it with "
+                             "pd.read_excel(path, index_col=0) and pass the frame")
+        if lower.endswith((".parquet", ".pq")):
+            return MarketData.from_parquet(path, price)
+        return MarketData.from_csv(path, price)
     raise TypeError(f"data must be None, MarketData, a pandas Series/DataFrame or a CSV/Parquet "
                     f"path, got {type(data).__name__}")
