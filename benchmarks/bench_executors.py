@@ -40,7 +40,7 @@ def large_grid(n_stops: int) -> dict:
 
 
 def make_executor(name: str, n_workers: int):
-    import executors
+    import btcore.executors as executors
     options = {"threads": {"n_threads": n_workers}, "joblib": {"n_jobs": n_workers},
                "ray": {"num_cpus": n_workers}, "dask": {"n_workers": n_workers}}
     return executors.executor_class(name)(**options.get(name, {}))

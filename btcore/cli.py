@@ -49,7 +49,7 @@ def _load_grid(text: str | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "strategies":
-        import strategies
+        import btcore.strategies as strategies
         for name in strategies.available():
             print(f"{name}\n  " + strategies.get(name).describe().replace("\n", "\n  "))
         return 0

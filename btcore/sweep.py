@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-import strategies
+import btcore.strategies as strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
@@ -160,7 +160,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     _check_progress(progress)
     if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
-    import executors
+    import btcore.executors as executors
     runner, owned = executors.get_executor(executor)
     try:
         return _execute(job, runner, batch_size, progress, started)

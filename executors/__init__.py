@@ -9,15 +9,15 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from btcore.registry import Registry
-from executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
+from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
                             cpu_count)
 
 _BUILTIN = {
-    "dask": "executors.dask_executor:DaskExecutor",
-    "joblib": "executors.joblib_executor:JoblibExecutor",
-    "ray": "executors.ray_executor:RayExecutor",
-    "serial": "executors.serial:SerialExecutor",
-    "threads": "executors.threads:ThreadsExecutor",
+    "dask": "btcore.executors.dask_executor:DaskExecutor",
+    "joblib": "btcore.executors.joblib_executor:JoblibExecutor",
+    "ray": "btcore.executors.ray_executor:RayExecutor",
+    "serial": "btcore.executors.serial:SerialExecutor",
+    "threads": "btcore.executors.threads:ThreadsExecutor",
 }
 _REGISTRY = Registry("executor", "executors", _BUILTIN, "btcore.executors")
 
@@ -57,7 +57,7 @@ def get_executor(executor, **kwargs) -> tuple[Executor, bool]:
                     f"instance, got {type(executor).__name__}")
 
 
-def __getattr__(name):  # lazy access: from executors import RayExecutor
+def __getattr__(name):  # lazy access: from btcore.executors import RayExecutor
     for key, path in _BUILTIN.items():
         if path.endswith(":" + name):
             return executor_class(key)

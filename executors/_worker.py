@@ -120,7 +120,7 @@ def load_shared(directory: str) -> dict:
 def check_fault_options(recycle_after, max_retries) -> tuple:
     """Validate the process executors' ``recycle_after`` (None or an int >= 1) and
     ``max_retries`` (an int >= 0); returns them."""
-    from executors.base import check_worker_count
+    from btcore.executors.base import check_worker_count
     if recycle_after is not None:
         recycle_after = check_worker_count("recycle_after", recycle_after, False)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int):

@@ -22,8 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from executors import _worker
-from executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
+from btcore.executors import _worker
+from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
                             check_worker_count, cpu_count)
 
 _INSTALL = "the dask executor needs dask.distributed: pip install 'btcore[dask]'"

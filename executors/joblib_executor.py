@@ -19,8 +19,8 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-from executors import _worker
-from executors.base import BrokenExecutorError, Executor, check_worker_count
+from btcore.executors import _worker
+from btcore.executors.base import BrokenExecutorError, Executor, check_worker_count
 
 # loky keeps one process-wide pool and reuses it while its arguments do not
 # change; a new value here forces a fresh pool (worker recycling)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from executors import _worker
-from executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
+from btcore.executors import _worker
+from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
                             check_worker_count, cpu_count)
 
 _INSTALL = "the ray executor needs Ray: pip install 'btcore[ray]'"

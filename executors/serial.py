@@ -1,7 +1,7 @@
 """Serial executor: one thread in the driver process, the debugging mode."""
 from __future__ import annotations
 
-from executors.base import Executor
+from btcore.executors.base import Executor
 
 
 class SerialExecutor(Executor):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from executors.base import Executor, check_worker_count, cpu_count
+from btcore.executors.base import Executor, check_worker_count, cpu_count
 
 # numba's thread count is per process; two concurrent threads sweeps must not
 # change it under each other.

@@ -10,9 +10,9 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from btcore.registry import Registry
-from strategies.base import Param, StrategySpec
+from btcore.strategies.base import Param, StrategySpec
 
-_REGISTRY = Registry("strategy", "strategies", {"mean_reversion": "strategies.mean_reversion:SPEC"},
+_REGISTRY = Registry("strategy", "strategies", {"mean_reversion": "btcore.strategies.mean_reversion:SPEC"},
                      "btcore.strategies")
 
 

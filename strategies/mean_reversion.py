@@ -12,7 +12,7 @@ from numba import njit
 from btcore.indicators import rolling_zscore_nb
 from btcore.kernel import sweep_batch_nb
 from btcore.kernel_cache import kernel_cache
-from strategies.base import Param, StrategySpec
+from btcore.strategies.base import Param, StrategySpec
 
 # column of each parameter in the params row, and of each option
 LOOKBACK, ENTRY, EXIT, STOP = 0, 1, 2, 3

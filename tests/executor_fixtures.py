@@ -15,7 +15,7 @@ CLUSTER_NAMES = ("ray", "dask")
 def ray_executor():
     """A local Ray instance with 2 CPUs and a small object store."""
     pytest.importorskip("ray")
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.ray_executor import RayExecutor
     with RayExecutor(num_cpus=2, object_store_memory=200_000_000) as executor:
         yield executor
 
@@ -24,14 +24,14 @@ def ray_executor():
 def dask_executor():
     """A LocalCluster of 2 worker processes x 1 thread."""
     pytest.importorskip("distributed")
-    from executors.dask_executor import DaskExecutor
+    from btcore.executors.dask_executor import DaskExecutor
     with DaskExecutor(n_workers=2) as executor:
         yield executor
 
 
 @pytest.fixture(scope="session")
 def joblib_executor():
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2) as executor:
         yield executor
 
@@ -52,5 +52,5 @@ def executor(request):
 def _make(request, name):
     if name in ("joblib", "ray", "dask"):
         return request.getfixturevalue(f"{name}_executor")
-    import executors
+    import btcore.executors as executors
     return executors.get_executor(name)[0]

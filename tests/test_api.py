@@ -65,7 +65,7 @@ def test_debug_mode_equals_compiled(small_data):
 
 def test_debug_mode_runs_strategy_as_python(small_data, monkeypatch):
     """In debug mode the signal rule is the plain Python function (prints work)."""
-    from strategies import mean_reversion
+    from btcore.strategies import mean_reversion
     calls = []
     original = mean_reversion.signal_nb.py_func
 

@@ -16,7 +16,7 @@ import pytest
 
 from btcore import MarketData, run_sweep
 from conftest import assert_tables_identical
-from executors.base import BrokenExecutorError
+from btcore.executors.base import BrokenExecutorError
 
 pytestmark = [pytest.mark.fault, pytest.mark.cluster]
 
@@ -86,7 +86,7 @@ def children(predicate):
 
 
 def test_joblib_survives_a_killed_worker(long_sweep):
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     data, expected = long_sweep
     with JoblibExecutor(n_jobs=2) as executor:
         loky = children(lambda cmd: any("loky" in part for part in cmd[:3]))
@@ -97,7 +97,7 @@ def test_joblib_survives_a_killed_worker(long_sweep):
 
 
 def test_ray_survives_a_killed_worker(ray_executor, long_sweep):
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.ray_executor import RayExecutor
     data, expected = long_sweep
     executor = RayExecutor()  # joins the session instance, fresh counters
     busy = children(lambda cmd: bool(cmd) and cmd[0].startswith("ray::ray_task"))
@@ -122,7 +122,7 @@ def test_dask_survives_a_killed_worker(dask_executor, long_sweep):
 
 
 def test_dask_scatters_again_when_every_holder_died(long_sweep):
-    from executors.dask_executor import DaskExecutor
+    from btcore.executors.dask_executor import DaskExecutor
     data, expected = long_sweep
     with DaskExecutor(n_workers=2) as executor:
         pids = set(executor._client.run(os.getpid).values())
@@ -143,7 +143,7 @@ def _crashing_task():
 
 
 def test_joblib_gives_up_on_a_task_that_kills_its_worker():
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2, max_retries=1) as executor:
         handle = executor.share({})
         with pytest.raises(BrokenExecutorError, match="max_retries=1"):
@@ -153,7 +153,7 @@ def test_joblib_gives_up_on_a_task_that_kills_its_worker():
 
 
 def test_ray_gives_up_on_a_task_that_kills_its_worker(ray_executor):
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.ray_executor import RayExecutor
     executor = RayExecutor(max_retries=1)
     handle = executor.share({})
     with pytest.raises(BrokenExecutorError, match="lost 2 times"):
@@ -163,7 +163,7 @@ def test_ray_gives_up_on_a_task_that_kills_its_worker(ray_executor):
 
 def test_dask_gives_up_on_a_task_that_kills_its_worker():
     import dask
-    from executors.dask_executor import DaskExecutor
+    from btcore.executors.dask_executor import DaskExecutor
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with DaskExecutor(n_workers=2) as executor:
             handle = executor.share({})

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import executors
+import btcore.executors as executors
 from btcore import MarketData, run_sweep
 from btcore.plan import run_task
 from conftest import SEED_GRID, assert_tables_identical
 from executor_fixtures import EXECUTOR_NAMES
-from executors.base import BrokenExecutorError, ExecutorUnavailableError
+from btcore.executors.base import BrokenExecutorError, ExecutorUnavailableError
 
 PROCESS_EXECUTORS = [pytest.param("joblib"), pytest.param("ray", marks=pytest.mark.cluster),
                      pytest.param("dask", marks=pytest.mark.cluster)]
@@ -169,7 +169,7 @@ def test_joblib_shares_through_files_removed_by_unshare(joblib_executor):
 
 # ------------------------------------------------------------------ recycling
 def test_joblib_recycles_the_pool(small_data, grid):
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2, recycle_after=2) as executor:
         pids = [pid for _, pid in run_all(executor, slow_pid, {"sleep": 0.0}, range(12))]
         assert len(set(pids)) >= 3  # chunks of 4 tasks, a fresh pool for each
@@ -181,7 +181,7 @@ def test_joblib_recycles_the_pool(small_data, grid):
 
 @pytest.mark.cluster
 def test_ray_recycles_workers_after_max_calls(ray_executor):
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.ray_executor import RayExecutor
     executor = RayExecutor(recycle_after=2)  # joins the session's Ray instance
     pids = [pid for _, pid in run_all(executor, slow_pid, {"sleep": 0.0}, range(8))]
     assert len(set(pids)) >= 4
@@ -191,7 +191,7 @@ def test_ray_recycles_workers_after_max_calls(ray_executor):
 
 @pytest.mark.cluster
 def test_dask_recycles_one_worker_at_a_time(small_data, grid):
-    from executors.dask_executor import DaskExecutor
+    from btcore.executors.dask_executor import DaskExecutor
     with DaskExecutor(n_workers=2, recycle_after=3) as executor:
         before = set(executor._client.run(os.getpid).values())
         pids = [pid for _, pid in run_all(executor, slow_pid, {"sleep": 0.1}, range(60))]
@@ -223,7 +223,7 @@ def test_ray_by_name_joins_the_running_instance(ray_executor, small_data, grid):
 
 @pytest.mark.cluster
 def test_dask_joins_a_cluster_by_address_and_leaves_it_running(dask_executor, small_data, grid):
-    from executors.dask_executor import DaskExecutor
+    from btcore.executors.dask_executor import DaskExecutor
     expected = run_sweep(grid, data=small_data, progress=False)
     address = dask_executor._cluster.scheduler_address
     for target in (address, dask_executor._client):
@@ -238,7 +238,7 @@ def test_dask_joins_a_cluster_by_address_and_leaves_it_running(dask_executor, sm
 
 
 def test_context_manager_closes(small_data, grid):
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2) as executor:
         run_sweep(grid, data=small_data, executor=executor, progress=False)
     with pytest.raises(BrokenExecutorError, match="closed"):
@@ -256,7 +256,7 @@ def test_registry_knows_the_process_executors():
 @pytest.mark.parametrize("n_jobs, error", [(0, ValueError), (-2, ValueError),
                                            (1.5, TypeError), (True, TypeError)])
 def test_joblib_rejects_bad_n_jobs(n_jobs, error):
-    from executors.joblib_executor import JoblibExecutor
+    from btcore.executors.joblib_executor import JoblibExecutor
     with pytest.raises(error, match="n_jobs"):
         JoblibExecutor(n_jobs=n_jobs)
 
@@ -273,9 +273,9 @@ def _executor_class(module, cls):
 
 
 @pytest.mark.parametrize("module, cls, address", [
-    ("executors.ray_executor", "RayExecutor", "127.0.0.1:1"),
-    ("executors.ray_executor", "RayExecutor", "ray://127.0.0.1:1"),
-    ("executors.dask_executor", "DaskExecutor", "tcp://127.0.0.1:1"),
+    ("btcore.executors.ray_executor", "RayExecutor", "127.0.0.1:1"),
+    ("btcore.executors.ray_executor", "RayExecutor", "ray://127.0.0.1:1"),
+    ("btcore.executors.dask_executor", "DaskExecutor", "tcp://127.0.0.1:1"),
 ])
 def test_unreachable_addresses_fail_fast(module, cls, address):
     started = time.monotonic()
@@ -288,7 +288,7 @@ def test_unreachable_addresses_fail_fast(module, cls, address):
 @pytest.mark.cluster
 def test_ray_refuses_a_second_cluster_address(ray_executor):
     import socket
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.ray_executor import RayExecutor
     with socket.socket() as listener:  # reachable, but not the cluster we are connected to
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -298,8 +298,8 @@ def test_ray_refuses_a_second_cluster_address(ray_executor):
 
 
 @pytest.mark.parametrize("module, cls, address", [
-    ("executors.ray_executor", "RayExecutor", "no-port"),
-    ("executors.dask_executor", "DaskExecutor", "tcp://no-port"),
+    ("btcore.executors.ray_executor", "RayExecutor", "no-port"),
+    ("btcore.executors.dask_executor", "DaskExecutor", "tcp://no-port"),
 ])
 def test_malformed_addresses(module, cls, address):
     executor = _executor_class(module, cls)(address)
@@ -308,8 +308,8 @@ def test_malformed_addresses(module, cls, address):
 
 
 def test_bad_option_types():
-    from executors.dask_executor import DaskExecutor
-    from executors.ray_executor import RayExecutor
+    from btcore.executors.dask_executor import DaskExecutor
+    from btcore.executors.ray_executor import RayExecutor
     with pytest.raises(TypeError, match="address"):
         DaskExecutor(address=8786)
     with pytest.raises(TypeError, match="address"):
@@ -321,8 +321,8 @@ def test_bad_option_types():
 
 
 @pytest.mark.parametrize("module, cls, backend, extra", [
-    ("executors.ray_executor", "RayExecutor", "ray", "btcore[ray]"),
-    ("executors.dask_executor", "DaskExecutor", "distributed", "btcore[dask]"),
+    ("btcore.executors.ray_executor", "RayExecutor", "ray", "btcore[ray]"),
+    ("btcore.executors.dask_executor", "DaskExecutor", "distributed", "btcore[dask]"),
 ])
 def test_missing_backend_names_the_extra(monkeypatch, module, cls, backend, extra):
     executor_cls = _executor_class(module, cls)
@@ -334,8 +334,8 @@ def test_missing_backend_names_the_extra(monkeypatch, module, cls, backend, extr
 
 def test_importing_the_modules_does_not_import_the_backends():
     import subprocess
-    code = ("import sys, executors.ray_executor, executors.dask_executor, "
-            "executors.joblib_executor; "
+    code = ("import sys, btcore.executors.ray_executor, btcore.executors.dask_executor, "
+            "btcore.executors.joblib_executor; "
             "print(sorted({'ray', 'distributed'} & set(sys.modules)))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, timeout=60).stdout

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import strategies
+import btcore.strategies as strategies
 from btcore import Grid
 
 

@@ -17,7 +17,7 @@ PROBE = """
 import json, time
 started = time.perf_counter()
 from btcore import run_sweep, MarketData
-from strategies import mean_reversion
+from btcore.strategies import mean_reversion
 data = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2020-12-31", seed=1)
 run_sweep({"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.5],
            "stop_loss_z": [3.0]}, data=data, progress=False)
@@ -48,7 +48,7 @@ def test_index_key_includes_kernel_digest(monkeypatch):
     from numba.core.registry import cpu_target
 
     from btcore import MarketData, run_sweep
-    from strategies import mean_reversion
+    from btcore.strategies import mean_reversion
     data = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2020-06-30", seed=1)
     run_sweep({"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.5],
                "stop_loss_z": [3.0]}, data=data, progress=False)
@@ -73,8 +73,10 @@ def test_fresh_process_loads_kernel_from_cache(tmp_path):
 
 def test_read_only_install_falls_back_to_user_cache(tmp_path):
     install = tmp_path / "site"
-    for package in ("btcore", "executors", "strategies"):
-        shutil.copytree(REPO / package, install / package,
+    # the layout of a regular install: the plug-in folders inside btcore
+    for source, target in (("btcore", "btcore"), ("executors", "btcore/executors"),
+                           ("strategies", "btcore/strategies")):
+        shutil.copytree(REPO / source, install / target,
                         ignore=shutil.ignore_patterns("__pycache__"))
     for path in install.rglob("*"):
         path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

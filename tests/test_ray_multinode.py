@@ -22,7 +22,7 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 from ray.cluster_utils import Cluster
 
 from btcore import MarketData, run_sweep
-from executors.ray_executor import RayExecutor
+from btcore.executors.ray_executor import RayExecutor
 
 node = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
 cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
