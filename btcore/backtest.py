@@ -10,8 +10,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from btcore.plan import run_kernel
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
+from btcore.engine import Task, run_task
+from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL, RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 
 
 @dataclass
@@ -21,20 +22,27 @@ class BacktestResult:
     Attributes
     ----------
     equity : pandas.Series
-        Equity after each traded bar (cash + shares x close).
+        Equity after each traded bar (cash + shares x close; 0 once out of money).
     positions : pandas.Series
         Shares held after each traded bar (negative = short).
+    returns : pandas.Series
+        r_t = E_t / E_{t-1} - 1 (E before the first traded bar = initial capital).
+    drawdown : pandas.Series
+        E_t / max(initial, E_0..E_t) - 1 (<= 0); its minimum is ``max_drawdown``.
     trades : pandas.DataFrame
         One row per round trip: entry/exit time, side, shares, prices, P&L
-        (costs included; NaN exit fields for a position still open at the end).
+        (costs of both legs included; NaN exit fields for a position still open
+        at the end). A reversal bar ends one trip and starts the next.
     metrics : dict
-        Same names and values as a ``run_sweep`` table row.
+        Same names and values as a ``run_sweep`` table row, ``ruined`` included.
     params : dict
     asset : str
     """
 
     equity: pd.Series
     positions: pd.Series
+    returns: pd.Series
+    drawdown: pd.Series
     trades: pd.DataFrame
     metrics: dict
     params: dict
@@ -45,20 +53,22 @@ class BacktestResult:
         return f"BacktestResult({self.asset}, {self.params}: {shown})"
 
 
-def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, asset=None, *,
+def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
              periods_per_year=252, debug=False, **strategy_options) -> BacktestResult:
     """Run one parameter set on one asset and keep the per-bar detail.
 
     Parameters
     ----------
-    params : dict
-        One value per strategy parameter, e.g. ``{"lookback_period": 20, ...}``.
+    params : dict or pandas.Series
+        One value per strategy parameter, e.g. ``{"lookback_period": 20, ...}``,
+        or a row of a result table (its ``asset`` is used when ``asset`` is not
+        given; metric columns are ignored). Parameters left out take their default.
     strategy, data, start, end, initial_capital, cost_bps, periods_per_year, debug,
     **strategy_options
         As in :func:`btcore.run_sweep`.
     asset : str, optional
-        Required when the data has several assets.
+        Required when the data has several assets (and ``params`` names none).
 
     Returns
     -------
@@ -69,12 +79,15 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
     >>> res = backtest({"lookback_period": 20, "entry_threshold": 2.0,
     ...                 "exit_threshold": 0.5, "stop_loss_z": 3.0}, asset="AAPL")  # doctest: +SKIP
     >>> res.trades.head()  # doctest: +SKIP
+    >>> sweep = run_sweep(grid); backtest(sweep.table.iloc[0])  # doctest: +SKIP
     """
+    import btcore.strategies as strategies
     from btcore.data import as_market_data
     from btcore.sweep import prepare
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict of name -> value, got {type(params).__name__}")
+    spec = strategies.get(strategy)
+    params, row_asset = _parameters_of(params, spec)
     market = as_market_data(data)
+    asset = asset if asset is not None else row_asset
     if asset is None:
         if market.n_assets > 1:
             raise ValueError(f"the data has {market.n_assets} assets; pick one with asset=, "
@@ -82,60 +95,84 @@ def backtest(params: Mapping[str, float], strategy="mean_reversion", data=None, 
         asset = market.symbols[0]
     if not isinstance(asset, str):
         raise TypeError(f"asset must be a symbol string, got {type(asset).__name__}")
+    prepared = prepare({k: [v] for k, v in params.items()}, spec, market, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=[asset], debug=debug,
+                       options=strategy_options)
+    job = prepared.job
+    first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
+    record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
+    out = run_task(job.payload(), Task(0, 0, 0, 0, 1, 0.0), record)
+    traded = slice(first_bar, last_bar + 1)
+    index = market.index[traded]
+    equity = pd.Series(record[RECORD_EQUITY, traded], index=index, name="equity")
+    shares = pd.Series(record[RECORD_SHARES, traded], index=index, name="shares")
+    previous = np.concatenate(([job.initial_capital], equity.to_numpy()[:-1]))
+    returns = pd.Series(equity.to_numpy() / previous - 1.0, index=index, name="returns")
+    peak = np.maximum.accumulate(np.maximum(equity.to_numpy(), job.initial_capital))
+    drawdown = pd.Series(equity.to_numpy() / peak - 1.0, index=index, name="drawdown")
+    metrics = {name: (int(out[-1, m, 0]) if name in INTEGER_METRICS else float(out[-1, m, 0]))
+               for m, name in enumerate(METRIC_NAMES)}
+    metrics["ruined"] = bool(out[-1, RUINED_ROW, 0])
+    used = {p.name: (int(v) if p.kind is int else float(v))
+            for p, v in zip(spec.params, job.params[0])}
+    trades = trade_list(job.close[traded, 0], shares, equity, record[RECORD_TRIP_PNL, traded],
+                        job.initial_capital)
+    return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset)
+
+
+def _parameters_of(params, spec) -> tuple[dict, str | None]:
+    """``(parameter values, asset or None)`` from a dict or a result-table row."""
+    if isinstance(params, pd.Series):
+        params = params.to_dict()
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of name -> value or a result-table row, got "
+                        f"{type(params).__name__}")
+    asset = params.get("asset")
+    from_row = any(name in params for name in METRIC_NAMES)
+    values = {}
     for name, value in params.items():
+        if from_row and name not in spec.param_names:
+            continue  # a result row: metric and label columns are not parameters
         if not np.isscalar(value):
             raise TypeError(f"params[{name!r}] must be one number, got {value!r}; use "
                             "run_sweep for several values")
-    job = prepare({k: [v] for k, v in params.items()}, strategy, market, start=start, end=end,
-                  initial_capital=initial_capital, cost_bps=cost_bps,
-                  periods_per_year=periods_per_year, assets=[asset], debug=debug,
-                  options=strategy_options)
-    shared, spec = job.shared, job.spec
-    close = shared["close"][0]
-    first_bar, last_bar = int(shared["first_bar"][0]), job.last_bar
-    equity = np.full(close.shape[0], np.nan)
-    shares = np.full(close.shape[0], np.nan)
-    out = np.empty((N_METRICS, 1), dtype=np.float64)
-    args = (close, first_bar, last_bar, shared["key_values"], shared["combo_key"],
-            shared["params"], shared["options"], shared["initial_capital"],
-            shared["cost_bps"], shared["periods_per_year"], out, equity, shares)
-    run_kernel(spec, args, debug=debug)
-    index = market.index[first_bar:last_bar + 1]
-    equity_series = pd.Series(equity[first_bar:last_bar + 1], index=index, name="equity")
-    shares_series = pd.Series(shares[first_bar:last_bar + 1], index=index, name="shares")
-    metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
-               for m, name in enumerate(METRIC_NAMES)}
-    metrics["ruined"] = bool(is_ruined(metrics["max_drawdown"]))
-    used = {p.name: (int(v) if p.kind is int else float(v))
-            for p, v in zip(spec.params, shared["params"][0])}
-    trades = trade_list(close[first_bar:last_bar + 1], shares_series, equity_series,
-                        shared["initial_capital"])
-    return BacktestResult(equity_series, shares_series, trades, metrics, used, asset)
+        values[name] = value
+    for param in spec.params:
+        values.setdefault(param.name, param.default)
+    return values, asset if isinstance(asset, str) else None
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "shares", "entry_price", "exit_price",
                  "pnl", "return_pct", "bars_held")
 
 
-def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series,
+def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series, trip_pnl: np.ndarray,
                initial_capital: float) -> pd.DataFrame:
-    """Round trips from the per-bar share counts.
+    """Round trips from the per-bar share counts and the kernel's closed-trip P&L.
 
-    A trade's P&L is the equity after its exit bar minus the equity before its
-    entry bar (both flat, so both are cash): costs on both legs included. A
-    position still open at the end has NaN exit fields.
+    A trip opens on a bar where shares become non-zero (or change sign) and
+    closes on the next bar where they change; its P&L (cash after the exit minus
+    cash before the entry, both legs' costs included) comes from the kernel,
+    so a reversal bar gets the P&L of the trip it ends. A position still open at
+    the end has NaN exit fields.
     """
     held = shares.to_numpy()
     value = equity.to_numpy()
     before = np.concatenate(([0.0], held[:-1]))
     changes = np.flatnonzero(held != before)
     entries = changes[held[changes] != 0.0]
-    exits = changes[before[changes] != 0.0]  # entries and exits alternate
+    exits = changes[before[changes] != 0.0]  # each change away from a position ends a trip
     closed = len(exits)
-    start_value = np.where(entries > 0, value[np.maximum(entries - 1, 0)], initial_capital)
-    exit_value = value[exits]
-    # on a reversal bar the exit equity already holds the new position: no clean P&L
-    pnl = np.where(held[exits] == 0.0, exit_value - start_value[:closed], np.nan)
+    pnl = trip_pnl[exits]
+    # cash before each entry: the flat equity of the bar before, or for a
+    # reversal (an entry on an exit bar) the previous trip's entry cash + P&L
+    entry_cash = np.empty(len(entries))
+    for j, bar in enumerate(entries):
+        if j > 0 and bar == exits[j - 1]:
+            entry_cash[j] = entry_cash[j - 1] + pnl[j - 1]
+        else:
+            entry_cash[j] = value[bar - 1] if bar > 0 else initial_capital
     pad = len(entries) - closed  # 1 if a position is still open
     index = shares.index
     return pd.DataFrame({
@@ -146,7 +183,8 @@ def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series,
         "entry_price": close[entries],
         "exit_price": np.concatenate([close[exits], np.full(pad, np.nan)]),
         "pnl": np.concatenate([pnl, np.full(pad, np.nan)]),
-        "return_pct": np.concatenate([pnl / start_value[:closed] * 100.0, np.full(pad, np.nan)]),
+        "return_pct": np.concatenate([pnl / entry_cash[:closed] * 100.0,
+                                      np.full(pad, np.nan)]),
         "bars_held": np.concatenate([exits - entries[:closed],
                                      len(held) - 1 - entries[closed:]]),
     }, columns=list(TRADE_COLUMNS))

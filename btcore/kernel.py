@@ -1,35 +1,42 @@
-"""The fused batch kernel: shared accounting and online metrics for every strategy.
+"""The batch kernel: shared accounting and online metrics for every strategy.
 
-One call evaluates a batch of parameter sets on one asset:
+One call evaluates a batch of parameter sets on one price column:
 
-1. indicators are computed once per *unique* indicator key (e.g. one z-score
-   series per unique lookback), by the strategy's ``indicator_nb``;
+1. each indicator *series* the batch needs is computed once (a series is one
+   indicator function at one set of argument values, so a 50 x 50 crossover
+   grid computes 100 moving averages, not 2,500 pairs);
 2. each parameter set then makes one sequential pass over the traded bars,
-   asking the strategy's ``signal_nb`` for a target position sign and doing
-   sizing, fills, costs, equity and metric accumulation here, so every strategy
-   gets the same tested bookkeeping (DESIGN.md "Reference semantics").
+   asking the strategy's rule for a target position sign, and doing sizing,
+   fills, costs, equity, out-of-money close-out and metric accumulation here
+   (``docs/semantics.md``), so every strategy gets the same tested bookkeeping.
 
-Array conventions: ``close`` (n_bars,) float64 of one asset; ``key_values``
-(n_keys, n_key_params) float64; ``combo_key`` (n_sets,) int64 row of
-``key_values`` for each set; ``params`` (n_sets, n_params) float64 in the
-strategy's parameter order; ``options`` (n_options,) float64; ``out``
-(N_METRICS, n_sets) float64. ``record_equity`` / ``record_shares`` are
-(n_bars,) arrays filled per bar for a single-set batch (``backtest``), or
-empty in a sweep.
+The pieces are ``@njit(inline="always")`` building blocks: :func:`fill_nb`
+(one bar's trading), :func:`close_out_nb` (out of money),
+:func:`accumulate_return_nb` / :func:`update_drawdown_nb` (running sums) and
+``btcore.metrics.finalize_metrics_nb``. :func:`batch_kernel_nb` composes them.
 
-Strategy contract::
+``batch_kernel_nb`` takes the strategy's two functions as arguments and is
+inlined into two module-level ``@njit(cache=True)`` functions that btcore
+generates per strategy (``btcore.binding``): a kernel that *takes* a jitted
+function cannot be cached on disk, one that calls it by name can. Each
+parameter set's arithmetic is one sequential loop, so results are
+bit-identical however sets are split into batches, threads or processes.
 
-    indicator_nb(close, key_row, out)            # out: (n_bars, n_outputs)
-    signal_nb(indicators, t, params_row, options, position, state)
-        -> (target_sign in {-1, 0, 1}, new_state)
+Array arguments (all C-contiguous float64 unless noted):
 
-``sweep_batch_nb`` is ``inline="always"``: each strategy module wraps it in two
-module-level ``@njit(cache=True)`` functions (serial and ``parallel=True``),
-which keeps Numba's on-disk cache working (a kernel that *takes* a jitted
-function as an argument cannot be cached across processes) and turns the
-``prange`` loops into threads only in the parallel wrapper. Each parameter
-set's arithmetic is one sequential loop, so results are bit-identical however
-the sets are split into batches or spread over threads and processes.
+- ``close`` (n_bars,): one price column;
+- ``checkpoints`` (n_checks,) int64: bars at which metrics are finalised
+  (sorted; the last one is the window's last bar);
+- ``series_which`` (n_series,) int64 and ``series_values`` (n_series, n_values):
+  which indicator function computes each series, with which argument values;
+- ``set_series`` (n_sets, n_indicators) int64: the series of each indicator
+  of each set;
+- ``params`` (n_sets, n_params); ``options`` (n_options,);
+- ``bar_block`` (n_bars,) int64 and ``block_sums`` (n_sets, n_blocks, 2): per-block
+  sums of r and r^2 (empty arrays when not wanted);
+- ``out`` (n_checks, OUT_ROWS, n_sets): metrics, ``ruined`` and ``invalid_bar``;
+- ``record`` (RECORD_ROWS, n_bars): per-bar equity, shares and closed round-trip
+  P&L of a single-set batch (empty in sweeps).
 """
 import numpy as np
 from numba import njit, prange
@@ -37,40 +44,135 @@ from numba import njit, prange
 from btcore.metrics import N_METRICS, finalize_metrics_nb
 
 TROUGH_SLACK = 1.0 + 1e-12
+#: rows of ``out`` after the metrics: 1.0 if the account ran out of money by
+#: the checkpoint; the first bar whose target was outside {-1, 0, 1} (-1: none)
+RUINED_ROW, INVALID_BAR_ROW = N_METRICS, N_METRICS + 1
+OUT_ROWS = N_METRICS + 2
+#: rows of ``record``: equity, shares, P&L of the round trip closed at the bar (NaN if none)
+RECORD_EQUITY, RECORD_SHARES, RECORD_TRIP_PNL = 0, 1, 2
+RECORD_ROWS = 3
 
 
 @njit(inline="always", error_model="numpy")
-def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-                   initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, n_lanes, n_indicator_outputs, indicator_nb, signal_nb):
-    """Backtest every row of ``params`` on ``close[first_bar:last_bar + 1]``.
+def fill_nb(target, position, shares, cash, price, fee_rate, entry_cash):
+    """Trade from ``position`` to ``target`` at ``price`` (both signs in {-1, 0, 1}).
 
-    ``n_lanes`` = threads of the parallel wrapper (1 in the serial one).
+    An open position is closed first (its round trip ends: ``closed_pnl`` = cash
+    after the exit - cash before the entry); a new one is sized
+    floor(cash / (price * (1 + fee))) from the cash left, and skipped if that is 0.
+
+    Returns
+    -------
+    (position, shares, cash, entry_cash, filled, closed_trip, closed_pnl)
+    """
+    filled = False
+    closed_trip = False
+    closed_pnl = 0.0
+    if position != 0:
+        delta = -shares
+        cash -= delta * price + abs(delta) * price * fee_rate
+        closed_trip = True
+        closed_pnl = cash - entry_cash
+        filled = True
+        shares = 0.0
+        position = 0
+    if target != 0:
+        size = np.floor(cash / (price * (1.0 + fee_rate)))
+        if size > 0.0:
+            entry_cash = cash
+            delta = target * size
+            cash -= delta * price + abs(delta) * price * fee_rate
+            shares = delta
+            position = target
+            filled = True
+    return position, shares, cash, entry_cash, filled, closed_trip, closed_pnl
+
+
+@njit(inline="always", error_model="numpy")
+def close_out_nb(shares, entry_cash):
+    """Out of money (equity <= 0 after marking): the open position, if any, is
+    closed and the account is left with nothing.
+
+    Returns
+    -------
+    (filled, closed_trip, closed_pnl): the close-out is a fill and ends a losing
+    round trip of P&L -entry_cash (from the cash before its entry to 0).
+    """
+    if shares != 0.0:
+        return True, True, -entry_cash
+    return False, False, 0.0
+
+
+@njit(inline="always", error_model="numpy")
+def accumulate_return_nb(period_return, active_bars, return_shift, sum_shifted,
+                         sum_shifted_squares, sum_downside_squares):
+    """Add one bar's return to the running sums.
+
+    Moments are of r - return_shift (the first non-zero-bar return): exact for
+    flat bars (r = 0, never added; ``finalize_metrics_nb`` adds them in bulk) and
+    well conditioned even when r is nearly constant.
+    """
+    if active_bars == 0:
+        return_shift = period_return
+    active_bars += 1
+    shifted = period_return - return_shift
+    sum_shifted += shifted
+    sum_shifted_squares += shifted * shifted
+    downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
+    sum_downside_squares += downside * downside
+    return active_bars, return_shift, sum_shifted, sum_shifted_squares, sum_downside_squares
+
+
+@njit(inline="always", error_model="numpy")
+def update_drawdown_nb(equity, peak, min_equity_to_peak):
+    """Running peak and min(E_t / peak_t); returns (peak, min_equity_to_peak)."""
+    peak = max(peak, equity)
+    # a new trough is rare: divide only when one is possible; the slack covers
+    # rounding, so the kept minimum is exactly min(equity / peak)
+    if equity < peak * min_equity_to_peak * TROUGH_SLACK:
+        min_equity_to_peak = min(min_equity_to_peak, equity / peak)
+    return peak, min_equity_to_peak
+
+
+@njit(inline="always", error_model="numpy")
+def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, set_series,
+                    params, options, initial_capital, cost_bps, periods_per_year, bar_block,
+                    block_sums, out, record, n_lanes, compute_indicator_nb, signal_nb):
+    """Backtest every row of ``params`` on ``close[first_bar:checkpoints[-1] + 1]``.
+
+    ``compute_indicator_nb(which, close, values, out)`` fills one series;
+    ``signal_nb(values, price, params_row, options, position, state)`` returns
+    ``(target, state)``. ``n_lanes`` = threads of the parallel variant (1 otherwise).
     """
     n_bars = close.shape[0]
-    indicators = np.empty((key_values.shape[0], n_bars, n_indicator_outputs), dtype=np.float64)
-    for key in prange(key_values.shape[0]):
-        indicator_nb(close, key_values[key], indicators[key])
+    n_series = series_which.shape[0]
+    series = np.empty((n_series, n_bars), dtype=np.float64)
+    for s in prange(n_series):
+        series[s, :] = np.nan
+        compute_indicator_nb(series_which[s], close, series_values[s], series[s])
     fee_rate = cost_bps / 1e4
-    recording = record_equity.shape[0] > 0
-    n_traded = last_bar - first_bar + 1
-    # round-robin lanes, not prange's contiguous halves: neighbouring (key-sorted)
+    recording = record.shape[1] > 0
+    blocks = block_sums.shape[1] > 0
+    n_checks = checkpoints.shape[0]
+    last_bar = checkpoints[n_checks - 1]
+    n_indicators = set_series.shape[1]
+    # round-robin lanes, not prange's contiguous halves: neighbouring (sorted)
     # sets cost alike, so contiguous chunks leave one thread idle at the end
     n_sets = params.shape[0]
     n_lanes = max(1, min(n_lanes, n_sets))
     for lane in prange(n_lanes):
+        values = np.empty(n_indicators, dtype=np.float64)
         for k in range(lane, n_sets, n_lanes):
-            set_indicators = indicators[combo_key[k]]
+            rows = set_series[k]
             set_params = params[k]
             cash = initial_capital
             shares = 0.0
             position = 0
             state = 0
             equity = initial_capital
+            entry_cash = 0.0
             peak = initial_capital
             min_equity_to_peak = 1.0
-            # moments of r - return_shift (the first non-zero-bar return): exact for
-            # flat bars (r = 0, skipped) and well conditioned even when r is nearly constant
             active_bars = 0
             return_shift = 0.0
             sum_shifted = 0.0
@@ -80,66 +182,103 @@ def sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, op
             bars_in_market = 0
             round_trips = 0
             winning_round_trips = 0
-            cash_before_entry = 0.0
+            ruined = False
+            invalid_bar = -1
+            ruin_bar = last_bar
+            check = 0
             for t in range(first_bar, last_bar + 1):
                 price = close[t]
-                target, state = signal_nb(set_indicators, t, set_params, options, position, state)
-                old_position = position
+                for i in range(n_indicators):
+                    values[i] = series[rows[i], t]
+                target, state = signal_nb(values, price, set_params, options, position, state)
+                filled = False
+                closed_trip = False
+                closed_pnl = 0.0
                 if target != position:
-                    if position != 0:  # close the open position: delta = -shares
-                        delta = -shares
-                        cash -= delta * price + abs(delta) * price * fee_rate
+                    if target > 1 or target < -1:
+                        invalid_bar = t
+                        break
+                    position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
+                        fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
+                    if closed_trip:
                         round_trips += 1
-                        if cash > cash_before_entry:
+                        if closed_pnl > 0.0:
                             winning_round_trips += 1
+                if filled or position != 0:  # else flat and untouched: r = 0, nothing changes
+                    previous_equity = equity
+                    equity = cash + shares * price
+                    if equity <= 0.0:
+                        ruined = True
+                        ruin_bar = t
+                        out_filled, out_closed, out_pnl = close_out_nb(shares, entry_cash)
+                        if out_closed:
+                            round_trips += 1
+                            closed_trip = True
+                            closed_pnl = out_pnl
+                        filled = filled or out_filled
+                        cash = 0.0
                         shares = 0.0
                         position = 0
-                    if target != 0:
-                        size = np.floor(cash / (price * (1.0 + fee_rate)))
-                        if size > 0.0:
-                            cash_before_entry = cash
-                            delta = target * size
-                            cash -= delta * price + abs(delta) * price * fee_rate
-                            shares = delta
-                            position = target
-                if position != old_position:
-                    num_trades += 1
-                elif position == 0:
-                    # flat and untouched: equity, peak and drawdown are unchanged, r = 0
-                    if recording:
-                        record_equity[t] = equity
-                        record_shares[t] = 0.0
-                    continue
-                previous_equity = equity
-                equity = cash + shares * price
-                period_return = equity / previous_equity - 1.0
-                if active_bars == 0:
-                    return_shift = period_return
-                active_bars += 1
-                shifted = period_return - return_shift
-                sum_shifted += shifted
-                sum_shifted_squares += shifted * shifted
-                downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
-                sum_downside_squares += downside * downside
-                peak = max(peak, equity)
-                # a new trough is rare: divide only when one is possible; the slack
-                # covers rounding, so the kept minimum is exactly min(equity / peak)
-                if equity < peak * min_equity_to_peak * TROUGH_SLACK:
-                    min_equity_to_peak = min(min_equity_to_peak, equity / peak)
-                if position != 0:
-                    bars_in_market += 1
+                        equity = 0.0
+                    if filled:
+                        num_trades += 1
+                    period_return = equity / previous_equity - 1.0
+                    active_bars, return_shift, sum_shifted, sum_shifted_squares, \
+                        sum_downside_squares = accumulate_return_nb(
+                            period_return, active_bars, return_shift, sum_shifted,
+                            sum_shifted_squares, sum_downside_squares)
+                    peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
+                                                                  min_equity_to_peak)
+                    if blocks:
+                        block = bar_block[t]
+                        block_sums[k, block, 0] += period_return
+                        block_sums[k, block, 1] += period_return * period_return
+                    if position != 0:
+                        bars_in_market += 1
                 if recording:
-                    record_equity[t] = equity
-                    record_shares[t] = shares
-            finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
-                                sum_shifted_squares, sum_downside_squares,
-                                min_equity_to_peak, equity, initial_capital, periods_per_year,
-                                num_trades, bars_in_market, round_trips, winning_round_trips)
+                    record[RECORD_EQUITY, t] = equity
+                    record[RECORD_SHARES, t] = shares
+                    record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+                while check < n_checks and checkpoints[check] == t:
+                    finalize_metrics_nb(out[check], k, t - first_bar + 1, active_bars,
+                                        return_shift, sum_shifted, sum_shifted_squares,
+                                        sum_downside_squares, min_equity_to_peak, equity,
+                                        initial_capital, periods_per_year, num_trades,
+                                        bars_in_market, round_trips, winning_round_trips)
+                    out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
+                    out[check, INVALID_BAR_ROW, k] = -1.0
+                    check += 1
+                if ruined:
+                    break
+            # after a ruin (or an invalid target) the remaining bars are flat: r = 0
+            if recording and ruined:
+                for t in range(ruin_bar + 1, last_bar + 1):
+                    record[RECORD_EQUITY, t] = 0.0
+                    record[RECORD_SHARES, t] = 0.0
+                    record[RECORD_TRIP_PNL, t] = np.nan
+            while check < n_checks:
+                finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1,
+                                    active_bars, return_shift, sum_shifted,
+                                    sum_shifted_squares, sum_downside_squares,
+                                    min_equity_to_peak, equity, initial_capital,
+                                    periods_per_year, num_trades, bars_in_market, round_trips,
+                                    winning_round_trips)
+                out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
+                out[check, INVALID_BAR_ROW, k] = invalid_bar
+                check += 1
 
 
 def empty_record() -> np.ndarray:
-    """The zero-length array passed as ``record_equity``/``record_shares`` in sweeps."""
-    return np.empty(0, dtype=np.float64)
+    """The (RECORD_ROWS, 0) array passed as ``record`` in sweeps."""
+    return np.empty((RECORD_ROWS, 0), dtype=np.float64)
 
 
-__all__ = ["sweep_batch_nb", "empty_record", "N_METRICS"]
+def no_blocks(n_sets: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(bar_block, block_sums)`` for a batch that keeps no per-block sums."""
+    return np.empty(0, dtype=np.int64), np.empty((n_sets, 0, 2), dtype=np.float64)
+
+
+__all__ = ["batch_kernel_nb", "fill_nb", "close_out_nb", "accumulate_return_nb",
+           "update_drawdown_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
+           "INVALID_BAR_ROW", "RECORD_ROWS", "RECORD_EQUITY", "RECORD_SHARES",
+           "RECORD_TRIP_PNL"]

@@ -1,26 +1,25 @@
 """Performance metrics: names, output layout and the online finaliser.
 
-The simulation kernel accumulates, per parameter set, a handful of running
-sums over the traded bars (no per-bar arrays); ``finalize_metrics_nb`` turns
-them into the metrics below, written into column ``k`` of an ``out`` array
-shaped ``(N_METRICS, n_param_sets)``. Definitions follow DESIGN.md and
-empyrical (required return 0, no risk-free rate):
+The batch kernel accumulates, per parameter set, a handful of running sums over
+the traded bars (no per-bar arrays); ``finalize_metrics_nb`` turns them into the
+metrics below, written into column ``k`` of an ``out`` array shaped
+``(n_rows >= N_METRICS, n_param_sets)``. Definitions (``docs/semantics.md``)
+follow empyrical (required return 0, no risk-free rate):
 
 - sharpe_ratio = mean(r) / std(r, ddof=1) * sqrt(periods_per_year); 0 if std == 0
 - sortino_ratio = mean(r) * ppy / (sqrt(mean(min(r, 0)^2)) * sqrt(ppy));
   +inf when there is no downside and mean(r) > 0, NaN when mean(r) == 0 too
 - annual_volatility = std(r, ddof=1) * sqrt(ppy)
 - max_drawdown = min_t E_t / max(initial, E_0..E_t) - 1  (<= 0)
-- cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; -1 if E_last == 0,
-  NaN if E_last < 0
+- cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; -1 if E_last == 0
 - calmar_ratio = cagr / |max_drawdown|; NaN when max_drawdown == 0 or not finite
-- num_trades = bars where the position changes; exposure = share of bars in the market
+- num_trades = traded bars with at least one fill; exposure = share of bars ending
+  in the market
 - win_rate = share of closed round trips with positive P&L (costs included); NaN if none
 
-Ruin: DESIGN.md's accounting lets unhedged shorts drive equity to or below 0;
-returns measured from there on are meaningless (their sign flips), so result
-tables add ``ruined`` (equity <= 0 at some bar, i.e. max_drawdown <= -1) and
-``SweepResult.best`` skips ruined rows unless asked not to.
+An account whose equity reaches 0 or less is closed out and stays at 0 (the
+out-of-money rule); the kernel flags such rows ``ruined`` and
+``SweepResult.best`` skips them unless asked not to.
 """
 import math
 
@@ -36,15 +35,6 @@ TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALM
     NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
 #: metrics that are whole numbers (stored as int64 in result tables)
 INTEGER_METRICS = ("num_trades",)
-#: max_drawdown at or below this means equity reached 0 or less at some bar
-RUIN_DRAWDOWN = -1.0
-
-
-def is_ruined(max_drawdown):
-    """True where equity went to or below zero (works on scalars and arrays)."""
-    return max_drawdown <= RUIN_DRAWDOWN
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
 def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
                         sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
@@ -81,7 +71,7 @@ def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
     if growth > 0.0:
         cagr = growth ** (1.0 / years) - 1.0
     else:  # all capital lost: -100 % a year (empyrical); below zero it is undefined
-        cagr = -1.0 if growth == 0.0 else np.nan
+        cagr = -1.0 if growth == 0.0 else np.nan  # (< 0 cannot happen: out of money)
     out[CAGR, k] = cagr
     calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
     out[CALMAR, k] = calmar if math.isfinite(calmar) else np.nan

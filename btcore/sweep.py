@@ -7,7 +7,6 @@ validation happens before any executor starts or any kernel runs.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -17,13 +16,13 @@ import pandas as pd
 import btcore.strategies as strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, is_ruined
-from btcore.plan import (TARGET_TASK_SECONDS, calibrate, choose_batch_size, group_by_key,
-                         make_tasks, run_task)
+from btcore.engine import DenseSink, Job, plan_series, run_job, sort_sets
+from btcore.kernel import RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.strategies.base import check_rule
 
 #: metrics where a lower value is better (``SweepResult.best``)
 LOWER_IS_BETTER = frozenset({"annual_volatility"})
-_AUTO_PROGRESS_SECONDS = 2.0
 
 
 @dataclass
@@ -153,7 +152,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     >>> res.table.head()  # doctest: +SKIP
     """
     started = time.perf_counter()
-    job = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
+    prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
                   debug=debug, options=strategy_options)
     _check_batch_size(batch_size)
@@ -163,36 +162,32 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     import btcore.executors as executors
     runner, owned = executors.get_executor(executor)
     try:
-        return _execute(job, runner, batch_size, progress, started)
+        return _execute(prepared, runner, batch_size, progress, started)
     finally:
         if owned:
             runner.close()
 
 
 @dataclass
-class SweepJob:
-    """Validated inputs of a sweep, ready to ship."""
+class Prepared:
+    """A validated job and what the driver needs to label its results."""
 
-    spec: object
+    job: Job
     grid: object
-    keyed: object
     data: object
     asset_index: np.ndarray
-    first_bar: np.ndarray
-    last_bar: int
-    shared: dict
     settings: dict
-
-    @property
-    def traded_bars(self) -> np.ndarray:
-        return self.last_bar - self.first_bar + 1
 
 
 def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
-            assets, debug, options) -> SweepJob:
-    """Validate every input and build the shared payload (no kernel runs here)."""
+            assets, debug, options, n_blocks: int = 0) -> Prepared:
+    """Validate every input and build the job (no compiled kernel runs here)."""
     spec = strategies.get(strategy)
     option_values = spec.option_values(options)
+    checked = spec._cache.setdefault("rule_checked", set())
+    if tuple(option_values) not in checked:  # the rule, as plain Python, once per options
+        check_rule(spec, options=option_values)
+        checked.add(tuple(option_values))
     capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year)
     grid = as_grid(grid)
     params = grid.matrix(spec)
@@ -213,114 +208,76 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
             raise ValueError(f"a window parameter of {longest_window:.6g} bars is at least the "
                              f"{history:,} bars of data{where} up to the window end; use "
                              "shorter windows, more data, or leave the asset out (assets=)")
-    keyed = group_by_key(spec, params)
-    close = np.ascontiguousarray(market.close[:, asset_index].T)
-    close.flags.writeable = False
-    first_bar.flags.writeable = False
-    shared = {
-        "spec": spec, "close": close, "first_bar": first_bar, "last_bar": last,
-        "params": keyed.params, "key_values": keyed.key_values, "combo_key": keyed.combo_key,
-        "options": option_values, "initial_capital": capital, "cost_bps": costs,
-        "periods_per_year": ppy, "debug": bool(debug), "parallel": False,
-    }
+    order = sort_sets(spec, params)
+    sorted_params = params[order]
+    series, set_series = plan_series(spec, sorted_params, option_values)
+    close = market.close[:, asset_index]  # time-major (bars, assets)
+    job = Job(spec, _frozen(close), _frozen(first_bar[:, None]),
+              _frozen(np.array([[last]], dtype=np.int64)), _frozen(sorted_params),
+              _frozen(order), _frozen(series), _frozen(set_series), _frozen(option_values),
+              capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index)
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
         "cost_bps": costs, "periods_per_year": ppy,
         "assets": [market.symbols[i] for i in asset_index],
-        **{name: bool(v) for name, v in zip(spec.options, option_values)},
+        **_option_settings(spec, option_values),
     }
-    return SweepJob(spec, grid, keyed, market, asset_index, first_bar, last, shared, settings)
+    return Prepared(job, grid, market, asset_index, settings)
 
 
-def _execute(job: SweepJob, runner, batch_size, progress, started) -> SweepResult:
-    n_sets, n_assets = len(job.keyed.params), len(job.asset_index)
-    traded = job.traded_bars
-    shared = dict(job.shared, parallel=runner.parallel_kernel and not job.shared["debug"])
-    runner.start()  # a cluster joined by address knows its size only once connected
-    slots = runner.n_workers
-    retries_before, lost_before = runner.retries, runner.lost_workers
-    calibrate_started = time.perf_counter()
-    if job.shared["debug"]:  # plain Python: no calibration, one task per asset
-        batch_size = n_sets if batch_size == "auto" else batch_size
-        progress = sys.stderr.isatty() if progress is None else progress
-    elif batch_size == "auto" or progress is None:
-        throughput = calibrate(dict(job.shared, parallel=False), int(traded.max()), n_sets)
-    calibrate_s = time.perf_counter() - calibrate_started
-    if batch_size == "auto":
-        # a parallel-kernel task keeps every thread busy: make it that much longer
-        target = TARGET_TASK_SECONDS * (slots if runner.parallel_kernel else 1)
-        batch_size = choose_batch_size(n_sets, n_assets, float(traded.mean()), throughput,
-                                       1 if runner.parallel_kernel else slots, target)
-    tasks = make_tasks(n_sets, traded, int(batch_size), job.spec.cost_factor)
-    total_param_bars = float(traded.sum()) * n_sets
-    if progress is None:
-        estimate = total_param_bars / throughput / max(slots, 1)
-        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
-    metrics = np.full((n_assets, N_METRICS, n_sets), np.nan)
-    filled = np.zeros((n_assets, n_sets), dtype=np.int64)
-    from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
-    share_started = time.perf_counter()
-    handle = runner.share(shared)
-    share_s = time.perf_counter() - share_started
-    compute_started = time.perf_counter()
-    done = set()
-    with tqdm(total=n_sets * n_assets, unit="bt", disable=not progress, smoothing=0.1,
-              desc=f"{job.spec.name} [{runner.name}]") as bar:
-        try:
-            for task, (_, block) in runner.map(run_task, handle, tasks):
-                if task.task_id in done:  # a retried task finished twice: same bits, keep one
-                    continue
-                done.add(task.task_id)
-                metrics[task.asset, :, task.start:task.stop] = block
-                filled[task.asset, task.start:task.stop] += 1
-                bar.update(task.n_sets)
-        finally:
-            runner.unshare(handle)
-    compute_s = time.perf_counter() - compute_started
-    if not (filled == 1).all():
-        missing = int((filled == 0).sum())
-        raise RuntimeError(f"internal error: {missing} backtests missing, "
-                           f"{int((filled > 1).sum())} duplicated after the sweep")
-    stats = {
-        "backtests": n_sets * n_assets,
-        "backtests_per_s": n_sets * n_assets / max(compute_s, 1e-9),
-        "param_bars": int(total_param_bars),
-        "param_bars_per_s": total_param_bars / max(compute_s, 1e-9),
-        "executor": runner.name, "workers": slots, "batches": len(tasks),
-        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
-        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
-        "compute_s": compute_s, "calibrate_s": calibrate_s,
-    }
-    table = build_table(job, metrics)
+def _option_settings(spec, option_values: np.ndarray) -> dict:
+    """Options as the user gave them (bools stay bools), for ``settings``."""
+    return {name: bool(value) if isinstance(default, (bool, np.bool_)) else float(value)
+            for (name, default), value in zip(spec.options.items(), option_values)}
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """A read-only C-contiguous copy-or-view, safe to share with workers."""
+    array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        if not array.flags.owndata:
+            array = array.copy()
+        array.flags.writeable = False
+    return array
+
+
+def _execute(prepared: Prepared, runner, batch_size, progress, started) -> SweepResult:
+    job = prepared.job
+    sink = DenseSink(job)
+    stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress)
+    table = build_table(prepared, sink.metrics[:, 0, -1])
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
-    return SweepResult(table, stats, job.spec.name, job.settings)
+    return SweepResult(table, stats, job.strategy.name, prepared.settings)
 
 
-def build_table(job: SweepJob, metrics: np.ndarray) -> pd.DataFrame:
+def build_table(prepared: Prepared, metrics: np.ndarray) -> pd.DataFrame:
     """Rows in original grid order (x asset), then sorted by Sharpe, best first.
 
-    Sorting happens on numpy arrays and the metrics are gathered once into a
-    single block: reordering or stacking a built frame costs ~1 s per million rows.
+    ``metrics`` is (n_assets, OUT_ROWS, n_sets) in sorted-set order. Sorting
+    happens on numpy arrays and the metrics are gathered once into a single
+    block: reordering or stacking a built frame costs ~1 s per million rows.
     """
+    job = prepared.job
     n_assets, _, n_sets = metrics.shape
-    position = np.empty(n_sets, dtype=np.int64)  # key-sorted position of each grid row
-    position[job.keyed.order] = np.arange(n_sets)
+    position = np.empty(n_sets, dtype=np.int64)  # sorted position of each grid row
+    position[job.order] = np.arange(n_sets)
     sharpe = metrics[:, METRIC_NAMES.index("sharpe_ratio"), :][:, position].T.reshape(-1)
     order = np.argsort(-np.nan_to_num(sharpe, nan=-np.inf), kind="stable")
     row_set, row_asset = np.divmod(order, n_assets)
-    block = metrics[row_asset, :, position[row_set]]  # (rows, N_METRICS), one gather
+    block = metrics[row_asset, :, position[row_set]]  # (rows, OUT_ROWS), one gather
     front = {}
-    for param in job.spec.params:
-        values = job.grid.columns[param.name][row_set]
+    for param in job.strategy.params:
+        values = prepared.grid.columns[param.name][row_set]
         front[param.name] = values.astype(np.int64) if param.kind is int else values
-    if job.data.n_assets > 1 or n_assets > 1:
-        symbols = np.array([job.data.symbols[i] for i in job.asset_index], dtype=object)
+    if prepared.data.n_assets > 1 or n_assets > 1:
+        symbols = np.array([prepared.data.symbols[i] for i in prepared.asset_index],
+                           dtype=object)
         front["asset"] = symbols[row_asset]
-    table = pd.concat([pd.DataFrame(front), pd.DataFrame(block, columns=list(METRIC_NAMES))],
-                      axis=1)
+    table = pd.concat([pd.DataFrame(front),
+                       pd.DataFrame(block[:, :N_METRICS], columns=list(METRIC_NAMES))], axis=1)
     for name in INTEGER_METRICS:
         table[name] = table[name].astype(np.int64)
-    table["ruined"] = is_ruined(block[:, METRIC_NAMES.index("max_drawdown")])
+    table["ruined"] = block[:, RUINED_ROW] != 0.0
     return table
 
 

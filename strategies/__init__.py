@@ -2,15 +2,16 @@
 
 Built-in strategies are listed by dotted path and imported on first use;
 third-party packages can add theirs under the ``btcore.strategies`` entry-point
-group (each entry point loads a :class:`~strategies.base.StrategySpec`), or call
+group (each entry point loads a :class:`~btcore.strategies.base.StrategySpec`), or call
 :func:`register` at run time.
 """
 from __future__ import annotations
 
+import importlib
 from types import MappingProxyType
 
 from btcore.registry import Registry
-from btcore.strategies.base import Param, StrategySpec
+from btcore.strategies.base import Indicator, Param, StrategySpec
 
 _REGISTRY = Registry("strategy", "strategies", {"mean_reversion": "btcore.strategies.mean_reversion:SPEC"},
                      "btcore.strategies")
@@ -45,9 +46,26 @@ def get(strategy: str | StrategySpec) -> StrategySpec:
     if isinstance(strategy, StrategySpec):
         return strategy
     if not isinstance(strategy, str):
-        raise TypeError(f"strategy must be a name or a StrategySpec, got "
-                        f"{type(strategy).__name__}")
-    return _REGISTRY.load(strategy)
+        raise TypeError(f"strategy must be a name, 'package.module:SPEC' or a StrategySpec, "
+                        f"got {type(strategy).__name__}")
+    if ":" in strategy:
+        return _import_spec(strategy)
+    return _REGISTRY.load(strategy, " (or 'package.module:SPEC' for a spec in a module)")
 
 
-__all__ = ["Param", "StrategySpec", "available", "get", "register", "registry"]
+def _import_spec(path: str) -> StrategySpec:
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import {module_name!r} for strategy {path!r}: {err}; is it "
+                         "on the Python path (run from its folder, or pip install it)?") from None
+    spec = getattr(module, attribute, None)
+    if not isinstance(spec, StrategySpec):
+        raise ValueError(f"{path!r}: module {module_name!r} has no StrategySpec named "
+                         f"{attribute!r}" + ("" if spec is None else
+                                             f" ({attribute} is a {type(spec).__name__})"))
+    return spec
+
+
+__all__ = ["Indicator", "Param", "StrategySpec", "available", "get", "register", "registry"]

@@ -1,4 +1,4 @@
-"""Mean reversion on the rolling z-score of the close (DESIGN.md, reference semantics).
+"""Mean reversion on the rolling z-score of the close (``docs/semantics.md``).
 
 z_t compares close_t with the ``lookback_period`` closes before it. Flat:
 z < -entry -> long, z > entry -> short (``allow_short``). Long exits when
@@ -10,30 +10,22 @@ An exit is a stop-loss exit whenever the stop condition holds. With
 from numba import njit
 
 from btcore.indicators import rolling_zscore_nb
-from btcore.kernel import sweep_batch_nb
-from btcore.kernel_cache import kernel_cache
-from btcore.strategies.base import Param, StrategySpec
+from btcore.strategies.base import Indicator, Param, StrategySpec
 
 # column of each parameter in the params row, and of each option
 LOOKBACK, ENTRY, EXIT, STOP = 0, 1, 2, 3
+ZSCORE = 0  # the one indicator value
 ALLOW_SHORT, REENTER_AFTER_STOP = 0, 1
 # strategy state
 ARMED, STOPPED_OUT = 0, 1
 
 
-@kernel_cache
-@njit(cache=True, nogil=True, error_model="numpy")
-def zscore_indicator_nb(close, key_row, out):
-    """One output column: the rolling z-score for lookback ``key_row[0]``."""
-    rolling_zscore_nb(close, int(key_row[0]), out[:, 0])
-
-
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def signal_nb(indicators, t, params, options, position, state):
-    """Target position sign at bar t and the new stop-out state."""
+def signal_nb(values, price, params, options, position, state):
+    """Target position sign at this bar and the new stop-out state."""
     # read every array element up front: an array read only in some branches
     # keeps a reference-count pair on every bar and runs ~8x slower
-    z = indicators[t, 0]
+    z = values[ZSCORE]
     entry = params[ENTRY]
     exit_ = params[EXIT]
     stop = params[STOP]
@@ -57,29 +49,6 @@ def signal_nb(indicators, t, params, options, position, state):
     return target, state
 
 
-@kernel_cache
-@njit(cache=True, nogil=True, error_model="numpy")
-def batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-             initial_capital, cost_bps, periods_per_year, out, record_equity, record_shares,
-             n_lanes):
-    """``btcore.kernel.sweep_batch_nb`` bound to this strategy (one thread)."""
-    sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-                   initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, n_lanes, 1, zscore_indicator_nb, signal_nb)
-
-
-@kernel_cache
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def batch_parallel_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-                      initial_capital, cost_bps, periods_per_year, out, record_equity,
-                      record_shares, n_lanes):
-    """``btcore.kernel.sweep_batch_nb`` bound to this strategy, parameter sets over
-    ``n_lanes`` threads."""
-    sweep_batch_nb(close, first_bar, last_bar, key_values, combo_key, params, options,
-                   initial_capital, cost_bps, periods_per_year, out, record_equity,
-                   record_shares, n_lanes, 1, zscore_indicator_nb, signal_nb)
-
-
 SPEC = StrategySpec(
     name="mean_reversion",
     params=(
@@ -92,12 +61,8 @@ SPEC = StrategySpec(
         Param("stop_loss_z", float, 3.0, low=0.0, low_inclusive=False,
               description="z against the position at which it is stopped out"),
     ),
-    indicator_params=("lookback_period",),
-    n_indicator_outputs=1,
-    indicator_nb=zscore_indicator_nb,
+    indicators=(Indicator(rolling_zscore_nb, "lookback_period"),),
     signal_nb=signal_nb,
-    batch_nb=batch_nb,
-    batch_parallel_nb=batch_parallel_nb,
     options={"allow_short": True, "reenter_after_stop": True},
     description=__doc__.splitlines()[0],
 )

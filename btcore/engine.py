@@ -1,0 +1,410 @@
+"""The engine: one way to run any backtest job on any executor.
+
+A :class:`Job` holds validated arrays with explicit axes:
+
+- ``close`` (n_bars, n_columns): time-major prices; a column is an asset (or,
+  for Monte Carlo, a path);
+- ``windows`` (n_windows, n_checks) int64: the last traded bar of each
+  checkpoint of each trading window (a sweep has one window, one checkpoint;
+  anchored walk-forward folds share a window with one checkpoint per fold),
+  with ``first_bar`` (n_columns, n_windows) int64 its first traded bar;
+- parameter sets ``params`` (n_sets, n_params), sorted by indicator arguments,
+  with ``order`` back to grid order, and the indicator series they need
+  (``series`` table, ``set_series``).
+
+:func:`run_job` runs it: calibrate -> batch size -> tasks (column x window x
+set range, longest first) -> executor (which retries lost tasks) -> progress ->
+a *sink*, which receives each finished block. Row order never depends on
+completion order: sinks place blocks by their task's indices.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from btcore.binding import (KernelRef, StrategyCompileError, compile_error, debug_functions,
+                            indicator_kinds, kernel_ref, load_kernel)
+from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, batch_kernel_nb,
+                           empty_record, no_blocks)
+from btcore.metrics import METRIC_NAMES
+
+#: seconds one task should take; long enough to amortise per-task overhead
+#: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
+TARGET_TASK_SECONDS = 0.5
+MIN_TASK_SECONDS, MAX_TASK_SECONDS = 0.2, 2.0
+_AUTO_PROGRESS_SECONDS = 2.0
+
+
+class Task(NamedTuple):
+    """Parameter sets ``start:stop`` (sorted order) on one column and window."""
+
+    task_id: int
+    column: int
+    window: int
+    start: int
+    stop: int
+    cost: float
+
+    @property
+    def n_sets(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Job:
+    """Validated inputs of a backtest job (see the module docstring for axes)."""
+
+    strategy: object                # StrategySpec (driver side only)
+    close: np.ndarray               # (n_bars, n_columns)
+    first_bar: np.ndarray           # (n_columns, n_windows) int64
+    windows: np.ndarray             # (n_windows, n_checks) int64
+    params: np.ndarray              # (n_sets, n_params), sorted
+    order: np.ndarray               # (n_sets,): grid row of each sorted set
+    series: np.ndarray              # (n_series, 1 + n_values): which, argument values
+    set_series: np.ndarray          # (n_sets, n_indicators) int64
+    options: np.ndarray             # (n_options,)
+    initial_capital: float
+    cost_bps: float
+    periods_per_year: float
+    n_blocks: int = 0               # per-block sums of r, r^2 (CSCV); 0 = none
+    debug: bool = False
+    labels: object = None           # bar timestamps, for messages (driver side only)
+    kernel: KernelRef = field(init=False)
+
+    def __post_init__(self):
+        self.kernel = kernel_ref(self.strategy)
+
+    @property
+    def n_sets(self) -> int:
+        return self.params.shape[0]
+
+    @property
+    def traded_bars(self) -> np.ndarray:
+        """(n_columns, n_windows) bars each window trades on each column."""
+        return self.windows[None, :, -1] - self.first_bar + 1
+
+    def payload(self, parallel: bool = False) -> dict:
+        """What the executor ships to workers once (arrays and a KernelRef)."""
+        return {"kernel": self.kernel, "close": self.close, "first_bar": self.first_bar,
+                "windows": self.windows, "params": self.params, "series": self.series,
+                "set_series": self.set_series, "options": self.options,
+                "settings": np.array([self.initial_capital, self.cost_bps,
+                                      self.periods_per_year]),
+                "n_blocks": self.n_blocks, "debug": self.debug, "parallel": parallel}
+
+
+# ------------------------------------------------------------------- planning
+def sort_sets(spec, params: np.ndarray) -> np.ndarray:
+    """Permutation sorting ``params`` rows by the indicator parameters (stable), so
+    a batch of neighbouring sets shares few indicator series."""
+    columns = [spec.param_names.index(n) for n in spec.indicator_params]
+    if not columns:
+        return np.arange(len(params), dtype=np.int64)
+    return np.lexsort(params[:, columns].T[::-1]).astype(np.int64)
+
+
+def plan_series(spec, params: np.ndarray, options: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The unique indicator series of ``params`` and each set's series per indicator.
+
+    A series is (which function, argument values); two indicators with the same
+    function and arguments share one. Returns ``series`` (n_series, 1 + n_values)
+    and ``set_series`` (n_sets, n_indicators) int64.
+    """
+    kinds = indicator_kinds(spec)
+    n_values = max(len(i.names) for i in spec.indicators)
+    n_sets = len(params)
+    rows = np.zeros((len(spec.indicators), n_sets, 1 + n_values))
+    for i, indicator in enumerate(spec.indicators):
+        rows[i, :, 0] = kinds.index((indicator.fn, spec.argument_kinds(indicator)))
+        for j, name in enumerate(indicator.names):
+            if name in spec.param_names:
+                rows[i, :, 1 + j] = params[:, spec.param_names.index(name)]
+            else:
+                rows[i, :, 1 + j] = options[list(spec.options).index(name)]
+    series, inverse = np.unique(rows.reshape(-1, 1 + n_values), axis=0, return_inverse=True)
+    set_series = inverse.reshape(len(spec.indicators), n_sets).T
+    return series, np.ascontiguousarray(set_series, dtype=np.int64)
+
+
+def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
+               cost_factor: float = 1.0) -> list[Task]:
+    """Cut every (column, window)'s sets into batches; return tasks longest-first.
+
+    ``traded_bars`` is (n_columns, n_windows). The cost estimate is traded bars x
+    sets x the strategy's cost factor; ties keep (column, window, start) order
+    so the plan is deterministic.
+    """
+    tasks = []
+    for column, window in np.ndindex(*traded_bars.shape):
+        bars = float(traded_bars[column, window])
+        for start in range(0, n_sets, batch_size):
+            stop = min(start + batch_size, n_sets)
+            tasks.append(Task(len(tasks), column, window, start, stop,
+                              bars * (stop - start) * cost_factor))
+    return sorted(tasks, key=lambda task: -task.cost)
+
+
+def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughput: float,
+                      slots: int, target_seconds: float = TARGET_TASK_SECONDS) -> int:
+    """Sets per task so tasks last about ``target_seconds`` (0.2-2 s), with enough
+    tasks to keep ``slots`` workers busy when the job is big enough.
+
+    ``n_blocks`` is the number of (column, window) blocks each set runs on.
+    """
+    per_set_seconds = bars_per_task / throughput
+    size = int(target_seconds / max(per_set_seconds, 1e-12))
+    # at least ~4 tasks per slot if that keeps tasks >= MIN_TASK_SECONDS
+    total_seconds = n_sets * n_blocks * per_set_seconds
+    if total_seconds / (4 * slots) >= MIN_TASK_SECONDS:
+        size = min(size, int(np.ceil(n_sets * n_blocks / (4 * slots))))
+    size = min(size, int(MAX_TASK_SECONDS / max(per_set_seconds, 1e-12)))
+    return int(max(1, min(size, n_sets)))
+
+
+# ----------------------------------------------------------------- one task
+def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int) -> np.ndarray:
+    """Bar -> block of ``numpy.array_split`` of the traded bars into ``n_blocks``."""
+    bar_block = np.full(n_bars, -1, dtype=np.int64)
+    for block, bars in enumerate(np.array_split(np.arange(first_bar, last_bar + 1), n_blocks)):
+        bar_block[bars] = block
+    return bar_block
+
+
+def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.ndarray:
+    """Evaluate one task: ``out`` (n_checks, OUT_ROWS, n_sets), and with
+    ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
+
+    Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
+    sees the same types (one compiled specialisation) whatever the transport.
+    """
+    rows = slice(task.start, task.stop)
+    set_series = shared["set_series"][rows]
+    needed, local = np.unique(set_series, return_inverse=True)
+    series = shared["series"][needed]
+    checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
+    first_bar = int(shared["first_bar"][task.column, task.window])
+    close = np.ascontiguousarray(shared["close"][:, task.column], dtype=np.float64)
+    n_blocks = int(shared["n_blocks"])
+    if n_blocks:
+        bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
+        block_sums = np.zeros((task.n_sets, n_blocks, 2))
+    else:
+        bar_block, block_sums = no_blocks(task.n_sets)
+    capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
+    out = np.empty((len(checkpoints), OUT_ROWS, task.n_sets), dtype=np.float64)
+    args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
+            np.ascontiguousarray(series[:, 1:]),
+            np.ascontiguousarray(local.reshape(set_series.shape), dtype=np.int64),
+            np.array(shared["params"][rows], dtype=np.float64),
+            np.array(shared["options"], dtype=np.float64), capital, cost_bps,
+            periods_per_year, bar_block, block_sums, out,
+            empty_record() if record is None else record)
+    run_kernel(shared["kernel"], args, debug=shared["debug"], parallel=shared["parallel"])
+    return (out, block_sums) if n_blocks else out
+
+
+def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False,
+               parallel: bool = False) -> None:
+    """Call the strategy's batch kernel: compiled, over all Numba threads, or as
+    plain Python (``debug``: breakpoints and prints in the strategy work)."""
+    if debug:
+        compute_indicator, signal = debug_functions(ref)
+        batch_kernel_nb.py_func(*args, 1, compute_indicator, signal)
+        return
+    module = load_kernel(ref)
+    if parallel:
+        module.batch_parallel_nb(*args, numba.get_num_threads())
+    else:
+        module.batch_nb(*args, 1)
+
+
+def calibrate(job: Job, repeats: int = 2) -> float:
+    """Measured param-bars/s of the serial kernel on a small batch (compiles first:
+    a compile error is raised here, trimmed to the strategy's own code)."""
+    shared = job.payload(parallel=False)
+    n_bars = int(job.traded_bars[0, 0])
+    probe = Task(-1, 0, 0, 0, min(job.n_sets, 64), 0.0)
+    try:
+        run_task(shared, Task(-1, 0, 0, 0, 1, 0.0))  # compile or load from the cache
+    except numba.core.errors.NumbaError as err:
+        raise compile_error(job.strategy, err) from None
+    best = np.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run_task(shared, probe)
+        best = min(best, time.perf_counter() - started)
+    return n_bars * probe.n_sets / max(best, 1e-6)
+
+
+# ---------------------------------------------------------------------- sinks
+class DenseSink:
+    """Every result: ``metrics`` (n_columns, n_windows, n_checks, OUT_ROWS, n_sets)
+    in sorted-set order, plus ``block_sums`` (n_columns, n_windows, n_sets, n_blocks, 2)."""
+
+    def __init__(self, job: Job):
+        shape = (job.close.shape[1], job.windows.shape[0], job.windows.shape[1], OUT_ROWS,
+                 job.n_sets)
+        self.metrics = np.full(shape, np.nan)
+        self.block_sums = (np.full(shape[:2] + (job.n_sets, job.n_blocks, 2), np.nan)
+                           if job.n_blocks else None)
+        self._filled = np.zeros(shape[:2] + (job.n_sets,), dtype=np.int64)
+
+    def add(self, task: Task, out: np.ndarray, block_sums=None) -> None:
+        rows = slice(task.start, task.stop)
+        self.metrics[task.column, task.window, :, :, rows] = out
+        if block_sums is not None:
+            self.block_sums[task.column, task.window, rows] = block_sums
+        self._filled[task.column, task.window, rows] += 1
+
+    def check_complete(self) -> None:
+        if not (self._filled == 1).all():
+            raise RuntimeError(f"internal error: {int((self._filled == 0).sum())} backtests "
+                               f"missing, {int((self._filled > 1).sum())} duplicated")
+
+
+class TopKSink:
+    """The ``k`` best sets by ``metric`` per (column, window, checkpoint), ruined
+    rows excluded; ties go to the first set in grid order.
+
+    ``best`` after the run: (n_columns, n_windows, n_checks, k) grid rows (-1
+    where fewer than k rows qualify), ``values`` the metric of each.
+    """
+
+    def __init__(self, job: Job, metric: str = "sharpe_ratio", k: int = 1,
+                 lower_is_better: bool = False):
+        if metric not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        self.row = METRIC_NAMES.index(metric)
+        self.k, self.sign = int(k), (1.0 if lower_is_better else -1.0)
+        shape = (job.close.shape[1], job.windows.shape[0], job.windows.shape[1])
+        self._order = job.order
+        self._candidates = {index: [] for index in np.ndindex(*shape)}
+        self._shape = shape
+        self._seen = np.zeros(shape[:2], dtype=np.int64)
+        self._n_sets = job.n_sets
+
+    def add(self, task: Task, out: np.ndarray, block_sums=None) -> None:
+        grid_rows = self._order[task.start:task.stop]
+        for check in range(out.shape[0]):
+            values = out[check, self.row]
+            keep = ~np.isnan(values) & (out[check, RUINED_ROW] == 0.0)
+            # score ascending = better first; grid row breaks ties
+            scored = list(zip(self.sign * values[keep], grid_rows[keep], values[keep]))
+            bucket = self._candidates[(task.column, task.window, check)]
+            bucket.extend(scored)
+            bucket.sort()
+            del bucket[self.k:]
+        self._seen[task.column, task.window] += task.n_sets
+
+    @property
+    def best(self) -> np.ndarray:
+        best = np.full(self._shape + (self.k,), -1, dtype=np.int64)
+        for index, bucket in self._candidates.items():
+            best[index][:len(bucket)] = [grid_row for _, grid_row, _ in bucket]
+        return best
+
+    @property
+    def values(self) -> np.ndarray:
+        values = np.full(self._shape + (self.k,), np.nan)
+        for index, bucket in self._candidates.items():
+            values[index][:len(bucket)] = [value for _, _, value in bucket]
+        return values
+
+    def check_complete(self) -> None:
+        if not (self._seen == self._n_sets).all():
+            raise RuntimeError("internal error: the top-k sink missed or duplicated blocks")
+
+
+def best_per_window_sink(job: Job, metric: str = "sharpe_ratio",
+                         lower_is_better: bool = False) -> TopKSink:
+    """The best set of every (column, window, checkpoint): walk-forward's choice."""
+    return TopKSink(job, metric, 1, lower_is_better)
+
+
+# --------------------------------------------------------------------- run
+def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
+            description: str = "") -> dict:
+    """Run every task of ``job`` on the started-or-not executor ``runner`` into ``sink``.
+
+    Returns the run's stats (timings, throughput, tasks, retries). The executor
+    is left open (its owner closes it).
+    """
+    n_sets = job.n_sets
+    traded = job.traded_bars
+    parallel = runner.parallel_kernel and not job.debug
+    runner.start()  # a cluster joined by address knows its size only once connected
+    slots = runner.n_workers
+    retries_before, lost_before = runner.retries, runner.lost_workers
+    calibrate_started = time.perf_counter()
+    throughput = None
+    if job.debug:  # plain Python: no calibration, one task per column and window
+        batch_size = n_sets if batch_size == "auto" else batch_size
+        progress = sys.stderr.isatty() if progress is None else progress
+    elif batch_size == "auto" or progress is None:
+        throughput = calibrate(job)
+    else:  # still compile in the driver first, so errors are trimmed and raised once
+        calibrate(job, repeats=0)
+    calibrate_s = time.perf_counter() - calibrate_started
+    if batch_size == "auto":
+        # a parallel-kernel task keeps every thread busy: make it that much longer
+        target = TARGET_TASK_SECONDS * (slots if runner.parallel_kernel else 1)
+        batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
+                                       1 if runner.parallel_kernel else slots, target)
+    tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
+    total_param_bars = float(traded.sum()) * n_sets
+    if progress is None:
+        estimate = total_param_bars / throughput / max(slots, 1)
+        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+    from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
+    share_started = time.perf_counter()
+    handle = runner.share(job.payload(parallel))
+    share_s = time.perf_counter() - share_started
+    compute_started = time.perf_counter()
+    done = set()
+    with tqdm(total=n_sets * traded.size, unit="bt", disable=not progress, smoothing=0.1,
+              desc=description or f"{job.strategy.name} [{runner.name}]") as bar:
+        try:
+            for task, result in runner.map(run_task, handle, tasks):
+                if task.task_id in done:  # a retried task finished twice: same bits, keep one
+                    continue
+                done.add(task.task_id)
+                out, block_sums = result if isinstance(result, tuple) else (result, None)
+                _check_targets(job, task, out)
+                sink.add(task, out, block_sums)
+                bar.update(task.n_sets)
+        finally:
+            runner.unshare(handle)
+    compute_s = time.perf_counter() - compute_started
+    sink.check_complete()
+    return {
+        "backtests": n_sets * int(traded.size),
+        "backtests_per_s": n_sets * traded.size / max(compute_s, 1e-9),
+        "param_bars": int(total_param_bars),
+        "param_bars_per_s": total_param_bars / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": slots, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
+        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s,
+    }
+
+
+def _check_targets(job: Job, task: Task, out: np.ndarray) -> None:
+    invalid = out[-1, INVALID_BAR_ROW]
+    if (invalid >= 0).any():
+        position = int(np.argmax(invalid >= 0))
+        bar = int(invalid[position])
+        when = job.labels[bar] if job.labels is not None else f"bar {bar}"
+        params = dict(zip(job.strategy.param_names, job.params[task.start + position]))
+        raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
+                         f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
+                         "is -1 (short), 0 (flat) or 1 (long)")
+
+
+__all__ = ["Job", "Task", "DenseSink", "TopKSink", "best_per_window_sink", "run_job",
+           "run_task", "make_tasks", "choose_batch_size", "calibrate", "plan_series",
+           "sort_sets", "StrategyCompileError", "RUINED_ROW", "replace"]
