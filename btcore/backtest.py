@@ -108,7 +108,9 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     equity = pd.Series(record[RECORD_EQUITY, traded], index=index, name="equity")
     shares = pd.Series(record[RECORD_SHARES, traded], index=index, name="shares")
     previous = np.concatenate(([job.initial_capital], equity.to_numpy()[:-1]))
-    returns = pd.Series(equity.to_numpy() / previous - 1.0, index=index, name="returns")
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 after an out-of-money bar
+        growth = np.where(previous > 0.0, equity.to_numpy() / previous, 1.0)
+    returns = pd.Series(growth - 1.0, index=index, name="returns")
     peak = np.maximum.accumulate(np.maximum(equity.to_numpy(), job.initial_capital))
     drawdown = pd.Series(equity.to_numpy() / peak - 1.0, index=index, name="drawdown")
     metrics = {name: (int(out[-1, m, 0]) if name in INTEGER_METRICS else float(out[-1, m, 0]))

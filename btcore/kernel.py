@@ -89,17 +89,19 @@ def fill_nb(target, position, shares, cash, price, fee_rate, entry_cash):
 
 
 @njit(inline="always", error_model="numpy")
-def close_out_nb(shares, entry_cash):
+def close_out_nb(shares, cash, price, fee_rate, entry_cash):
     """Out of money (equity <= 0 after marking): the open position, if any, is
-    closed and the account is left with nothing.
+    closed at ``price``; the caller then leaves the account with nothing.
 
     Returns
     -------
     (filled, closed_trip, closed_pnl): the close-out is a fill and ends a losing
-    round trip of P&L -entry_cash (from the cash before its entry to 0).
+    round trip (P&L = cash after closing - cash before the entry, as any exit).
     """
     if shares != 0.0:
-        return True, True, -entry_cash
+        delta = -shares
+        cash -= delta * price + abs(delta) * price * fee_rate
+        return True, True, cash - entry_cash
     return False, False, 0.0
 
 
@@ -210,7 +212,8 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                     if equity <= 0.0:
                         ruined = True
                         ruin_bar = t
-                        out_filled, out_closed, out_pnl = close_out_nb(shares, entry_cash)
+                        out_filled, out_closed, out_pnl = close_out_nb(
+                            shares, cash, price, fee_rate, entry_cash)
                         if out_closed:
                             round_trips += 1
                             closed_trip = True

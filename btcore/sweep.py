@@ -47,6 +47,8 @@ class SweepResult:
     stats: dict
     strategy: str
     settings: dict = field(default_factory=dict)
+    _spec: object = field(default=None, repr=False, compare=False)
+    _data: object = field(default=None, repr=False, compare=False)
 
     def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False) -> pd.Series:
         """The row with the best ``metric`` (highest; lowest for volatility).
@@ -63,6 +65,36 @@ class SweepResult:
             raise ValueError(f"{metric} is NaN (or the run ruined) for every row")
         row = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
         return self.table.loc[row]
+
+    def backtest(self, row=0, data=None, **overrides):
+        """Replay one row of :attr:`table` with this sweep's window, capital, costs
+        and options, keeping per-bar detail (:func:`btcore.backtest`).
+
+        Parameters
+        ----------
+        row : int or pandas.Series
+            A position in ``table`` (0 = the best Sharpe) or a row of it.
+        data : optional
+            The sweep's data, when it was not the bundled sample.
+        **overrides
+            Settings to change, e.g. ``cost_bps=10``.
+        """
+        from btcore.backtest import backtest
+        if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+            if not -len(self.table) <= row < len(self.table):
+                raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
+            row = self.table.iloc[int(row)]
+        elif not isinstance(row, (pd.Series, dict)):
+            raise TypeError(f"row must be a position in the table or a row of it, got "
+                            f"{type(row).__name__}")
+        import btcore.strategies as strategies
+        spec = strategies.get(self._spec or self.strategy)
+        settings = {key: self.settings[key] for key in
+                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year")}
+        settings.update({name: self.settings[name] for name in spec.options
+                         if name in self.settings})
+        settings.update(overrides)
+        return backtest(row, spec, self._data if data is None else data, **settings)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -247,7 +279,8 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started) -> Sweep
     stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress)
     table = build_table(prepared, sink.metrics[:, 0, -1])
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
-    return SweepResult(table, stats, job.strategy.name, prepared.settings)
+    return SweepResult(table, stats, job.strategy.name, prepared.settings, job.strategy,
+                       prepared.data)
 
 
 def build_table(prepared: Prepared, metrics: np.ndarray) -> pd.DataFrame:

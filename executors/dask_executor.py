@@ -6,16 +6,19 @@ own copy, made read-only, to the task. Results stream back as they finish
 (``as_completed``).
 
 Faults: when a worker dies mid-task the scheduler reschedules the task by
-itself (after ``allowed-failures`` deaths of one task: ``KilledWorker``). When
-every holder of the scattered payload died, it is gone and the tasks needing it
-are cancelled: ``map`` scatters it again and resubmits them. ``retries`` and
-``lost_workers`` are read from the scheduler's ``remove-worker`` events for
-this map's tasks, plus the driver's own resubmissions.
+itself (after ``allowed-failures`` deaths of one task: ``KilledWorker``, raised
+as :class:`~executors.base.BrokenExecutorError`). When every holder of the
+scattered payload died, it is gone and the tasks needing it are cancelled: the
+payload is scattered again and the base loop (``Executor.map``) resubmits
+them. ``lost_workers`` is read from the scheduler's ``remove-worker`` events
+for this map's tasks; ``retries`` counts the tasks the scheduler rescheduled
+plus those resubmitted by the driver.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
+import itertools
 import time
 import uuid
 from collections import Counter
@@ -24,7 +27,7 @@ from typing import Any
 
 from btcore.executors import _worker
 from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
-                            check_worker_count, cpu_count)
+                                   TaskLost, check_worker_count, cpu_count)
 
 _INSTALL = "the dask executor needs dask.distributed: pip install 'btcore[dask]'"
 _ADDRESS_HINT = ("start a scheduler (`dask scheduler` + `dask worker ADDRESS`), or pass "
@@ -160,67 +163,68 @@ class DaskExecutor(Executor):
             handle.future.release()
             handle.future = None
 
-    def map(self, fn, handle, tasks):
-        from distributed import as_completed
-        from distributed.client import FutureCancelledError
-        from distributed.scheduler import KilledWorker
+    # ------------------------------------------------------ hooks of Executor.map
+    def _check_handle(self, handle) -> None:
         if not isinstance(handle, DaskShare) or handle.future is None:
             raise TypeError("map() takes the handle returned by share() (before unshare())")
-        self.start()
-        client, prefix = self._client, f"btcore-{uuid.uuid4().hex[:12]}"
-        shared_key = handle.future.key
-        limit = 2 * self._slots + 4  # queued tasks hide Dask's ~1-3 ms per-task round trip
-        upcoming, retry, failures = iter(enumerate(tasks)), [], Counter()
-        pending, calls, resubmitted = {}, Counter(), set()
+
+    def _in_flight_limit(self) -> int:
+        return 2 * self._slots + 4  # queued tasks hide Dask's ~1-3 ms per-task round trip
+
+    def _begin_map(self, run) -> None:
+        from distributed import as_completed
+        run.prefix = f"btcore-{uuid.uuid4().hex[:12]}"
+        run.shared_key = run.handle.future.key  # the payload as first scattered
+        run.keys = itertools.count()
+        run.calls = Counter()  # worker -> tasks done there (recycling)
+        run.resubmitted = set()  # keys of tasks cancelled with the lost payload
+        run.outcomes = {}  # future -> what as_completed fetched with it
+        run.tasks = {}  # future -> its task, for messages
         # results are fetched in the client's event loop, not by a round trip per task
-        completed = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        run.completed = as_completed(loop=self._client.loop, with_results=True,
+                                     raise_errors=False)
 
-        def submit(index, task):
-            key = f"{prefix}-{index}-{failures[index]}"
-            future = client.submit(_worker.dask_task, fn, handle.future, task, key=key,
-                                   pure=False)
-            pending[future] = (index, task)
-            completed.add(future)
+    def _submit(self, run, task, attempt):
+        future = self._client.submit(_worker.dask_task, run.fn, run.handle.future, task,
+                                     key=f"{run.prefix}-{next(run.keys)}", pure=False)
+        run.completed.add(future)
+        run.tasks[future] = task
+        return future
 
-        try:
-            while True:
-                while len(pending) < limit and (retry or upcoming is not None):
-                    item = retry.pop() if retry else next(upcoming, None)
-                    if item is None:
-                        upcoming = None
-                        break
-                    submit(*item)
-                if not pending:
-                    break
-                future, outcome = next(completed)
-                index, task = pending.pop(future)
-                if future.status == "finished":
-                    worker, result = outcome
-                    future.release()
-                    self._maybe_recycle(worker, calls)
-                    yield task, result
-                    continue
-                error = future.exception() if future.status == "error" else None
-                if future.status == "cancelled" or isinstance(error, FutureCancelledError):
-                    # every copy of the payload died with its workers: scatter it again
-                    if handle.future.status != "finished":
-                        handle.future = self._scatter(handle.payload)
-                    failures[index] += 1
-                    resubmitted.add(future.key)
-                    if failures[index] > self.max_retries:
-                        raise BrokenExecutorError(
-                            f"task {task!r} was cancelled {failures[index]} times because the "
-                            f"shared data was lost (max_retries={self.max_retries})")
-                    retry.append((index, task))
-                    continue
-                if isinstance(error, KilledWorker):
-                    raise BrokenExecutorError(f"Dask workers died running task {task!r} too "
-                                              f"often; giving up: {error}") from error
-                future.result()  # an error raised by the task itself: re-raise it here
-        finally:
-            for future in pending:
-                future.cancel()
-            self._count_losses(prefix, shared_key, resubmitted)
+    def _next_done(self, run, pending):
+        future, outcome = next(run.completed)
+        run.outcomes[future] = outcome
+        return future
+
+    def _outcome(self, run, future):
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+        outcome, task = run.outcomes.pop(future), run.tasks.pop(future)
+        if future.status == "finished":
+            worker, result = outcome
+            future.release()
+            self._maybe_recycle(worker, run.calls)
+            return result
+        error = future.exception() if future.status == "error" else None
+        if future.status == "cancelled" or isinstance(error, FutureCancelledError):
+            # every copy of the payload died with its workers: scatter it again
+            if run.handle.future.status != "finished":
+                run.handle.future = self._scatter(run.handle.payload)
+            run.resubmitted.add(future.key)
+            # the scheduler's events count the workers lost (_end_map)
+            raise TaskLost("it was cancelled because every copy of the shared data was lost "
+                           "with its workers", counted=False) from error
+        if isinstance(error, KilledWorker):
+            raise BrokenExecutorError(f"Dask workers died running task {task!r} too "
+                                      f"often; giving up: {error}") from error
+        return future.result()  # an error raised by the task itself: re-raised here
+
+    def _cancel(self, run, futures) -> None:
+        for future in futures:
+            future.cancel()
+
+    def _end_map(self, run) -> None:
+        self._count_losses(run.prefix, run.shared_key, run.resubmitted)
 
     def _maybe_recycle(self, worker: str, calls: Counter) -> None:
         if self.recycle_after is None:
@@ -247,7 +251,7 @@ class DaskExecutor(Executor):
         except (OSError, TimeoutError):  # the cluster is gone: nothing more to learn
             return
         self.lost_workers += events
-        self.retries += len(set(lost_keys) | resubmitted)
+        self.retries += len(set(lost_keys) - resubmitted)  # the base loop counted the others
 
     def __repr__(self) -> str:
         where = "local" if self.address is None else repr(self.address)

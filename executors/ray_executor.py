@@ -5,26 +5,27 @@ every task receives the refs as *top-level* arguments, which Ray resolves to
 zero-copy, read-only arrays mapped from shared memory (a ref nested in a dict
 would not be resolved). Results stream back as they finish (``ray.wait``).
 
-Faults: tasks are submitted with ``max_retries=0`` and the driver resubmits a
-task whose worker or node died, so each loss is counted (``retries``,
-``lost_workers``); application errors are raised, never retried.
+Faults: tasks are submitted with ``max_retries=0``; a task whose worker or
+node died is resubmitted by the base loop (``Executor.map``), so each loss is
+counted (``retries``, ``lost_workers``). A task's own error reaches the caller
+as the exception it raised (a ``ValueError`` stays a ``ValueError``, with its
+message and without Ray's remote traceback), never retried.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from btcore.executors import _worker
-from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavailableError,
-                            check_worker_count, cpu_count)
+from btcore.executors.base import (Executor, ExecutorUnavailableError, TaskLost,
+                                   check_worker_count, cpu_count)
 
 _INSTALL = "the ray executor needs Ray: pip install 'btcore[ray]'"
-_DONE = object()
 _ADDRESS_HINT = ("start one with `ray start --head`, or pass address=None to start a local "
                  "Ray instance")
 
@@ -153,56 +154,61 @@ class RayExecutor(Executor):
         if isinstance(handle, RayShare):
             handle.refs.clear()  # the driver owns the objects: dropping the refs frees them
 
-    def map(self, fn, handle, tasks):
-        import ray
-        from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError,
-                                    OutOfMemoryError, WorkerCrashedError)
-        lost = (WorkerCrashedError, NodeDiedError, ObjectLostError, OutOfMemoryError,
-                LocalRayletDiedError)
+    # ------------------------------------------------------ hooks of Executor.map
+    def _check_handle(self, handle) -> None:
         if not isinstance(handle, RayShare) or not handle.refs:
             raise TypeError("map() takes the handle returned by share() (before unshare())")
-        self.start()
+
+    def _in_flight_limit(self) -> int:
         # tasks queued beyond the slots hide Ray's ~1 ms round trip per task;
         # with an address and num_cpus, num_cpus is a hard cap on tasks in flight
-        limit = self._slots if self.address and self._num_cpus else max(2 * self._slots,
-                                                                         self._slots + 8)
-        upcoming, retry = iter(tasks), deque()
-        pending = {}  # ref -> (task, failures so far)
+        if self.address and self._num_cpus:
+            return self._slots
+        return max(2 * self._slots, self._slots + 8)
+
+    def _begin_map(self, run) -> None:
+        from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError,
+                                    OutOfMemoryError, RayTaskError, WorkerCrashedError)
+        run.lost = (WorkerCrashedError, NodeDiedError, ObjectLostError, OutOfMemoryError,
+                    LocalRayletDiedError)
+        run.task_error = RayTaskError
+
+    def _submit(self, run, task, attempt):
+        return self._remote.remote(run.fn, task, run.handle.names, *run.handle.refs)
+
+    def _next_done(self, run, pending):
+        import ray
+        [ref], _ = ray.wait(list(pending), num_returns=1)
+        return ref
+
+    def _outcome(self, run, ref):
+        import ray
         try:
-            while True:
-                while len(pending) < limit:
-                    if retry:
-                        task, failures = retry.popleft()
-                    else:
-                        task, failures = next(upcoming, _DONE), 0
-                        if task is _DONE:
-                            break
-                    ref = self._remote.remote(fn, task, handle.names, *handle.refs)
-                    pending[ref] = (task, failures)
-                if not pending:
-                    return
-                [ref], _ = ray.wait(list(pending), num_returns=1)
-                task, failures = pending.pop(ref)
-                try:
-                    node, result = ray.get(ref)
-                except lost as err:
-                    self.lost_workers += 1
-                    if failures >= self.max_retries:
-                        raise BrokenExecutorError(
-                            f"task {task!r} was lost {failures + 1} times to dead Ray workers "
-                            f"or nodes (max_retries={self.max_retries}): {err}") from err
-                    self.retries += 1
-                    retry.append((task, failures + 1))
-                    continue
-                self.tasks_per_node[node] += 1
-                yield task, result
-        finally:
-            for ref in pending:  # the consumer stopped early or a task failed
-                try:
-                    ray.cancel(ref)
-                except Exception:  # noqa: BLE001 - Ray already shut down: nothing to cancel
-                    pass
+            node, result = ray.get(ref)
+        except run.lost as err:
+            raise TaskLost(f"its Ray worker or node died: {_first_line(err)}") from err
+        except run.task_error as err:
+            cause = getattr(err, "cause", None)
+            if not isinstance(cause, BaseException):  # pragma: no cover - no cause kept
+                raise
+            # the user's exception itself: its type and message, no remote traceback
+            raise cause from None
+        self.tasks_per_node[node] += 1
+        return result
+
+    def _cancel(self, run, refs) -> None:
+        import ray
+        for ref in refs:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - Ray already shut down: nothing to cancel
+                pass
 
     def __repr__(self) -> str:
         where = "local" if self.address is None else repr(self.address)
         return f"RayExecutor({where}, workers={self._slots or self._num_cpus or '?'})"
+
+
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = str(err).strip().split("\n")[0]
+    return f"{type(err).__name__}: {text[:limit]}"

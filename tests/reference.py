@@ -1,8 +1,8 @@
 """Pure-Python reference implementation of the backtest semantics.
 
 This module is the slow, readable specification used by the tests to check the
-fast Numba kernel. It follows ``DESIGN.md``, section "Reference semantics"
-(mean_reversion strategy, shared accounting and metrics), using plain Python
+fast Numba kernel. It follows ``docs/semantics.md`` (the shared accounting with
+its out-of-money rule, the metrics, and the mean_reversion rule), using plain Python
 loops over floats and ``math.fsum`` so that every step can be read and checked
 by hand. numpy is used only to read the input arrays and return the z-scores.
 """
@@ -123,84 +123,78 @@ def calmar_ratio_ref(cagr, max_drawdown):
     return math.nan if math.isinf(ratio) else ratio
 
 
-def backtest_reference(close, z, first_bar, last_bar, entry_threshold, exit_threshold,
-                       stop_loss_z, *, allow_short=True, reenter_after_stop=True,
-                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252):
-    """Run the mean-reversion backtest on bars ``first_bar..last_bar`` inclusive.
+def simulate_reference(close, first_bar, last_bar, rule, *, initial_capital=1_000_000.0,
+                       cost_bps=5.0, periods_per_year=252):
+    """The shared accounting of ``docs/semantics.md`` for any signal rule.
 
     Parameters
     ----------
-    close, z : np.ndarray
-        1-D float64 closes and z-scores on the same bar index; close must be
-        finite and > 0 on the traded bars.
+    close : np.ndarray
+        1-D float64 closes, finite and > 0 on the traded bars.
     first_bar, last_bar : int
         Inclusive range of traded bars (last_bar - first_bar >= 1).
-    entry_threshold, exit_threshold, stop_loss_z : float
-        Strategy parameters, see DESIGN.md.
-    allow_short, reenter_after_stop : bool
-        Strategy options.
+    rule : callable
+        ``rule(t, position) -> target`` in {-1, 0, 1}; called once per traded bar
+        until the account runs out of money.
     initial_capital, cost_bps, periods_per_year : float
         Run settings.
 
     Returns
     -------
     dict
-        The metrics in ``METRIC_KEYS`` plus per-bar lists ``equity``,
-        ``shares``, ``returns`` and a ``trades`` list of round-trip dicts.
+        The metrics in ``METRIC_KEYS``, ``ruined``, and per-bar lists ``equity``,
+        ``shares``, ``returns`` plus a ``trades`` list of round-trip dicts.
     """
     prices = [float(x) for x in np.asarray(close, dtype=np.float64)]
-    z_scores = [float(x) for x in np.asarray(z, dtype=np.float64)]
     fee = cost_bps / 1e4
     cash = float(initial_capital)
     shares = 0.0
-    stopped = False
+    ruined = False
     previous_equity = float(initial_capital)
     equity_curve, shares_curve, returns, trades = [], [], [], []
     num_trades = 0
     bars_in_market = 0
     cash_before_entry = None
 
+    def trade(delta, price):
+        nonlocal cash, shares
+        cash -= delta * price + abs(delta) * price * fee
+        shares += delta
+
     for t in range(first_bar, last_bar + 1):
-        z_t, c = z_scores[t], prices[t]
-        delta = 0.0
-        is_stop_exit = False
-        if shares == 0:
-            if stopped:
-                if abs(z_t) <= entry_threshold:
-                    stopped = False
-            else:
-                side = 0
-                if z_t < -entry_threshold:
-                    side = 1
-                elif z_t > entry_threshold and allow_short:
-                    side = -1
-                if side != 0:
-                    size = float(math.floor(cash / (c * (1 + fee))))
-                    if size > 0:
-                        delta = side * size
-        else:
-            is_long = shares > 0
-            is_stop_exit = (z_t < -stop_loss_z) if is_long else (z_t > stop_loss_z)
-            if abs(z_t) < exit_threshold or is_stop_exit:
-                delta = -shares
-
-        if delta != 0:
-            opening = shares == 0
-            if opening:
-                cash_before_entry = cash
-            cash -= delta * c + abs(delta) * c * fee
-            shares += delta
-            num_trades += 1
-            if opening:
-                trades.append({"entry_bar": t, "exit_bar": None, "side": 1 if delta > 0 else -1,
-                               "shares": abs(delta), "entry_price": c, "exit_price": None,
-                               "pnl": None})
-            else:
+        c = prices[t]
+        if ruined:  # out of money: nothing trades again, equity stays 0
+            equity_curve.append(0.0)
+            shares_curve.append(0.0)
+            returns.append(0.0)
+            continue
+        position = (shares > 0) - (shares < 0)
+        target = rule(t, position)
+        assert target in (-1, 0, 1), target
+        filled = False
+        if target != position:
+            if shares != 0:  # close first
+                trade(-shares, c)
                 trades[-1].update(exit_bar=t, exit_price=c, pnl=cash - cash_before_entry)
-                if is_stop_exit and not reenter_after_stop:
-                    stopped = True
-
+                filled = True
+            if target != 0:
+                size = float(math.floor(cash / (c * (1 + fee))))
+                if size > 0:
+                    cash_before_entry = cash
+                    trade(target * size, c)
+                    trades.append({"entry_bar": t, "exit_bar": None, "side": target,
+                                   "shares": size, "entry_price": c, "exit_price": None,
+                                   "pnl": None})
+                    filled = True
         equity = cash + shares * c
+        if equity <= 0:  # closed out at this close, then nothing is left
+            if shares != 0:
+                trade(-shares, c)
+                trades[-1].update(exit_bar=t, exit_price=c, pnl=cash - cash_before_entry)
+                filled = True
+            ruined = True
+            cash = shares = equity = 0.0
+        num_trades += filled
         returns.append(equity / previous_equity - 1)
         previous_equity = equity
         equity_curve.append(equity)
@@ -226,8 +220,81 @@ def backtest_reference(close, z, first_bar, last_bar, entry_threshold, exit_thre
         "num_trades": num_trades,
         "exposure": bars_in_market / n_bars,
         "win_rate": wins / len(closed) if closed else math.nan,
+        "ruined": ruined,
         "equity": equity_curve,
         "shares": shares_curve,
         "returns": returns,
         "trades": trades,
     }
+
+
+def mean_reversion_rule(z, entry_threshold, exit_threshold, stop_loss_z, *, allow_short=True,
+                        reenter_after_stop=True):
+    """The mean-reversion rule as ``rule(t, position) -> target`` over z-scores ``z``.
+
+    Flat: z < -entry -> long; z > entry -> short (if allowed). Long exits when
+    |z| < exit or z < -stop; short when |z| < exit or z > stop (a stop exit). After
+    a stop exit with ``reenter_after_stop=False``, no entry until |z| <= entry.
+    """
+    z_scores = [float(x) for x in np.asarray(z, dtype=np.float64)]
+    stopped = False
+
+    def rule(t, position):
+        nonlocal stopped
+        z_t = z_scores[t]
+        if position == 0:
+            if stopped:
+                if abs(z_t) <= entry_threshold:
+                    stopped = False
+                return 0
+            if z_t < -entry_threshold:
+                return 1
+            if z_t > entry_threshold and allow_short:
+                return -1
+            return 0
+        is_stop_exit = (z_t < -stop_loss_z) if position > 0 else (z_t > stop_loss_z)
+        if is_stop_exit:
+            if not reenter_after_stop:
+                stopped = True
+            return 0
+        if abs(z_t) < exit_threshold:
+            return 0
+        return position
+
+    return rule
+
+
+def backtest_reference(close, z, first_bar, last_bar, entry_threshold, exit_threshold,
+                       stop_loss_z, *, allow_short=True, reenter_after_stop=True,
+                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252):
+    """Mean reversion over the shared accounting (see :func:`simulate_reference`)."""
+    rule = mean_reversion_rule(z, entry_threshold, exit_threshold, stop_loss_z,
+                               allow_short=allow_short, reenter_after_stop=reenter_after_stop)
+    return simulate_reference(close, first_bar, last_bar, rule, initial_capital=initial_capital,
+                              cost_bps=cost_bps, periods_per_year=periods_per_year)
+
+
+def spec_rule(spec, close, params, options):
+    """Any strategy's rule as ``rule(t, position)``: its indicator and signal
+    functions run as plain Python (to check the compiled kernel's accounting)."""
+    names = dict(zip(spec.param_names, params))
+    names.update(zip(spec.options, options))
+    series = []
+    for indicator in spec.indicators:
+        out = np.full(len(close), np.nan)
+        arguments = [kind(names[n]) for n, kind in
+                     zip(indicator.names, spec.argument_kinds(indicator))]
+        indicator.fn.py_func(np.asarray(close, dtype=np.float64), *arguments, out)
+        series.append(out)
+    params = np.asarray(params, dtype=np.float64)
+    options = np.asarray(options, dtype=np.float64)
+    state = 0
+
+    def rule(t, position):
+        nonlocal state
+        values = np.array([s[t] for s in series])
+        target, state = spec.signal_nb.py_func(values, float(close[t]), params, options,
+                                               position, state)
+        return int(target)
+
+    return rule

@@ -77,7 +77,8 @@ def test_debug_mode_runs_strategy_as_python(small_data, monkeypatch):
     data = MarketData(small_data.close[:60, 0], small_data.index[:60], ("A",))
     run_sweep({"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.5],
                "stop_loss_z": [3.0]}, data=data, debug=True, progress=False)
-    assert calls == list(range(60))
+    # one call per bar with that bar's close (after any plain-Python rule check)
+    assert calls[-60:] == list(data.close[:, 0])
 
 
 def test_backtest_metrics_equal_sweep_row(sample):

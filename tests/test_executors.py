@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import btcore.executors as executors
 from btcore import MarketData, run_sweep
-from btcore.plan import run_task
+from btcore.engine import run_task
 from conftest import SEED_GRID, assert_tables_identical
 from executor_fixtures import EXECUTOR_NAMES
 from btcore.executors.base import BrokenExecutorError, ExecutorUnavailableError

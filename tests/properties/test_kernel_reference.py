@@ -69,6 +69,7 @@ def test_sweep_matches_reference(data, close, grid, allow_short, reenter, cost_b
             initial_capital=capital, cost_bps=cost_bps)
         for name in METRIC_KEYS:
             assert_metric_close(name, getattr(row, name), expected[name])
+        assert row.ruined == expected["ruined"]
 
 
 @given(data=st.data(), close=price_paths(leading_nan=False), grid=mean_reversion_grids(),
