@@ -1,8 +1,12 @@
-"""Kernel throughput: param-bars/s on 1 and all threads vs a naive per-row loop.
+"""Kernel throughput: param-bars/s on 1 and all threads vs a naive per-row loop,
+today's kernel against an earlier commit's side by side, and fresh-process start-up.
 
-Run: ``python benchmarks/bench_kernel.py [--repeats 5] [--naive-runs 3]``.
-Every figure comes from this one run, best of ``--repeats``; the naive loop's
-per-backtest time is measured on a few backtests and extrapolated.
+Run: ``python benchmarks/bench_kernel.py [--repeats 5] [--naive-runs 3]
+[--baseline REV] [--rounds 3]``. Every figure comes from this one run, best of
+``--repeats``; the naive loop's per-backtest time is measured on a few
+backtests and extrapolated. ``--baseline`` (a git revision, default the last
+commit before the engine-core rewrite) is checked out to a temporary folder and
+measured in fresh processes alternating with today's code, ``--rounds`` times.
 """
 import argparse
 import os
@@ -17,8 +21,14 @@ from _peers import naive_backtest  # noqa: E402
 
 from btcore import Grid  # noqa: E402
 from btcore.datasets import sp500_sample  # noqa: E402
-from btcore.plan import Task, run_task  # noqa: E402
+from btcore.engine import Task, run_task  # noqa: E402
 from btcore.sweep import prepare  # noqa: E402
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the last commit with the previous kernel (fused loop, strategy-written wrappers)
+BASELINE = "825ead6"
+#: the worked example of docs/strategies.md, as a user module outside btcore
+USER_STRATEGY_DIR = os.path.join(REPOSITORY, "tests")
 
 SEED_GRID = {"lookback_period": [20, 40, 60, 80, 100], "entry_threshold": [1.5, 2.0, 2.5],
              "exit_threshold": [0.25, 0.5, 0.75], "stop_loss_z": [2.5, 3.0, 3.5]}
@@ -38,50 +48,152 @@ def best_time(fn, repeats):
     return best
 
 
-def kernel_seconds(grid, threads, repeats):
-    """Best time of the fused kernel on the whole grid (one task, one asset)."""
-    job = prepare(grid, "mean_reversion", sp500_sample(), start=START, end=None,
+def kernel_seconds(grid, threads, repeats, strategy="mean_reversion"):
+    """Best time of the batch kernel on the whole grid (one task, one asset)."""
+    job = prepare(grid, strategy, sp500_sample(), start=START, end=None,
                   initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, assets=[ASSET],
-                  debug=False, options={})
-    shared = dict(job.shared, parallel=threads > 1)
-    task = Task(0, 0, 0, len(job.keyed.params), 0.0)
+                  debug=False, options={}).job
+    shared = job.payload(parallel=threads > 1)
+    task = Task(0, 0, 0, 0, job.n_sets, 0.0)
     numba.set_num_threads(threads)
     run_task(shared, task)  # compile / load cache
     seconds = best_time(lambda: run_task(shared, task), repeats)
-    return seconds, int(job.traded_bars[0]), len(job.keyed.params)
+    return seconds, int(job.traded_bars[0, 0]), job.n_sets
 
 
-STARTUP_PROBE = """
-import time
-started = time.perf_counter()
-from btcore import run_sweep
-imported = time.perf_counter()
-run_sweep(%r, assets=["%s"], start="%s", progress=False)
-done = time.perf_counter()
-print(imported - started, done - imported)
+# the same measurement in a fresh process, for today's code or an old checkout;
+# the old API (shared dict, btcore.plan) is detected by its module names
+PROBE = """
+import sys, time, numba
+from btcore import Grid
+from btcore.datasets import sp500_sample
+from btcore.sweep import prepare
+grid, threads, repeats = %r, %d, %d
+try:
+    from btcore.engine import Task, run_task
+    job = prepare(Grid(grid), "mean_reversion", sp500_sample(), start=%r, end=None,
+                  initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, assets=[%r],
+                  debug=False, options={}).job
+    shared, task, n_sets = job.payload(threads > 1), Task(0, 0, 0, 0, job.n_sets, 0.0), job.n_sets
+except ImportError:
+    from btcore.plan import Task, run_task
+    job = prepare(Grid(grid), "mean_reversion", sp500_sample(), start=%r, end=None,
+                  initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, assets=[%r],
+                  debug=False, options={})
+    shared = dict(job.shared, parallel=threads > 1)
+    n_sets = len(job.keyed.params)
+    task = Task(0, 0, 0, n_sets, 0.0)
+numba.set_num_threads(threads)
+run_task(shared, task)
+best = float("inf")
+for _ in range(repeats):
+    started = time.perf_counter()
+    run_task(shared, task)
+    best = min(best, time.perf_counter() - started)
+print(best, n_sets)
 """
 
 
-def startup_seconds(cache_dir):
-    """(import s, first sweep s, whole process s) of a fresh interpreter."""
+def probe_seconds(path, grid, threads, repeats, cache_dir):
     import subprocess
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env = dict(os.environ, PYTHONPATH=path, NUMBA_CACHE_DIR=cache_dir,
+               BTCORE_KERNEL_DIR=os.path.join(cache_dir, "kernels"))
+    code = PROBE % (grid, threads, repeats, START, ASSET, START, ASSET)
+    output = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                            capture_output=True, text=True, cwd=path).stdout
+    seconds, n_sets = output.split()
+    return float(seconds), int(n_sets)
+
+
+def checkout(revision, folder):
+    """``revision``'s btcore as an importable tree in ``folder`` (plug-in folders
+    moved inside the package, as the install maps them)."""
+    import io
+    import subprocess
+    import tarfile
+    archive = subprocess.run(["git", "-C", REPOSITORY, "archive", revision, "btcore",
+                              "executors", "strategies"], check=True, capture_output=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
+    for name in ("executors", "strategies"):
+        os.rename(os.path.join(folder, name), os.path.join(folder, "btcore", name))
+
+
+def report_baseline(revision, repeats, rounds):
+    """Old and new kernel in alternating fresh processes, best over ``rounds``."""
+    import tempfile
+    print(f"\nkernel vs {revision} (fresh processes alternating, best of {rounds} rounds x "
+          f"{repeats} repeats), mean_reversion on {ASSET} from {START}")
+    header = (f"{'grid':<10}{'combos':>7}{'threads':>8}{'old M pb/s':>12}{'new M pb/s':>12}"
+              f"{'new / old':>11}")
+    print(header)
+    print("-" * len(header))
+    bars = kernel_seconds(Grid(SEED_GRID), 1, 1)[1]
+    with tempfile.TemporaryDirectory() as old_tree, tempfile.TemporaryDirectory() as cache:
+        checkout(revision, old_tree)
+        for name, grid in (("seed 135", SEED_GRID), ("1,000", BIG_GRID)):
+            for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+                old = new = np.inf
+                for _ in range(rounds):
+                    old = min(old, probe_seconds(old_tree, grid, threads, repeats, cache)[0])
+                    new_s, combos = probe_seconds(REPOSITORY, grid, threads, repeats, cache)
+                    new = min(new, new_s)
+                print(f"{name:<10}{combos:>7}{threads:>8}{combos * bars / old / 1e6:>12.1f}"
+                      f"{combos * bars / new / 1e6:>12.1f}{old / new:>11.3f}")
+
+
+STARTUP_PROBE = """
+import sys, time
+started = time.perf_counter()
+from btcore import run_sweep
+%s
+imported = time.perf_counter()
+from numba import njit
+njit(lambda x: x + 1)(1)  # Numba's one-time start-up, paid by any jitted function
+numba_ready = time.perf_counter()
+run_sweep(%r, strategy=%r, assets=["%s"], start="%s", progress=False)
+done = time.perf_counter()
+print(imported - started, numba_ready - imported, done - numba_ready)
+"""
+USER_IMPORT = "sys.path.insert(0, %r)\nfrom user_strategy.crossover import SPEC" % USER_STRATEGY_DIR
+CROSSOVER_GRID = {"fast_window": [5, 10, 20, 40], "slow_window": [50, 100, 150, 200],
+                  "band": [0.0, 0.005, 0.01]}
+
+
+def startup_seconds(cache_dir, user_strategy):
+    """(import s, numba start s, first sweep s, whole process s) of a fresh interpreter."""
+    import subprocess
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+               BTCORE_KERNEL_DIR=os.path.join(cache_dir, "kernels"))
+    if user_strategy:
+        code = STARTUP_PROBE % (USER_IMPORT, CROSSOVER_GRID, "test_sma_crossover", ASSET, START)
+    else:
+        code = STARTUP_PROBE % ("", SEED_GRID, "mean_reversion", ASSET, START)
     started = time.perf_counter()
-    output = subprocess.run([sys.executable, "-c", STARTUP_PROBE % (SEED_GRID, ASSET, START)],
-                            env=env, check=True, capture_output=True, text=True).stdout
+    output = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                            capture_output=True, text=True).stdout
     total = time.perf_counter() - started
-    import_s, sweep_s = map(float, output.split())
-    return import_s, sweep_s, total
+    return (*map(float, output.split()), total)
 
 
 def report_startup():
     import tempfile
-    with tempfile.TemporaryDirectory() as cache_dir:
-        cold = startup_seconds(cache_dir)
-        warm = min((startup_seconds(cache_dir) for _ in range(3)), key=lambda r: r[2])
-    print("\nfresh process, seed grid on one asset: import s, first sweep s, process s")
-    print(f"  cold numba cache (compiles):  {cold[0]:.2f}  {cold[1]:.2f}  {cold[2]:.2f}")
-    print(f"  warm numba cache (loads):     {warm[0]:.2f}  {warm[1]:.2f}  {warm[2]:.2f}")
+    print("\nfresh process, first sweep on one asset: import s, numba start s, "
+          "first sweep s, process s")
+    for label, user in (("mean_reversion, seed grid", False),
+                        ("user sma crossover (docs example), 48 sets", True)):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            cold = startup_seconds(cache_dir, user)
+            warm = min((startup_seconds(cache_dir, user) for _ in range(3)),
+                       key=lambda r: r[-1])
+        print(f"  {label}")
+        print("    cold cache (compiles):  " + "  ".join(f"{v:.2f}" for v in cold))
+        print("    warm cache (loads):     " + "  ".join(f"{v:.2f}" for v in warm))
+
+
+def _user_strategy():
+    sys.path.insert(0, USER_STRATEGY_DIR)
+    from user_strategy.crossover import SPEC
+    return SPEC
 
 
 def main(argv=None):
@@ -89,6 +201,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-runs", type=int, default=3)
     parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process timing")
+    parser.add_argument("--baseline", default=BASELINE,
+                        help="git revision to compare the kernel with ('' to skip)")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     close = sp500_sample()
     series = __import__("pandas").Series(close.close[:, close.symbols.index(ASSET)],
@@ -114,6 +229,12 @@ def main(argv=None):
                   f"{combos * bars / seconds / 1e6:>16.1f}{single / seconds:>12.2f}"
                   f"{naive_total:>14.1f}{naive_total / seconds:>11,.0f}x")
     numba.set_num_threads(all_threads)
+    seconds, bars, combos = kernel_seconds(Grid(CROSSOVER_GRID), 1, args.repeats,
+                                           _user_strategy())
+    print(f"\nuser sma crossover (docs example), {combos} sets x {bars} bars, 1 thread: "
+          f"{combos * bars / seconds / 1e6:.1f} M param-bars/s")
+    if args.baseline:
+        report_baseline(args.baseline, args.repeats, args.rounds)
     if not args.no_startup:
         report_startup()
 

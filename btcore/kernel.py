@@ -172,6 +172,7 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
             position = 0
             state = 0
             equity = initial_capital
+            previous_equity = initial_capital
             entry_cash = 0.0
             peak = initial_capital
             min_equity_to_peak = 1.0
@@ -184,82 +185,95 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
             bars_in_market = 0
             round_trips = 0
             winning_round_trips = 0
+            filled = False
+            stopped = False  # out of money, or an invalid target: no more bars
             ruined = False
+            closed_out = False
             invalid_bar = -1
-            ruin_bar = last_bar
-            check = 0
-            for t in range(first_bar, last_bar + 1):
-                price = close[t]
-                for i in range(n_indicators):
-                    values[i] = series[rows[i], t]
-                target, state = signal_nb(values, price, set_params, options, position, state)
-                filled = False
-                closed_trip = False
-                closed_pnl = 0.0
-                if target != position:
-                    if target > 1 or target < -1:
-                        invalid_bar = t
+            stop_bar = last_bar
+            segment_start = first_bar
+            for check in range(n_checks):
+                # bars up to this checkpoint; the hot loop leaves the rare events
+                # (out of money, invalid target) to the code after it
+                for t in range(segment_start, checkpoints[check] + 1):
+                    if stopped:
                         break
-                    position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
-                        fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
-                    if closed_trip:
-                        round_trips += 1
-                        if closed_pnl > 0.0:
-                            winning_round_trips += 1
-                if filled or position != 0:  # else flat and untouched: r = 0, nothing changes
-                    previous_equity = equity
-                    equity = cash + shares * price
-                    if equity <= 0.0:
-                        ruined = True
-                        ruin_bar = t
-                        out_filled, out_closed, out_pnl = close_out_nb(
-                            shares, cash, price, fee_rate, entry_cash)
-                        if out_closed:
+                    price = close[t]
+                    for i in range(n_indicators):
+                        values[i] = series[rows[i], t]
+                    target, state = signal_nb(values, price, set_params, options, position,
+                                              state)
+                    filled = False
+                    closed_trip = False
+                    closed_pnl = 0.0
+                    if target != position:
+                        if target > 1 or target < -1:
+                            invalid_bar = t
+                            stopped = True
+                            break
+                        position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
+                            fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
+                        if closed_trip:
                             round_trips += 1
-                            closed_trip = True
-                            closed_pnl = out_pnl
-                        filled = filled or out_filled
-                        cash = 0.0
-                        shares = 0.0
-                        position = 0
-                        equity = 0.0
-                    if filled:
+                            if closed_pnl > 0.0:
+                                winning_round_trips += 1
+                    if filled or position != 0:  # else flat and untouched: r = 0
+                        previous_equity = equity
+                        equity = cash + shares * price
+                        if equity <= 0.0:
+                            ruined = True
+                            stopped = True
+                            stop_bar = t
+                            break
+                        if filled:
+                            num_trades += 1
+                        period_return = equity / previous_equity - 1.0
+                        active_bars, return_shift, sum_shifted, sum_shifted_squares, \
+                            sum_downside_squares = accumulate_return_nb(
+                                period_return, active_bars, return_shift, sum_shifted,
+                                sum_shifted_squares, sum_downside_squares)
+                        peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
+                                                                      min_equity_to_peak)
+                        if blocks:
+                            block = bar_block[t]
+                            block_sums[k, block, 0] += period_return
+                            block_sums[k, block, 1] += period_return * period_return
+                        if position != 0:
+                            bars_in_market += 1
+                    if recording:
+                        record[RECORD_EQUITY, t] = equity
+                        record[RECORD_SHARES, t] = shares
+                        record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+                if ruined and not closed_out:
+                    closed_out = True
+                    # out of money at stop_bar: close out, account at 0, r = -1
+                    t = stop_bar
+                    out_filled, out_closed, out_pnl = close_out_nb(shares, cash, close[t],
+                                                                   fee_rate, entry_cash)
+                    if out_closed:
+                        round_trips += 1
+                        closed_trip = True
+                        closed_pnl = out_pnl
+                    if filled or out_filled:
                         num_trades += 1
-                    period_return = equity / previous_equity - 1.0
+                    cash = 0.0
+                    shares = 0.0
+                    position = 0
+                    equity = 0.0
                     active_bars, return_shift, sum_shifted, sum_shifted_squares, \
                         sum_downside_squares = accumulate_return_nb(
-                            period_return, active_bars, return_shift, sum_shifted,
-                            sum_shifted_squares, sum_downside_squares)
-                    peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
-                                                                  min_equity_to_peak)
+                            -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
+                            sum_downside_squares)
+                    peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
                     if blocks:
-                        block = bar_block[t]
-                        block_sums[k, block, 0] += period_return
-                        block_sums[k, block, 1] += period_return * period_return
-                    if position != 0:
-                        bars_in_market += 1
-                if recording:
-                    record[RECORD_EQUITY, t] = equity
-                    record[RECORD_SHARES, t] = shares
-                    record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
-                while check < n_checks and checkpoints[check] == t:
-                    finalize_metrics_nb(out[check], k, t - first_bar + 1, active_bars,
-                                        return_shift, sum_shifted, sum_shifted_squares,
-                                        sum_downside_squares, min_equity_to_peak, equity,
-                                        initial_capital, periods_per_year, num_trades,
-                                        bars_in_market, round_trips, winning_round_trips)
-                    out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
-                    out[check, INVALID_BAR_ROW, k] = -1.0
-                    check += 1
-                if ruined:
-                    break
-            # after a ruin (or an invalid target) the remaining bars are flat: r = 0
-            if recording and ruined:
-                for t in range(ruin_bar + 1, last_bar + 1):
-                    record[RECORD_EQUITY, t] = 0.0
-                    record[RECORD_SHARES, t] = 0.0
-                    record[RECORD_TRIP_PNL, t] = np.nan
-            while check < n_checks:
+                        block_sums[k, bar_block[t], 0] += -1.0
+                        block_sums[k, bar_block[t], 1] += 1.0
+                    if recording:
+                        record[RECORD_EQUITY, t:last_bar + 1] = 0.0
+                        record[RECORD_SHARES, t:last_bar + 1] = 0.0
+                        record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
+                        record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+                # the bars after a stop are flat (r = 0): finalize adds them in bulk
                 finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1,
                                     active_bars, return_shift, sum_shifted,
                                     sum_shifted_squares, sum_downside_squares,
@@ -268,7 +282,7 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                                     winning_round_trips)
                 out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
                 out[check, INVALID_BAR_ROW, k] = invalid_bar
-                check += 1
+                segment_start = checkpoints[check] + 1
 
 
 def empty_record() -> np.ndarray:

@@ -97,6 +97,7 @@ class JoblibExecutor(Executor):
         self._shared = set()  # directories not yet unshared: removed on close()
         self._lock = threading.Lock()  # the pools, for maps running in several threads
         self._pool = None
+        self._stopped = False  # set by close(), under the lock
         self._retired = []  # pools given no more tasks, closed once their tasks are done
         self._generations = itertools.count(1)
 
@@ -117,7 +118,7 @@ class JoblibExecutor(Executor):
         """The pool the next task goes to (a fresh one after a break or a recycling
         chunk); counts the task in it."""
         with self._lock:
-            if self._closed:
+            if self._stopped:
                 raise BrokenExecutorError("joblib executor is closed; create a new one")
             pool = self._pool
             if pool is not None and (pool.broken or (
@@ -149,7 +150,7 @@ class JoblibExecutor(Executor):
     def _close(self) -> None:
         with self._lock:
             pools = self._retired + ([self._pool] if self._pool is not None else [])
-            self._pool, self._retired = None, []
+            self._pool, self._retired, self._stopped = None, [], True
         for pool in pools:  # stop workers now, even mid-task
             pool.executor.shutdown(wait=True, kill_workers=True)
         for directory in self._shared:

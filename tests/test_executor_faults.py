@@ -93,7 +93,9 @@ def test_joblib_survives_a_killed_worker(long_sweep):
         result, killed = sweep_killing(executor, data, loky)
     assert killed, "no worker was killed: the sweep finished first"
     assert_tables_identical(result.table, expected)
-    assert result.stats["lost_workers"] == 1 and result.stats["retries"] == 1
+    # one broken pool; every task pending in it ran again (at most the tasks in flight)
+    assert result.stats["lost_workers"] == 1
+    assert 1 <= result.stats["retries"] <= executor._in_flight_limit()
 
 
 def test_ray_survives_a_killed_worker(ray_executor, long_sweep):
