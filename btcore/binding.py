@@ -233,10 +233,18 @@ def generate_source(spec) -> tuple[str, _Source]:
     parts += [source.embedded[name] for name in sorted(source.embedded)]
     parts.append("@_njit(nogil=True, error_model='numpy')\n"
                  "def compute_indicator_nb(which, close, values, out):\n" + "\n".join(branches))
+    n_indicators = len(spec.indicators)
+    views = "".join(f"series[rows[{i}]], " for i in range(n_indicators))
+    loads = "\n".join(f"    values[{i}] = selected[{i}][t]" for i in range(n_indicators))
+    parts.append("@_njit(inline='always', nogil=True, error_model='numpy')\n"
+                 f"def select_series_nb(series, rows):\n    return ({views})")
+    parts.append("@_njit(inline='always', nogil=True, error_model='numpy')\n"
+                 f"def load_values_nb(values, selected, t):\n{loads}")
     for name, parallel in (("batch_nb", ""), ("batch_parallel_nb", "parallel=True, ")):
         parts.append(f"@_njit(cache=True, nogil=True, {parallel}error_model='numpy')\n"
                      f"def {name}({_BATCH_ARGS}):\n"
-                     f"    _batch_kernel_nb({_BATCH_ARGS}, compute_indicator_nb, {signal})")
+                     f"    _batch_kernel_nb({_BATCH_ARGS}, compute_indicator_nb, "
+                     f"select_series_nb, load_values_nb, {signal})")
     return "\n\n\n".join(parts) + "\n", source
 
 
@@ -287,8 +295,9 @@ def load_kernel(ref: KernelRef) -> types.ModuleType:
 
 
 def debug_functions(ref: KernelRef):
-    """``(compute_indicator, signal)`` as plain Python, for ``debug=True`` (in the
-    process that made ``ref``)."""
+    """The kernel's function arguments as plain Python, for ``debug=True`` (in the
+    process that made ``ref``): ``(compute_indicator, select_series, load_values,
+    signal)``."""
     spec = _SPECS[ref.module_name]
     calls = []
     for fn, kinds in indicator_kinds(spec):
@@ -298,7 +307,14 @@ def debug_functions(ref: KernelRef):
         fn, kinds = calls[which]
         fn(close, *(kind(v) for kind, v in zip(kinds, values)), out)
 
-    return compute_indicator, spec.signal_nb.py_func
+    def select_series(series, rows):
+        return tuple(series[row] for row in rows)
+
+    def load_values(values, selected, t):
+        for i, view in enumerate(selected):
+            values[i] = view[t]
+
+    return compute_indicator, select_series, load_values, spec.signal_nb.py_func
 
 
 def compile_error(spec, err: Exception) -> StrategyCompileError:

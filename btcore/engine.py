@@ -213,8 +213,7 @@ def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False,
     """Call the strategy's batch kernel: compiled, over all Numba threads, or as
     plain Python (``debug``: breakpoints and prints in the strategy work)."""
     if debug:
-        compute_indicator, signal = debug_functions(ref)
-        batch_kernel_nb.py_func(*args, 1, compute_indicator, signal)
+        batch_kernel_nb.py_func(*args, 1, *debug_functions(ref))
         return
     module = load_kernel(ref)
     if parallel:
