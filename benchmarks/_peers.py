@@ -1,6 +1,6 @@
 """Peer implementations of the mean-reversion sweep, for ``compare_peers.py`` only.
 
-Each peer runs the DESIGN.md strategy as its users would write it:
+Each peer runs the docs/semantics.md strategy as its users would write it:
 
 - ``vectorbt_sweep``: z-score frames per unique lookback (pandas rolling on the
   shifted close, ddof=1), broadcast to one column per (combo, asset), long and
@@ -12,7 +12,7 @@ Each peer runs the DESIGN.md strategy as its users would write it:
 - ``naive_backtest``: the seed article's style, a plain pandas loop over rows
   with ``df.iloc[i]``, equity kept in a list, metrics with pandas at the end.
 
-Conventions shared with btcore (DESIGN.md "Reference semantics"): z_t uses the
+Conventions shared with btcore (docs/semantics.md): z_t uses the
 ``lookback_period`` closes *before* t; fills at close_t; cost = ``cost_bps`` of
 traded value on each leg; metrics over the traded bars [start, end] with the
 equity before the first traded bar = initial capital. Where a peer cannot
@@ -49,7 +49,7 @@ def zscore(close, lookback: int):
 
 
 def equity_metrics(equity: np.ndarray, initial_capital: float, periods_per_year: float) -> dict:
-    """DESIGN.md metrics of an equity curve over the traded bars (numpy)."""
+    """docs/semantics.md metrics of an equity curve over the traded bars (numpy)."""
     previous = np.concatenate(([initial_capital], equity[:-1]))
     returns = equity / previous - 1.0
     std = returns.std(ddof=1)
@@ -176,7 +176,7 @@ def _strategy_class():
     from backtesting import Strategy
 
     class MeanReversion(Strategy):
-        """DESIGN.md mean reversion; ``first_bar`` = first traded bar (warm-up before)."""
+        """docs/semantics.md mean reversion; ``first_bar`` = first traded bar (warm-up before)."""
 
         lookback_period = 20
         entry_threshold = 2.0
@@ -228,7 +228,7 @@ def backtesting_setup(close: pd.Series, start, end, max_lookback: int, *,
 
 def backtesting_metrics(stats, first_bar: int, initial_capital: float,
                         periods_per_year: float) -> dict:
-    """The compared metrics from one ``Backtest.run`` result (DESIGN.md formulas)."""
+    """The compared metrics from one ``Backtest.run`` result (docs/semantics.md formulas)."""
     equity = stats["_equity_curve"]["Equity"].to_numpy()[first_bar:]
     metrics = equity_metrics(equity, initial_capital, periods_per_year)
     still_open = 1 if stats["_strategy"].position.size != 0 else 0
@@ -242,7 +242,7 @@ def naive_backtest(close: pd.Series, lookback_period, entry_threshold, exit_thre
                    periods_per_year=252, seed_quirks=False) -> dict:
     """One backtest the seed article's way: pandas rolling, then a row loop with ``.iloc``.
 
-    ``seed_quirks=False`` follows DESIGN.md (shorts, sizing with the cost).
+    ``seed_quirks=False`` follows docs/semantics.md (shorts, sizing with the cost).
     ``seed_quirks=True`` keeps the seed's two quirks: the short entry trades
     ``-shares`` (0 when flat, a no-op) and sizing ignores the cost, so cash can
     go slightly negative; compare it with btcore's ``allow_short=False``.

@@ -6,7 +6,7 @@ Usage::
     python benchmarks/compare_peers.py   # ~3 min on 2 cores (--quick: ~1 min)
     python benchmarks/compare_peers.py --quick --repeats 3
 
-Workloads (DESIGN.md mean_reversion, 1e6 capital, 5 bps, fills at the close):
+Workloads (docs/semantics.md mean_reversion, 1e6 capital, 5 bps, fills at the close):
 AAPL closes 2010-01-01 .. 2022-12-28 (3,270 traded bars, indicators warmed up
 on the earlier history) with the seed's 135-combo grid and a 1,000-combo grid,
 plus the 135-combo grid over the 20-stock sample universe.
@@ -489,7 +489,7 @@ def diff_row(label, workload, peer: dict, reference: dict) -> dict:
     """How far ``peer`` is from btcore on the rows both have (same params, asset).
 
     Sharpe statistics use the rows where both Sharpe ratios are finite (vectorbt
-    returns inf for a column that never trades; btcore returns 0 by DESIGN.md).
+    returns inf for a column that never trades; btcore returns 0 by docs/semantics.md).
     """
     keys = [*PARAMS, "asset"]
     merged = pd.DataFrame(peer).merge(pd.DataFrame(reference), on=keys, suffixes=("_p", "_b"))
@@ -695,10 +695,10 @@ Why the peers differ (measured above, not hidden):
   tolerance arithmetic snaps a leftover cash of < 0.01 to 0) and its metrics,
   except max_drawdown/calmar when the equity never exceeds the initial capital
   before its trough (vectorbt starts the running peak at the first bar's value,
-  DESIGN.md at the initial capital), until btcore's equity goes negative:
+  docs/semantics.md at the initial capital), until btcore's equity goes negative:
   vectorbt then cannot buy back a short in full. The rest is signal handling: a
   bar with both an entry and an exit signal (flat with |z| beyond the stop) is
-  skipped by from_signals when flat, while DESIGN.md rule 3 enters there and
+  skipped by from_signals when flat, while docs/semantics.md rule 3 enters there and
   usually stops out on the next bar (reenter_after_stop=True, the seed's
   behaviour). With entry == stop (2.5/2.5 in the seed grid) every entry bar is
   such a bar, so vectorbt never trades (Sharpe inf, counted as non-finite) while
@@ -713,7 +713,7 @@ Why the peers differ (measured above, not hidden):
   slightly different daily returns (Sharpe, drawdown). An order placed on the
   last bar never fills (there is no next bar), so a btcore exit on the final bar
   is one trade and one fee more than backtesting.py's.
-- naive loop: DESIGN.md semantics with z from pandas rolling sums (not
+- naive loop: docs/semantics.md semantics with z from pandas rolling sums (not
   compensated, off by up to ~2e-8 here): a decision that close to a threshold
   could flip (none did on AAPL).
 - naive seed quirks vs btcore allow_short=False: same decisions; the seed sizes
