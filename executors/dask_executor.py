@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import itertools
 import time
 import uuid
@@ -67,6 +68,10 @@ class DaskExecutor(Executor):
         times.)
     timeout : float, default 10
         Seconds to wait for the scheduler and its first worker.
+    upload_files : list of str, optional
+        Python files (or .zip/.egg) sent to every worker with
+        ``Client.upload_file`` at start, so a remote cluster can import a
+        strategy module (local workers find it on their own).
     cluster_kwargs : dict, optional
         More keyword arguments for ``LocalCluster``.
 
@@ -80,7 +85,7 @@ class DaskExecutor(Executor):
 
     def __init__(self, address=None, n_workers: int | None = None, *,
                  recycle_after: int | None = None, max_retries: int = 3,
-                 timeout: float = 10.0, cluster_kwargs: dict | None = None):
+                 timeout: float = 10.0, upload_files=(), cluster_kwargs: dict | None = None):
         super().__init__()
         if importlib.util.find_spec("distributed") is None:
             raise ExecutorUnavailableError(_INSTALL)
@@ -95,6 +100,12 @@ class DaskExecutor(Executor):
                                                                            max_retries)
         self.timeout = timeout
         self._cluster_kwargs = dict(cluster_kwargs or {})
+        if isinstance(upload_files, str):
+            upload_files = [upload_files]
+        self._upload_files = [str(path) for path in upload_files]
+        for path in self._upload_files:
+            if not os.path.isfile(path):
+                raise ValueError(f"upload_files: {path!r} is not a file")
         self._cluster = self._client = self._slots = None
         self._recycling = None  # address of the worker being restarted
 
@@ -134,6 +145,8 @@ class DaskExecutor(Executor):
                                   f"no workers after {self.timeout} s; start some with "
                                   "`dask worker ADDRESS`") from None
         self._slots = max(1, sum(self._client.nthreads().values()))
+        for path in self._upload_files:
+            self._client.upload_file(path)
 
     def _close(self) -> None:
         if self._client is not None and self._client is not self.address:

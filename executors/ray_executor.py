@@ -63,6 +63,11 @@ class RayExecutor(Executor):
         Bytes of the local object store (Ray's default is 30 % of RAM).
     connect_timeout : float, default 5
         Seconds to wait for a cluster address to accept a connection.
+    runtime_env : dict, optional
+        Ray's runtime environment for the workers, e.g.
+        ``{"py_modules": [my_strategies]}`` or ``{"working_dir": "."}``, so a
+        remote cluster can import a strategy module (local workers find it on
+        their own).
     init_kwargs : dict, optional
         More keyword arguments for ``ray.init``.
 
@@ -82,7 +87,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, num_cpus: int | None = None, *,
                  recycle_after: int | None = None, max_retries: int = 3,
                  object_store_memory: int | None = None, connect_timeout: float = 5.0,
-                 init_kwargs: dict | None = None):
+                 runtime_env: dict | None = None, init_kwargs: dict | None = None):
         super().__init__()
         if importlib.util.find_spec("ray") is None:
             raise ExecutorUnavailableError(_INSTALL)
@@ -95,6 +100,10 @@ class RayExecutor(Executor):
         self._object_store_memory = object_store_memory
         self._connect_timeout = connect_timeout
         self._init_kwargs = dict(init_kwargs or {})
+        if runtime_env is not None:
+            if not isinstance(runtime_env, dict):
+                raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+            self._init_kwargs["runtime_env"] = runtime_env
         self._owns_ray = False
         self._slots = None
         self.tasks_per_node = Counter()

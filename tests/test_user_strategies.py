@@ -217,3 +217,16 @@ def test_a_module_found_through_sys_path_insert_reaches_ray_workers(tmp_path):
                           text=True, timeout=600, env=dict(os.environ, PYTHONPATH=""))
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.cluster
+def test_dask_uploads_files_to_its_workers(tmp_path):
+    """``upload_files`` ships modules a remote cluster would not have."""
+    from btcore.executors import DaskExecutor
+    module = tmp_path / "uploaded_helper_mod.py"
+    module.write_text("ANSWER = 42\n")
+    with pytest.raises(ValueError, match="is not a file"):
+        DaskExecutor(upload_files=[str(tmp_path / "missing.py")])
+    with DaskExecutor(n_workers=1, upload_files=[str(module)]) as executor:
+        answers = executor._client.run(lambda: __import__("uploaded_helper_mod").ANSWER)
+    assert list(answers.values()) == [42]
