@@ -115,51 +115,13 @@ def test_replaying_a_row_gives_its_metrics_and_trade_pnl(data, serial_table):
         assert backtest(row, crossover.SPEC, data).metrics == replay.metrics
 
 
-MAIN_SCRIPT = textwrap.dedent('''
-    import hashlib, sys
-    import numpy as np
-    from numba import njit
+# the module strategy's own source, run as a script: its functions live in __main__
+MAIN_SCRIPT = (HERE / "user_strategy" / "crossover.py").read_text().replace(
+    'name="test_sma_crossover"', 'name="main_sma_crossover"').replace(
+    "SPEC = register(StrategySpec(", "SPEC = (StrategySpec(").replace("), clobber=True)", "))")
+MAIN_SCRIPT += textwrap.dedent('''
+    import hashlib
     from btcore import MarketData, run_sweep
-    from btcore.strategies import Indicator, Param, StrategySpec
-
-    BAND = 2
-    ALLOW_SHORT = 0
-
-    @njit(cache=True, nogil=True, error_model="numpy")
-    def trailing_mean_nb(close, window, out):
-        total = 0.0
-        for t in range(close.shape[0]):
-            total += close[t]
-            if t >= window:
-                total -= close[t - window]
-            if t >= window - 1:
-                out[t] = total / window
-
-    @njit(cache=True, nogil=True, inline="always", error_model="numpy")
-    def crossover_signal_nb(values, price, params, options, position, state):
-        fast = values[0]
-        slow = values[1]
-        band = params[BAND]
-        allow_short = options[ALLOW_SHORT] != 0.0
-        target = position
-        if np.isnan(fast) or np.isnan(slow):
-            target = 0
-        elif fast > slow * (1.0 + band):
-            target = 1
-        elif fast < slow * (1.0 - band):
-            target = -1 if allow_short else 0
-        return target, state
-
-    SPEC = StrategySpec(
-        name="main_sma_crossover",
-        params=(Param("fast_window", int, 10, low=2, is_window=True),
-                Param("slow_window", int, 50, low=2, is_window=True),
-                Param("band", float, 0.0, low=0.0)),
-        indicators=(Indicator(trailing_mean_nb, "fast_window"),
-                    Indicator(trailing_mean_nb, "slow_window")),
-        signal_nb=crossover_signal_nb,
-        options={"allow_short": True},
-    )
 
     if __name__ == "__main__":
         from btcore.executors import DaskExecutor, JoblibExecutor, RayExecutor
