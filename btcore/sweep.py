@@ -252,15 +252,9 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
         "cost_bps": costs, "periods_per_year": ppy,
         "assets": [market.symbols[i] for i in asset_index],
-        **_option_settings(spec, option_values),
+        **spec.option_settings(option_values),
     }
     return Prepared(job, grid, market, asset_index, settings)
-
-
-def _option_settings(spec, option_values: np.ndarray) -> dict:
-    """Options as the user gave them (bools stay bools), for ``settings``."""
-    return {name: bool(value) if isinstance(default, (bool, np.bool_)) else float(value)
-            for (name, default), value in zip(spec.options.items(), option_values)}
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

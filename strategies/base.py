@@ -132,9 +132,11 @@ class StrategySpec:
     signal_nb : numba dispatcher
         ``signal_nb(values, price, params, options, position, state)`` ->
         ``(target in {-1, 0, 1}, state)``; best ``inline="always"``.
-    options : mapping of str to bool, int or float
+    options : mapping of str to bool, int, float or tuple of str
         Run-wide (not swept) settings and their defaults; the rule reads them,
-        as float64, in declaration order.
+        as float64, in declaration order. A tuple of strings lists the choices
+        of a named option (the first is the default); the rule reads the index
+        of the chosen one (``options={"average": ("sma", "ema")}``: 0.0 or 1.0).
     cost_factor : float
         Relative cost per param-bar, for ordering tasks longest-first.
     description : str
@@ -166,9 +168,12 @@ class StrategySpec:
         for option, default in self.options.items():
             if not isinstance(option, str) or not option.isidentifier():
                 raise ValueError(f"{where}: option name {option!r} is not an identifier")
+            if _is_choices(default):
+                continue
             if not isinstance(default, (bool, int, float, np.bool_, np.integer, np.floating)):
                 raise TypeError(f"{where}: option {option!r} must default to a bool, int or "
-                                f"float (the kernel reads float64), got {default!r}")
+                                f"float (the kernel reads float64), or be a tuple of distinct "
+                                f"str choices, got {default!r}")
         if not self.indicators:
             raise ValueError(f"{where} has no indicators; declare at least one Indicator")
         for indicator in self.indicators:
@@ -222,7 +227,8 @@ class StrategySpec:
     def describe(self) -> str:
         """Parameter names, ranges and defaults, one per line."""
         lines = [f"{p.name}: {p.describe_range()}, default {p.default:g}" for p in self.params]
-        lines += [f"option {k}={v!r}" for k, v in self.options.items()]
+        lines += [f"option {k}={v[0]!r} (one of {', '.join(map(repr, v))})" if _is_choices(v)
+                  else f"option {k}={v!r}" for k, v in self.options.items()]
         return "\n".join(lines)
 
     def option_values(self, options: Mapping[str, object]) -> np.ndarray:
@@ -234,6 +240,13 @@ class StrategySpec:
                             f"options: {valid}")
         values = []
         for name, default in self.options.items():
+            if _is_choices(default):
+                value = options.get(name, default[0])
+                if value not in default:
+                    raise ValueError(f"option {name} of strategy {self.name!r} must be one of "
+                                     f"{', '.join(map(repr, default))}, got {value!r}")
+                values.append(float(default.index(value)))
+                continue
             value = options.get(name, default)
             if isinstance(default, (bool, np.bool_)):
                 if not isinstance(value, (bool, np.bool_)):
@@ -245,6 +258,18 @@ class StrategySpec:
                 raise TypeError(f"option {name} must be a whole number, got {value!r}")
             values.append(float(value))
         return np.array(values, dtype=np.float64)
+
+    def option_settings(self, option_values: np.ndarray) -> dict:
+        """Options as a user gives them (bools stay bools, choices are names)."""
+        settings = {}
+        for (name, default), value in zip(self.options.items(), option_values):
+            if _is_choices(default):
+                settings[name] = default[int(value)]
+            elif isinstance(default, (bool, np.bool_)):
+                settings[name] = bool(value)
+            else:
+                settings[name] = float(value)
+        return settings
 
     def max_window(self, params: np.ndarray) -> int:
         """Longest history window any parameter set asks for (0 if none)."""
@@ -261,9 +286,15 @@ class StrategySpec:
                 kinds.append(self.param(name).kind)
             else:
                 default = self.options[name]
-                whole = isinstance(default, (int, np.integer)) and not isinstance(default, bool)
+                whole = _is_choices(default) or (isinstance(default, (int, np.integer))
+                                                 and not isinstance(default, bool))
                 kinds.append(int if whole else float)
         return tuple(kinds)
+
+
+def _is_choices(default) -> bool:
+    return (isinstance(default, tuple) and len(default) > 0
+            and all(isinstance(v, str) for v in default) and len(set(default)) == len(default))
 
 
 def _name_of(fn) -> str:
