@@ -72,6 +72,7 @@ class Job:
     cost_bps: float
     periods_per_year: float
     n_blocks: int = 0               # per-block sums of r, r^2 (CSCV); 0 = none
+    paths: object = None            # generates column k's prices in the task (Monte Carlo)
     debug: bool = False
     labels: object = None           # bar timestamps, for messages (driver side only)
     kernel: KernelRef = field(init=False)
@@ -82,6 +83,11 @@ class Job:
     @property
     def n_sets(self) -> int:
         return self.params.shape[0]
+
+    @property
+    def n_columns(self) -> int:
+        """Assets, or Monte Carlo paths (``paths`` set: ``close`` is the one base series)."""
+        return self.first_bar.shape[0]
 
     @property
     def traded_bars(self) -> np.ndarray:
@@ -95,7 +101,8 @@ class Job:
                 "set_series": self.set_series, "options": self.options,
                 "settings": np.array([self.initial_capital, self.cost_bps,
                                       self.periods_per_year]),
-                "n_blocks": self.n_blocks, "debug": self.debug, "parallel": parallel}
+                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug,
+                "parallel": parallel}
 
 
 # ------------------------------------------------------------------- planning
@@ -188,7 +195,7 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     series = shared["series"][needed]
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
-    close = np.ascontiguousarray(shared["close"][:, task.column], dtype=np.float64)
+    close = column_prices(shared, task.column)
     n_blocks = int(shared["n_blocks"])
     if n_blocks:
         bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
@@ -206,6 +213,17 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
             empty_record() if record is None else record)
     run_kernel(shared["kernel"], args, debug=shared["debug"], parallel=shared["parallel"])
     return (out, block_sums) if n_blocks else out
+
+
+def column_prices(shared: dict, column: int) -> np.ndarray:
+    """Column ``column``'s closes as a fresh C-contiguous array: an asset's, or with
+    ``paths`` the k-th generated path (``paths.path(base_close, k)``), made in the
+    task so paths are never shipped."""
+    generator = shared.get("paths")
+    if generator is not None:
+        return np.ascontiguousarray(generator.path(shared["close"][:, 0], column),
+                                    dtype=np.float64)
+    return np.ascontiguousarray(shared["close"][:, column], dtype=np.float64)
 
 
 def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False,
@@ -246,7 +264,7 @@ class DenseSink:
     in sorted-set order, plus ``block_sums`` (n_columns, n_windows, n_sets, n_blocks, 2)."""
 
     def __init__(self, job: Job):
-        shape = (job.close.shape[1], job.windows.shape[0], job.windows.shape[1], OUT_ROWS,
+        shape = (job.n_columns, job.windows.shape[0], job.windows.shape[1], OUT_ROWS,
                  job.n_sets)
         self.metrics = np.full(shape, np.nan)
         self.block_sums = (np.full(shape[:2] + (job.n_sets, job.n_blocks, 2), np.nan)
@@ -280,7 +298,7 @@ class TopKSink:
             raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
         self.row = METRIC_NAMES.index(metric)
         self.k, self.sign = int(k), (1.0 if lower_is_better else -1.0)
-        shape = (job.close.shape[1], job.windows.shape[0], job.windows.shape[1])
+        shape = (job.n_columns, job.windows.shape[0], job.windows.shape[1])
         self._order = job.order
         self._candidates = {index: [] for index in np.ndindex(*shape)}
         self._shape = shape
