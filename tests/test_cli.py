@@ -39,6 +39,15 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("btcore: error:")]
 
 
+@pytest.fixture
+def forget_module():
+    """Drop a module imported from a temporary folder after the test."""
+    names = []
+    yield names.append
+    for name in names:
+        sys.modules.pop(name, None)
+
+
 def line_of(out: str, word: str) -> str:
     [line] = [line for line in out.splitlines() if f" {word} " in f" {line} "]
     return line
@@ -174,13 +183,13 @@ def test_no_command_is_a_usage_error(capsys):
     assert "command" in line and "btcore --help" in line
 
 
-def test_errors_from_the_engine_are_one_line_too(capsys, tmp_path, monkeypatch):
+def test_errors_from_the_engine_are_one_line_too(capsys, tmp_path, monkeypatch, forget_module):
     """A rule numba cannot compile: the message names the file, indented below."""
     module = tmp_path / "cli_broken_strategy.py"
     module.write_text(BROKEN_STRATEGY)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-    monkeypatch.delitem(sys.modules, "cli_broken_strategy", raising=False)
+    forget_module("cli_broken_strategy")
     status, out, err = run_cli(capsys, "sweep", "--strategy", "cli_broken_strategy:SPEC",
                                "--grid", json.dumps({"window": [5]}), "--assets", "KO",
                                "--no-progress")
@@ -279,11 +288,12 @@ BROKEN_STRATEGY = textwrap.dedent('''
 ''')
 
 
-def test_module_spec_is_imported_from_the_current_directory(capsys, tmp_path, monkeypatch):
+def test_module_spec_is_imported_from_the_current_directory(capsys, tmp_path, monkeypatch,
+                                                           forget_module):
     (tmp_path / "cli_cwd_strategy.py").write_text(CWD_STRATEGY)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
-    monkeypatch.delitem(sys.modules, "cli_cwd_strategy", raising=False)
+    forget_module("cli_cwd_strategy")
     status, out, err = run_cli(capsys, "sweep", "--strategy", "cli_cwd_strategy:SPEC",
                                "--grid", '{"lag": [3, 10]}', "--assets", "KO",
                                "--no-progress")
