@@ -81,20 +81,39 @@ def test_debug_mode_runs_strategy_as_python(small_data, monkeypatch):
     assert calls[-60:] == list(data.close[:, 0])
 
 
+def assert_same_bits(got: dict, row, names=(*METRIC_NAMES, "ruined")):
+    """Every metric equal bit for bit (NaN counts as equal to NaN)."""
+    for name in names:
+        a, b = np.float64(got[name]), np.float64(row[name])
+        assert (np.isnan(a) and np.isnan(b)) or a.view(np.int64) == b.view(np.int64), \
+            (name, got[name], row[name])
+
+
 def test_backtest_metrics_equal_sweep_row(sample):
-    params = {"lookback_period": 40, "entry_threshold": 2.0, "exit_threshold": 0.25,
-              "stop_loss_z": 3.0}
-    sweep = run_sweep({k: [v] for k, v in params.items()}, data=sample, assets="UNH",
-                      start="2010-01-01", progress=False)
-    single = backtest(params, data=sample, asset="UNH", start="2010-01-01")
-    row = sweep.table.iloc[0]
-    for name in METRIC_NAMES:
-        assert single.metrics[name] == row[name] or (np.isnan(single.metrics[name])
-                                                     and np.isnan(row[name])), name
-    assert single.equity.index[0] >= pd.Timestamp("2010-01-01")
-    assert single.equity.iloc[-1] == single.metrics["final_value"]
-    held = np.concatenate([[0.0], single.positions.to_numpy()])
-    assert np.count_nonzero(np.diff(held)) == single.metrics["num_trades"]
+    """A row of the table, passed as it is, replays to the same metric bits, by
+    ``backtest(row)`` and by ``SweepResult.backtest(i)``, on every row."""
+    grid = {"lookback_period": [20, 40], "entry_threshold": [2.0], "exit_threshold": [0.25],
+            "stop_loss_z": [3.0, 3.5]}
+    sweep = run_sweep(grid, data=sample, assets=["UNH", "BBY", "KO"], start="2010-01-01",
+                      cost_bps=7.5, progress=False, allow_short=False)
+    assert len(sweep.table) == 12
+    for i, row in sweep.table.iterrows():
+        replay = sweep.backtest(i)
+        assert replay.asset == row["asset"]
+        assert replay.params == {name: row[name] for name in grid}
+        assert_same_bits(replay.metrics, row)
+        # the bare function, given the row and the sweep's settings
+        single = backtest(row, data=sample, start="2010-01-01", cost_bps=7.5, allow_short=False)
+        assert_same_bits(single.metrics, row)
+        assert single.equity.index[0] >= pd.Timestamp("2010-01-01")
+        assert single.equity.iloc[-1] == single.metrics["final_value"]
+        assert (single.positions >= 0).all()
+    as_dict = sweep.table.iloc[3].to_dict()
+    assert_same_bits(backtest(as_dict, data=sample, start="2010-01-01", cost_bps=7.5,
+                              allow_short=False).metrics, as_dict)
+    # the bits change with the settings: the replay really uses the sweep's
+    other = sweep.backtest(0, cost_bps=5.0)
+    assert other.metrics["final_value"] != sweep.table["final_value"].iloc[0]
 
 
 def test_backtest_trades_reconcile_with_equity(sample):
@@ -118,9 +137,8 @@ def test_backtest_debug_equals_compiled(small_data):
               "stop_loss_z": 2.0}
     a = backtest(params, data=small_data, asset="SYN000")
     b = backtest(params, data=small_data, asset="SYN000", debug=True)
-    assert a.metrics == b.metrics or all(
-        a.metrics[k] == b.metrics[k] or (np.isnan(a.metrics[k]) and np.isnan(b.metrics[k]))
-        for k in a.metrics)
+    assert a.metrics["num_trades"] > 0
+    assert_same_bits(a.metrics, b.metrics)
     pd.testing.assert_series_equal(a.equity, b.equity, check_exact=True)
 
 
@@ -146,13 +164,60 @@ def test_allow_short_false_never_holds_short(sample):
     assert (both.positions < 0).any()
 
 
+def _sides_and_stops(result, z, stop):
+    """Position sign after each traded bar, the sign before it, and the stop-loss
+    exits: long -> flat with z < -stop, short -> flat with z > stop."""
+    side = np.sign(result.positions.to_numpy()).astype(np.int64)
+    before = np.concatenate([[0], side[:-1]])
+    stops = np.flatnonzero(((before == 1) & (side == 0) & (z < -stop))
+                           | ((before == -1) & (side == 0) & (z > stop)))
+    return side, before, stops
+
+
+def _rearm_bar(z, after, entry):
+    """First bar after ``after`` with |z| <= entry (len(z) if none)."""
+    later = np.flatnonzero(np.abs(z[after + 1:]) <= entry)
+    return after + 1 + int(later[0]) if len(later) else len(z)
+
+
 def test_reenter_after_stop_false_stays_flat_after_stop(sample):
+    """docs/semantics.md: after a stop-loss exit the strategy stays flat, and does
+    not enter, until a bar with |z| <= entry (which re-arms it, still flat); the
+    default re-enters at once. Checked bar by bar against the kernel's z-score."""
+    from btcore.indicators import rolling_zscore_nb
     params = {"lookback_period": 20, "entry_threshold": 1.0, "exit_threshold": 0.1,
               "stop_loss_z": 1.5}
+    entry, stop = params["entry_threshold"], params["stop_loss_z"]
     armed = backtest(params, data=sample, asset="AAPL", start="2010-01-01")
     cautious = backtest(params, data=sample, asset="AAPL", start="2010-01-01",
                         reenter_after_stop=False)
-    assert cautious.metrics["num_trades"] < armed.metrics["num_trades"]
+    close = np.ascontiguousarray(sample.close[:, sample.symbols.index("AAPL")])
+    z_all = np.zeros_like(close)
+    rolling_zscore_nb(close, params["lookback_period"], z_all)
+    z = z_all[sample.index.get_indexer(cautious.positions.index)]
+    assert (sample.index.get_indexer(cautious.positions.index) >= 0).all()
+
+    side, before, stops = _sides_and_stops(cautious, z, stop)
+    assert len(stops) >= 3
+    blocked = 0  # bars where an armed, flat strategy would have entered
+    for s in stops:
+        rearm = _rearm_bar(z, s, entry)
+        assert (side[s + 1:rearm + 1] == 0).all(), f"entered before |z| <= entry after {s}"
+        blocked += int(np.count_nonzero(np.abs(z[s + 1:rearm]) > entry))
+    assert blocked > 0, "no stop-loss was followed by a bar the rule had to block"
+    # every entry is an ordinary one: flat, armed, |z| beyond entry on that bar
+    entries = np.flatnonzero((before == 0) & (side != 0))
+    assert len(entries) > len(stops)  # it does re-arm and trade again
+    for t in entries:
+        assert (side[t] == 1 and z[t] < -entry) or (side[t] == -1 and z[t] > entry), t
+        assert not any(s < t <= _rearm_bar(z, s, entry) for s in stops if s < t)
+
+    # the default re-opens right after a stop while |z| is still beyond entry
+    side, before, stops = _sides_and_stops(armed, z, stop)
+    reentries = [s for s in stops if s + 1 < len(side) and side[s + 1] != 0]
+    assert reentries
+    for s in reentries:
+        assert abs(z[s + 1]) > entry
 
 
 def test_sweep_result_api(small_data, grid):
@@ -190,7 +255,13 @@ def test_indicator_warm_up_uses_history_before_start(sample):
     cold = backtest(params, data=cold_data, asset="WMT")
     assert (cold.positions.iloc[:60] == 0).all()  # z = 0 until 60 closes exist
     assert (warm.positions.iloc[:60] != 0).any()
-    assert len(warm.equity) == len(cold.equity)
+    # the z-score at bar t reads the 60 closes before it and nothing earlier, so
+    # exactly 60 bars of history before start give the same run as 15 years
+    enough = MarketData(sample.close[first - 60:], sample.index[first - 60:], sample.symbols)
+    short = backtest(params, data=enough, asset="WMT", start="2005-01-03")
+    pd.testing.assert_series_equal(short.positions, warm.positions, check_exact=True)
+    pd.testing.assert_series_equal(short.equity, warm.equity, check_exact=True)
+    assert_same_bits(short.metrics, warm.metrics)
 
 
 def test_result_round_trips_through_parquet(small_data, grid, tmp_path):

@@ -2,6 +2,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from btcore import backtest
@@ -54,11 +55,43 @@ def test_trade_counts_exposure_win_rate(run):
 
 
 def test_costs_are_charged_on_both_legs(sample):
+    """Replay every round trip from its two legs (docs/semantics.md sections 3-4):
+    the entry leg costs shares * entry_price * fee, the exit leg shares *
+    exit_price * fee; the kernel's trip P&L, its equity after each exit and its
+    final equity must equal that cash, so dropping either leg's fee fails."""
+    capital, fee = 1_000_000.0, 10.0 / 1e4
     free = backtest(PARAMS, data=sample, asset="KO", start="2010-01-01", cost_bps=0.0)
     costly = backtest(PARAMS, data=sample, asset="KO", start="2010-01-01", cost_bps=10.0)
     first = free.trades.iloc[0]
     # N = floor(cash / (price * (1 + fee))): with no fee, floor(1e6 / price)
-    assert first["shares"] == math.floor(1_000_000.0 / first["entry_price"])
-    assert costly.trades.iloc[0]["shares"] == math.floor(
-        1_000_000.0 / (first["entry_price"] * 1.001))
-    assert costly.metrics["final_value"] < free.metrics["final_value"]
+    assert first["shares"] == math.floor(capital / first["entry_price"])
+    assert not costly.metrics["ruined"]
+    trades = costly.trades
+    closed = trades.dropna(subset=["exit_time"])
+    assert len(closed) >= 5 and set(closed["side"]) == {-1, 1}
+    cash = capital  # cash before the next entry
+    for trip in trades.itertuples():
+        shares, side, entry_price = trip.shares, trip.side, trip.entry_price
+        assert shares == math.floor(cash / (entry_price * (1.0 + fee)))
+        entry_fee = shares * entry_price * fee
+        if pd.isna(trip.exit_time):  # open at the end: marked, no exit fee
+            last_close = sample.close[sample.index.get_loc(costly.equity.index[-1]),
+                                      sample.symbols.index("KO")]
+            marked = cash - entry_fee + side * shares * (last_close - entry_price)
+            assert costly.equity.iloc[-1] == pytest.approx(marked, rel=0, abs=1e-6)
+            break
+        exit_fee = shares * trip.exit_price * fee
+        after_exit = cash - entry_fee - exit_fee + side * shares * (trip.exit_price -
+                                                                     entry_price)
+        assert trip.pnl == pytest.approx(after_exit - cash, rel=0, abs=1e-6)
+        if not (trades["entry_time"] == trip.exit_time).any():  # flat after the exit bar
+            assert costly.equity.loc[trip.exit_time] == pytest.approx(after_exit, rel=0,
+                                                                      abs=1e-6)
+        cash = after_exit
+    else:
+        assert costly.equity.iloc[-1] == pytest.approx(cash, rel=0, abs=1e-6)
+    assert costly.metrics["final_value"] == costly.equity.iloc[-1]
+    # without costs the same replay has no fees at all
+    for trip in free.trades.dropna(subset=["exit_time"]).itertuples():
+        assert trip.pnl == pytest.approx(
+            trip.side * trip.shares * (trip.exit_price - trip.entry_price), rel=0, abs=1e-6)
