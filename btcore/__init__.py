@@ -9,7 +9,8 @@ from btcore.data import MarketData
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
 from btcore.sweep import SweepResult, run_sweep
+from btcore.walk_forward import WalkForwardResult, walk_forward
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
-           "run_sweep", "__version__"]
+           "run_sweep", "walk_forward", "WalkForwardResult", "__version__"]

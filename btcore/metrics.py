@@ -78,3 +78,35 @@ def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
     out[NUM_TRADES, k] = num_trades
     out[EXPOSURE, k] = bars_in_market / n_bars
     out[WIN_RATE, k] = winning_round_trips / round_trips if round_trips > 0 else np.nan
+
+
+def equity_metrics(equity: np.ndarray, initial_capital: float, periods_per_year: float) -> dict:
+    """The return-based metrics of an equity curve (numpy; same formulas as the
+    kernel), for curves no kernel ran, such as stitched walk-forward equity.
+
+    ``equity`` holds E_t after each bar; the equity before the first is
+    ``initial_capital``. Trade counts need the trades, so they are not here.
+    """
+    equity = np.asarray(equity, dtype=np.float64)
+    previous = np.concatenate(([initial_capital], equity[:-1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = np.where(previous > 0.0, equity / previous - 1.0, 0.0)
+    n_bars = len(returns)
+    mean = returns.mean()
+    std = returns.std(ddof=1) if n_bars > 1 else 0.0
+    annualizer = math.sqrt(periods_per_year)
+    downside = math.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)) * annualizer
+    if downside > 0.0:
+        sortino = mean * periods_per_year / downside
+    else:
+        sortino = np.inf if mean > 0.0 else np.nan
+    peak = np.maximum.accumulate(np.maximum(equity, initial_capital))
+    max_drawdown = float(np.min(equity / peak) - 1.0)
+    growth = equity[-1] / initial_capital
+    cagr = growth ** (periods_per_year / n_bars) - 1.0 if growth > 0.0 else -1.0
+    calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
+    return {"total_return": growth - 1.0, "final_value": float(equity[-1]),
+            "sharpe_ratio": mean / std * annualizer if std > 0.0 else 0.0,
+            "sortino_ratio": sortino, "annual_volatility": std * annualizer,
+            "max_drawdown": max_drawdown, "cagr": cagr,
+            "calmar_ratio": calmar if math.isfinite(calmar) else np.nan}

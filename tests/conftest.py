@@ -53,6 +53,9 @@ def no_kernel_runs(monkeypatch):
     monkeypatch.setattr(btcore.engine, "run_job", forbidden)
     monkeypatch.setattr(btcore.sweep, "run_job", forbidden)
     monkeypatch.setattr(btcore.sweep, "_execute", forbidden)
+    import sys
+    # the module, not the function btcore re-exports under the same name
+    monkeypatch.setattr(sys.modules["btcore.walk_forward"], "run_job", forbidden)
 
 
 @pytest.fixture

@@ -1,0 +1,360 @@
+"""Walk-forward optimisation: folds as one more batch axis of one job.
+
+Folds follow scikit-learn's ``TimeSeriesSplit`` over the traded bars [start, end]
+(B bars): ``test_bars`` = B // (n_splits + 1) unless given; fold i's
+out-of-sample (OOS) window is the i-th of the last ``n_splits`` blocks of
+``test_bars`` bars; its in-sample (IS) window is every traded bar before it
+(``anchored=True``) or the ``train_bars`` bars before it (rolling; default the
+first fold's IS length), with ``gap`` bars left out in between.
+
+All folds' in-sample sweeps are one job sent to the executor (fold x asset x
+set range tasks, longest first): rolling folds are trading windows of the job;
+anchored folds share a start, so they are one window whose metrics are
+finalised at each fold's end (one pass per set). Each fold's best non-ruined
+set by ``objective`` (ties: first in grid order) is then run out of sample
+exactly as ``run_sweep(start=oos_start, end=oos_end)`` would (fresh capital,
+indicators warmed up on all earlier history).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from btcore.engine import DenseSink, Task, TopKSink, run_job, run_task
+from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, equity_metrics
+
+#: metrics where a lower value is better
+LOWER_IS_BETTER = frozenset({"annual_volatility"})
+
+
+@dataclass
+class WalkForwardResult:
+    """Result of :func:`walk_forward`.
+
+    Attributes
+    ----------
+    folds : pandas.DataFrame
+        One row per fold (x asset): ``fold``, ``asset`` (several assets),
+        ``is_start``, ``is_end``, ``oos_start``, ``oos_end``, the chosen
+        parameters, ``is_<metric>`` and ``oos_<metric>`` for every metric and
+        ``ruined``, and ``efficiency`` (OOS cagr / IS cagr).
+    oos_equity : pandas.DataFrame
+        Stitched OOS equity (bars x assets): each fold's curve scaled to start
+        where the previous one ended.
+    oos_metrics : pandas.DataFrame
+        Return-based metrics of the stitched curve, one row per asset.
+    efficiency : pandas.Series
+        Per asset: stitched OOS cagr / mean IS cagr of the chosen sets.
+    stability : pandas.DataFrame
+        Per asset: ``changes`` (share of fold-to-fold transitions where the
+        chosen set changes) and ``mean_step`` (mean absolute change of each
+        parameter between consecutive folds, as a share of its grid range).
+    stats, settings : dict
+    """
+
+    folds: pd.DataFrame
+    oos_equity: pd.DataFrame
+    oos_metrics: pd.DataFrame
+    efficiency: pd.Series
+    stability: pd.DataFrame
+    stats: dict
+    settings: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"WalkForwardResult({s['folds']} folds, {s['backtests']:,} in-sample backtests "
+                f"in {s['elapsed_s']:.2f} s on {s['executor']} x{s['workers']})\n"
+                + self.oos_metrics.to_string(float_format="{:.4g}".format))
+
+
+def fold_windows(first: int, last: int, n_splits: int, *, test_bars=None, train_bars=None,
+                 gap: int = 0, anchored: bool = False) -> np.ndarray:
+    """(n_splits, 4) int64 rows ``is_start, is_end, oos_start, oos_end`` (inclusive bars).
+
+    Raises
+    ------
+    ValueError
+        Folds that do not fit in [first, last], naming the arithmetic.
+    """
+    n_splits = _positive_int("n_splits", n_splits, minimum=2)
+    gap = _positive_int("gap", gap, minimum=0)
+    n_bars = last - first + 1
+    test_bars = (n_bars // (n_splits + 1) if test_bars is None
+                 else _positive_int("test_bars", test_bars, minimum=1))
+    if test_bars < 1:
+        raise ValueError(f"{n_bars} traded bars are too few for {n_splits} folds; use fewer "
+                         "folds (n_splits) or a wider start/end")
+    oos_starts = first + n_bars - (n_splits - np.arange(n_splits)) * test_bars
+    first_train = int(oos_starts[0]) - gap - first
+    if train_bars is not None:
+        if anchored:
+            raise ValueError("train_bars sets the rolling in-sample length; anchored folds "
+                             "use every bar before each fold (leave train_bars out)")
+        train_bars = _positive_int("train_bars", train_bars, minimum=2)
+        if train_bars > first_train:
+            raise ValueError(f"train_bars={train_bars} does not fit: the first fold has "
+                             f"{first_train} in-sample bars before its gap ({n_bars} traded "
+                             f"bars, {n_splits} folds x {test_bars} test bars, gap {gap})")
+    if first_train < 2:
+        raise ValueError(f"the first fold has {first_train} in-sample bar(s) ({n_bars} traded "
+                         f"bars - {n_splits} folds x {test_bars} test bars - gap {gap}); use "
+                         "fewer folds, fewer test_bars, a smaller gap or more data")
+    length = first_train if train_bars is None else train_bars
+    is_end = oos_starts - gap - 1
+    is_start = np.full(n_splits, first) if anchored else is_end - length + 1
+    return np.column_stack([is_start, is_end, oos_starts, oos_starts + test_bars - 1]
+                           ).astype(np.int64)
+
+
+def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, train_bars=None,
+                 test_bars=None, gap=0, anchored=False, objective="sharpe_ratio",
+                 select="per_asset", executor="serial", start=None, end=None, progress=None,
+                 batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
+                 periods_per_year=252, debug=False, **strategy_options) -> WalkForwardResult:
+    """Walk-forward optimisation of ``grid`` (see the module docstring for the folds).
+
+    Parameters
+    ----------
+    grid, strategy, data, executor, start, end, progress, batch_size, assets,
+    initial_capital, cost_bps, periods_per_year, debug, **strategy_options
+        As in :func:`btcore.run_sweep`.
+    n_splits : int, default 10
+        Folds (>= 2).
+    train_bars, test_bars, gap : int, optional
+        In-sample length of rolling folds (default: the first fold's), OOS length
+        (default B // (n_splits + 1)), bars purged between the two.
+    anchored : bool
+        Expanding in-sample windows from the first traded bar.
+    objective : str or callable
+        A metric name (lower-is-better ones minimised) or ``f(table) -> scores``
+        (higher is better) on a fold's in-sample table (grid order, one asset).
+    select : {"per_asset", "universe"}
+        Choose per asset, or the set with the best mean objective over assets.
+
+    Returns
+    -------
+    WalkForwardResult
+    """
+    import btcore.executors as executors
+    from btcore.sweep import _check_batch_size, _check_progress, prepare
+    started = time.perf_counter()
+    if select not in ("per_asset", "universe"):
+        raise ValueError(f"select must be 'per_asset' or 'universe', got {select!r}")
+    if not callable(objective) and objective not in METRIC_NAMES:
+        raise ValueError(f"unknown objective {objective!r}; choose a metric from "
+                         f"{list(METRIC_NAMES)} or pass a function of the in-sample table")
+    if not isinstance(anchored, bool):
+        raise TypeError(f"anchored must be True or False, got {anchored!r}")
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    prepared = prepare(grid, strategy, data, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=assets, debug=debug,
+                       options=strategy_options)
+    job = prepared.job
+    first, last = int(job.first_bar.min()), int(job.windows[0, -1])
+    folds = fold_windows(first, last, n_splits, test_bars=test_bars, train_bars=train_bars,
+                         gap=gap, anchored=anchored)
+    _check_assets_cover(prepared, folds)
+    longest = job.strategy.max_window(job.params)
+    shortest_is = int((folds[:, 1] - folds[:, 0]).min()) + 1
+    if longest >= shortest_is:
+        raise ValueError(f"a window parameter of {longest} bars is not shorter than the "
+                         f"{shortest_is}-bar in-sample window; use shorter windows, fewer "
+                         "folds or a longer train_bars")
+    n_assets = job.n_columns
+    if anchored:  # one window, a checkpoint at each fold's in-sample end
+        is_job = dataclasses.replace(job, windows=folds[None, :, 1].copy(),
+                                     first_bar=np.full((n_assets, 1), first, dtype=np.int64))
+    else:
+        is_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
+                                     first_bar=np.tile(folds[:, 0], (n_assets, 1)))
+    lower = not callable(objective) and objective in LOWER_IS_BETTER
+    dense = callable(objective) or select == "universe"
+    runner, owned = executors.get_executor(executor)
+    if debug and runner.name != "serial":
+        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    try:
+        sink = (DenseSink(is_job) if dense else
+                TopKSink(is_job, objective, k=1, lower_is_better=lower))
+        stats = run_job(is_job, runner, sink, batch_size=batch_size, progress=progress,
+                        description=f"walk-forward {job.strategy.name} [{runner.name}]")
+    finally:
+        if owned:
+            runner.close()
+    # (assets, folds, OUT_ROWS, sets) of in-sample metrics, fold-major either way
+    chosen = _choose(prepared, sink, objective, select, anchored, lower, dense)
+    result = _out_of_sample(prepared, folds, chosen, is_metrics=_is_metrics(sink, anchored))
+    stats.update(folds=len(folds), elapsed_s=time.perf_counter() - started)
+    settings = dict(prepared.settings, n_splits=len(folds), anchored=anchored, gap=gap,
+                    test_bars=int(folds[0, 3] - folds[0, 2] + 1),
+                    train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
+                    objective=getattr(objective, "__name__", objective), select=select)
+    return WalkForwardResult(*result, stats=stats, settings=settings)
+
+
+# ----------------------------------------------------------------- choosing
+def _is_metrics(sink, anchored: bool):
+    """Dense in-sample metrics as (assets, folds, OUT_ROWS, sets), or None (top-k)."""
+    if not isinstance(sink, DenseSink):
+        return None
+    metrics = sink.metrics
+    return metrics[:, 0] if anchored else metrics[:, :, 0]
+
+
+def _choose(prepared, sink, objective, select, anchored, lower, dense) -> np.ndarray:
+    """(assets, folds) sorted-set positions of each fold's chosen set (-1: none)."""
+    job = prepared.job
+    position = np.empty(job.n_sets, dtype=np.int64)  # grid row -> sorted position
+    position[job.order] = np.arange(job.n_sets)
+    if not dense:
+        best = sink.best[..., 0]  # (assets, windows, checks) grid rows
+        rows = best[:, 0, :] if anchored else best[:, :, 0]
+        return np.where(rows >= 0, position[np.maximum(rows, 0)], -1)
+    metrics = _is_metrics(sink, anchored)  # sorted-set order
+    n_assets, n_folds = metrics.shape[:2]
+    in_grid_order = metrics[..., position]  # (assets, folds, rows, grid rows)
+    scores = np.empty((n_assets, n_folds, job.n_sets))
+    for asset in range(n_assets):
+        for fold in range(n_folds):
+            block = in_grid_order[asset, fold]
+            if callable(objective):
+                table = pd.DataFrame(block[:N_METRICS].T, columns=list(METRIC_NAMES))
+                for name in job.strategy.param_names:
+                    table.insert(len(table.columns) - N_METRICS, name,
+                                 prepared.grid.columns[name])
+                table["ruined"] = block[RUINED_ROW] != 0.0
+                values = np.asarray(objective(table), dtype=np.float64).reshape(-1)
+                if values.shape != (job.n_sets,):
+                    raise ValueError(f"the objective returned {values.shape[0]} scores for a "
+                                     f"{job.n_sets}-row in-sample table")
+            else:
+                values = block[METRIC_NAMES.index(objective)]
+                values = -values if lower else values
+            scores[asset, fold] = np.where(block[RUINED_ROW] != 0.0, np.nan, values)
+    if select == "universe":  # best mean over assets; a set ruined anywhere is out
+        scores = np.broadcast_to(scores.mean(axis=0), scores.shape)
+    safe = np.where(np.isnan(scores), -np.inf, scores)
+    grid_rows = np.argmax(safe, axis=-1)  # first maximum = first in grid order
+    none = np.isnan(scores).all(axis=-1)
+    return np.where(none, -1, position[grid_rows])
+
+
+def _check_assets_cover(prepared, folds) -> None:
+    job = prepared.job
+    for column, first_bar in enumerate(job.first_bar[:, 0]):
+        if first_bar > folds[0, 0]:
+            symbol = prepared.data.symbols[prepared.asset_index[column]]
+            raise ValueError(f"asset {symbol!r} starts trading at "
+                             f"{prepared.data.index[first_bar].date()}, after the first "
+                             f"in-sample window starts ({prepared.data.index[folds[0, 0]].date()});"
+                             " leave it out (assets=) or start later")
+
+
+# ------------------------------------------------------------ out of sample
+def _out_of_sample(prepared, folds, chosen, is_metrics):
+    """Run each fold's chosen set on its OOS window; build the result frames."""
+    job, market = prepared.job, prepared.data
+    n_assets, n_folds = chosen.shape
+    index = market.index
+    oos_job = dataclasses.replace(job, windows=folds[:, 3:4].copy(),
+                                  first_bar=np.tile(folds[:, 2], (n_assets, 1)))
+    oos_payload = oos_job.payload()
+    if is_metrics is None:  # top-k kept no metrics: rerun the chosen sets in sample
+        is_payload_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
+                                             first_bar=np.tile(folds[:, 0], (n_assets, 1)))
+        is_payload = is_payload_job.payload()
+    symbols = [market.symbols[i] for i in prepared.asset_index]
+    rows, curves = [], {s: [] for s in symbols}
+    capital = job.initial_capital
+    for asset in range(n_assets):
+        level = 1.0
+        for fold in range(n_folds):
+            p = int(chosen[asset, fold])
+            row = {"fold": fold}
+            if n_assets > 1 or market.n_assets > 1:
+                row["asset"] = symbols[asset]
+            is_start, is_end, oos_start, oos_end = folds[fold]
+            row.update(is_start=index[is_start], is_end=index[is_end],
+                       oos_start=index[oos_start], oos_end=index[oos_end])
+            if p < 0:  # every in-sample set ruined: nothing to trade, stay in cash
+                for param in job.strategy.params:
+                    row[param.name] = np.nan
+                row.update({f"is_{m}": np.nan for m in METRIC_NAMES})
+                row.update({f"oos_{m}": np.nan for m in METRIC_NAMES})
+                row.update(is_ruined=True, oos_ruined=False, efficiency=np.nan)
+                rows.append(row)
+                curves[symbols[asset]].append(
+                    pd.Series(capital * level, index=index[oos_start:oos_end + 1]))
+                continue
+            for param, value in zip(job.strategy.params, job.params[p]):
+                row[param.name] = int(value) if param.kind is int else float(value)
+            if is_metrics is not None:
+                is_out = is_metrics[asset, fold, :, p]
+            else:
+                is_out = run_task(is_payload, Task(0, asset, fold, p, p + 1, 0.0))[-1, :, 0]
+            record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
+            oos_out = run_task(oos_payload, Task(0, asset, fold, p, p + 1, 0.0), record)
+            oos_out = oos_out[-1, :, 0]
+            for prefix, out in (("is_", is_out), ("oos_", oos_out)):
+                for m, name in enumerate(METRIC_NAMES):
+                    value = out[m]
+                    row[prefix + name] = int(value) if name in INTEGER_METRICS else float(value)
+                row[prefix + "ruined"] = bool(out[RUINED_ROW])
+            row["efficiency"] = _ratio(row["oos_cagr"], row["is_cagr"])
+            rows.append(row)
+            equity = record[RECORD_EQUITY, oos_start:oos_end + 1]
+            curves[symbols[asset]].append(
+                pd.Series(equity * level, index=index[oos_start:oos_end + 1]))
+            level *= equity[-1] / capital
+    folds_table = pd.DataFrame(rows)
+    oos_equity = pd.DataFrame({s: pd.concat(c) for s, c in curves.items()})
+    ppy = job.periods_per_year
+    oos_metrics = pd.DataFrame({s: equity_metrics(oos_equity[s].to_numpy(), capital, ppy)
+                                for s in symbols}).T
+    per_asset = folds_table.groupby(folds_table["asset"] if "asset" in folds_table else
+                                    np.zeros(len(folds_table), dtype=int), sort=False)
+    mean_is_cagr = per_asset["is_cagr"].mean().to_numpy()
+    efficiency = pd.Series([_ratio(o, i) for o, i in zip(oos_metrics["cagr"], mean_is_cagr)],
+                           index=symbols, name="efficiency")
+    stability = _stability(prepared, chosen, symbols)
+    return folds_table, oos_equity, oos_metrics, efficiency, stability
+
+
+def _ratio(numerator, denominator) -> float:
+    if not np.isfinite(numerator) or not np.isfinite(denominator) or denominator == 0:
+        return np.nan
+    return float(numerator / denominator)
+
+
+def _stability(prepared, chosen, symbols) -> pd.DataFrame:
+    job = prepared.job
+    spans = np.array([np.ptp(prepared.grid.columns[n]) for n in job.strategy.param_names])
+    spans = np.where(spans > 0, spans, 1.0)
+    records = []
+    for asset in range(chosen.shape[0]):
+        picks = chosen[asset][chosen[asset] >= 0]
+        if len(picks) < 2:
+            records.append({"changes": np.nan, "mean_step": np.nan})
+            continue
+        values = job.params[picks]
+        steps = np.abs(np.diff(values, axis=0)) / spans
+        records.append({"changes": float((np.diff(picks) != 0).mean()),
+                        "mean_step": float(steps.mean())})
+    return pd.DataFrame(records, index=symbols)
+
+
+def _positive_int(name, value, minimum) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+__all__ = ["WalkForwardResult", "fold_windows", "walk_forward"]
