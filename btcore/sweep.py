@@ -49,6 +49,67 @@ class SweepResult:
     settings: dict = field(default_factory=dict)
     _spec: object = field(default=None, repr=False, compare=False)
     _data: object = field(default=None, repr=False, compare=False)
+    #: (n_assets, n_sets, n_blocks, 2) per-block sums of r and r^2 in grid order,
+    #: and bars per block, when run with ``blocks=``
+    _block_sums: object = field(default=None, repr=False, compare=False)
+    _block_counts: object = field(default=None, repr=False, compare=False)
+
+    def pbo(self, asset: str | None = None):
+        """Probability of backtest overfitting (CSCV) of this sweep's parameter sets.
+
+        Needs ``run_sweep(..., blocks=S)``: the kernel kept per-block sums of r and
+        r^2, so no bars x sets matrix is built. Equals
+        ``btcore.stats.probability_of_backtest_overfitting`` on the sets' return
+        matrix with the same blocks.
+
+        Parameters
+        ----------
+        asset : str, optional
+            Required when the sweep ran several assets.
+
+        Returns
+        -------
+        btcore.stats.PBOResult
+        """
+        from btcore.stats import pbo_from_block_sums
+        if self._block_sums is None:
+            raise ValueError("pbo() needs the per-block sums: run the sweep with blocks=16 "
+                             "(an even number of blocks)")
+        assets = self.settings["assets"]
+        if asset is None:
+            if len(assets) > 1:
+                raise ValueError(f"the sweep ran {len(assets)} assets; pick one with asset=, "
+                                 f"one of {assets}")
+            asset = assets[0]
+        if asset not in assets:
+            raise ValueError(f"asset {asset!r} is not in this sweep; choose from {assets}")
+        sums = self._block_sums[assets.index(asset)]
+        return pbo_from_block_sums(sums[..., 0], sums[..., 1],
+                                   self._block_counts[assets.index(asset)])
+
+    def deflated_sharpe(self, asset: str | None = None, data=None) -> float:
+        """Deflated Sharpe ratio of the best row (Bailey & Lopez de Prado, 2014).
+
+        Trials = this sweep's rows (of ``asset``), their Sharpe spread (per period)
+        as the trials' Sharpe standard deviation, and the best row's skew and
+        kurtosis from its replay.
+        """
+        from btcore.stats import deflated_sharpe_ratio
+        table = self.table if asset is None else self.table[self.table["asset"] == asset]
+        if "asset" in table.columns and asset is None and table["asset"].nunique() > 1:
+            raise ValueError("the sweep ran several assets; pick one with asset=")
+        if len(table) < 2:
+            raise ValueError("the deflated Sharpe ratio needs at least 2 trials (rows)")
+        ppy = self.settings["periods_per_year"]
+        per_period = table["sharpe_ratio"].to_numpy() / np.sqrt(ppy)
+        best = table.loc[table["sharpe_ratio"].idxmax()]
+        returns = self.backtest(best, data=data).returns.to_numpy()
+        centred = returns - returns.mean()
+        std = returns.std()
+        skew = float((centred ** 3).mean() / std ** 3) if std > 0 else 0.0
+        kurtosis = float((centred ** 4).mean() / std ** 4) if std > 0 else 3.0
+        return deflated_sharpe_ratio(float(per_period.max()), float(per_period.std(ddof=1)),
+                                     len(table), len(returns), skew, kurtosis)
 
     def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False) -> pd.Series:
         """The row with the best ``metric`` (highest; lowest for volatility).
@@ -135,7 +196,7 @@ class SweepResult:
 
 def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", start=None,
               end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
-              batch_size="auto", progress=None, debug=False, assets=None,
+              batch_size="auto", progress=None, debug=False, assets=None, blocks=None,
               **strategy_options) -> SweepResult:
     """Backtest every parameter set of ``grid`` (on every asset of ``data``).
 
@@ -163,6 +224,9 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
         process, so ``breakpoint()`` and ``print`` work; results are identical.
     assets : str or list of str, optional
         Subset of the data's assets (default all).
+    blocks : int, optional
+        Keep per-block sums of r and r^2 over this many equal blocks of the traded
+        bars (even, >= 2; 16 is usual), for :meth:`SweepResult.pbo`.
     **strategy_options
         Strategy options, e.g. ``allow_short=False`` for mean_reversion.
 
@@ -186,7 +250,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     started = time.perf_counter()
     prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
-                  debug=debug, options=strategy_options)
+                  debug=debug, options=strategy_options, n_blocks=_check_blocks(blocks))
     _check_batch_size(batch_size)
     _check_progress(progress)
     if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
@@ -273,8 +337,16 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started) -> Sweep
     stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress)
     table = build_table(prepared, sink.metrics[:, 0, -1])
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
+    block_sums = counts = None
+    if job.n_blocks:
+        position = np.empty(job.n_sets, dtype=np.int64)
+        position[job.order] = np.arange(job.n_sets)
+        block_sums = sink.block_sums[:, 0][:, position]  # grid order
+        counts = np.array([[len(b) for b in np.array_split(
+            np.arange(first, int(job.windows[0, -1]) + 1), job.n_blocks)]
+            for first in job.first_bar[:, 0]])
     return SweepResult(table, stats, job.strategy.name, prepared.settings, job.strategy,
-                       prepared.data)
+                       prepared.data, block_sums, counts)
 
 
 def build_table(prepared: Prepared, metrics: np.ndarray) -> pd.DataFrame:
@@ -322,6 +394,17 @@ def _check_settings(initial_capital, cost_bps, periods_per_year):
     if periods_per_year <= 0:
         raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
     return float(initial_capital), float(cost_bps), float(periods_per_year)
+
+
+def _check_blocks(blocks) -> int:
+    if blocks is None:
+        return 0
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
+        raise TypeError(f"blocks must be an even int >= 2 or None, got {blocks!r}")
+    if blocks < 2 or blocks % 2:
+        raise ValueError(f"blocks must be an even int >= 2 (CSCV splits them in halves), "
+                         f"got {blocks}")
+    return int(blocks)
 
 
 def _check_batch_size(batch_size) -> None:
