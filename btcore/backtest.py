@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from btcore.engine import Task, run_task
+from btcore.engine import Task, check_targets, run_task
 from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 
@@ -102,7 +102,9 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     job = prepared.job
     first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
     record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
-    out = run_task(job.payload(), Task(0, 0, 0, 0, 1, 0.0), record)
+    task = Task(0, 0, 0, 0, 1, 0.0)
+    out = run_task(job.payload(), task, record)
+    check_targets(job, task, out)
     traded = slice(first_bar, last_bar + 1)
     index = market.index[traded]
     equity = pd.Series(record[RECORD_EQUITY, traded], index=index, name="equity")

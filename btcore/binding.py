@@ -317,21 +317,42 @@ def debug_functions(ref: KernelRef):
     return compute_indicator, select_series, load_values, spec.signal_nb.py_func
 
 
+def _standalone_error(spec) -> Exception | None:
+    """Compile the strategy's functions on their own, with the kernel's argument
+    types: an inlined rule's error carries no location, its own compile does."""
+    from numba import types
+    from numba.core.errors import NumbaError
+    array = types.float64[::1]
+    candidates = [(spec.signal_nb, (array, types.float64, array, array, types.int64,
+                                    types.int64))]
+    for indicator in spec.indicators:
+        kinds = spec.argument_kinds(indicator)
+        candidates.append((indicator.fn, (array, *(types.int64 if k is int else types.float64
+                                                   for k in kinds), array)))
+    for dispatcher, signature in candidates:
+        try:
+            dispatcher.compile(signature)
+        except NumbaError as err:
+            return err
+    return None
+
+
 def compile_error(spec, err: Exception) -> StrategyCompileError:
     """A numba error trimmed to the strategy's own functions, files and lines."""
+    err = _standalone_error(spec) or err
     text = str(err)
     lines = [line for line in text.splitlines() if line.strip()]
     headline = next((line for line in lines if not line.startswith(("Failed in ", "During:"))),
                     lines[0] if lines else type(err).__name__)
-    btcore_root = str(pathlib.Path(__file__).resolve().parent.parent)
+    btcore_dir = str(pathlib.Path(__file__).resolve().parent) + os.sep  # kernel, metrics...
     locations = []
     for match in re.finditer(r'File "([^"]+)", line (\d+):\n((?:.*\n?){1,4})', text):
-        file = match.group(1)
-        if "site-packages/numba" in file or file.startswith(btcore_root) and \
-                "strategies" not in file or "btcore_kernel_" in file:
+        file = os.path.abspath(match.group(1))  # numba prints paths relative to the cwd
+        in_btcore = file.startswith(btcore_dir) and os.sep + "strategies" + os.sep not in file
+        if "site-packages" + os.sep + "numba" in file or in_btcore or "btcore_kernel_" in file:
             continue
         snippet = "\n".join("    " + line for line in match.group(3).rstrip().splitlines())
-        locations.append(f'  File "{file}", line {match.group(2)}:\n{snippet}')
+        locations.append(f'  File "{match.group(1)}", line {match.group(2)}:\n{snippet}')
     where = "\n".join(dict.fromkeys(locations)) or "  (no location in the strategy's files)"
     return StrategyCompileError(f"strategy {spec.name!r}: numba cannot compile its indicator "
                                 f"or signal functions: {headline}\n{where}")

@@ -391,7 +391,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
                     continue
                 done.add(task.task_id)
                 out, block_sums = result if isinstance(result, tuple) else (result, None)
-                _check_targets(job, task, out)
+                check_targets(job, task, out)
                 sink.add(task, out, block_sums)
                 bar.update(task.n_sets)
         finally:
@@ -410,7 +410,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     }
 
 
-def _check_targets(job: Job, task: Task, out: np.ndarray) -> None:
+def check_targets(job: Job, task: Task, out: np.ndarray) -> None:
+    """ValueError naming the strategy, bar and set if a target left {-1, 0, 1}."""
     invalid = out[-1, INVALID_BAR_ROW]
     if (invalid >= 0).any():
         position = int(np.argmax(invalid >= 0))
