@@ -129,6 +129,23 @@ def _make_importable(strategy: str) -> None:
         importlib.invalidate_caches()
 
 
+def _resolve_strategy(name: str):
+    """The StrategySpec of ``--strategy``; a plug-in whose import fails, or that is
+    not a spec, is an input error naming it (not a traceback)."""
+    import btcore.strategies as strategies
+    _make_importable(name)
+    try:
+        spec = strategies.get(name)
+    except (ValueError, TypeError):
+        raise
+    except Exception as err:  # e.g. an entry point whose module or attribute is gone
+        raise CLIError(f"strategy {name!r} cannot be loaded: {type(err).__name__}: "
+                       f"{err}") from None
+    if not isinstance(spec, strategies.StrategySpec):
+        raise CLIError(f"strategy {name!r} is a {type(spec).__name__}, not a StrategySpec")
+    return spec
+
+
 def _check_out(path: str | None) -> None:
     if path is None:
         return
@@ -144,12 +161,10 @@ def _strategies(names: list[str]) -> int:
     import btcore.strategies as strategies
     status = 0
     for name in names or strategies.available():
-        _make_importable(name)
         try:
-            spec = strategies.get(name)
-        except Exception as err:  # a broken entry point must not hide the others
-            _print_error(f"strategy {name!r} cannot be loaded: {type(err).__name__}: {err}"
-                         if not isinstance(err, (ValueError, TypeError)) else err)
+            spec = _resolve_strategy(name)
+        except (CLIError, ValueError, TypeError) as err:  # one broken plug-in hides no other
+            _print_error(err)
             status = USAGE_ERROR
             continue
         title = name if name == spec.name else f"{name} ({spec.name})"
@@ -169,12 +184,12 @@ def _strategies(names: list[str]) -> int:
 def _sweep(args) -> int:
     grid = _load_grid(args.grid)
     _check_out(args.out)
-    _make_importable(args.strategy)
+    spec = _resolve_strategy(args.strategy)
     assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
     from btcore import run_sweep
     import pandas as pd
     started = time.perf_counter()
-    result = run_sweep(grid, args.strategy, args.data, executor=args.executor,
+    result = run_sweep(grid, spec, args.data, executor=args.executor,
                        start=args.start, end=args.end, cost_bps=args.cost_bps,
                        assets=assets, progress=False if args.no_progress else None)
     elapsed = time.perf_counter() - started

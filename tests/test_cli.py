@@ -235,6 +235,37 @@ def test_strategies_reports_an_unknown_name(capsys):
     assert "unknown strategy 'nope'" in line
 
 
+def test_broken_plug_ins_are_input_errors(capsys, monkeypatch, no_kernel_runs):
+    """Entry points whose module, attribute or type is wrong: one line each."""
+    import importlib.metadata
+
+    import btcore.registry
+    import btcore.strategies as strategies
+    entries = {"gone_module": "no_such_plugin_module:SPEC",
+               "gone_attribute": "user_strategy.crossover:NO_SUCH_SPEC",
+               "not_a_spec": "user_strategy.crossover:FAST"}
+    monkeypatch.setattr(strategies, "_REGISTRY", btcore.registry.Registry(
+        "strategy", "strategies", {"mean_reversion": "btcore.strategies.mean_reversion:SPEC"},
+        "btcore.strategies"))
+    monkeypatch.setattr(btcore.registry, "entry_points", lambda group: [
+        importlib.metadata.EntryPoint(name, value, group) for name, value in entries.items()])
+    expected = {"gone_module": "strategy 'gone_module' cannot be loaded: ModuleNotFoundError",
+                "gone_attribute": "strategy 'gone_attribute' cannot be loaded: AttributeError",
+                "not_a_spec": "strategy 'not_a_spec' is a int, not a StrategySpec"}
+    for name, message in expected.items():
+        status, out, err = run_cli(capsys, "sweep", "--strategy", name, "--grid", TINY_JSON,
+                                   "--no-progress")
+        assert (status, out) == (2, "")
+        [line] = error_lines(err)
+        assert err.startswith(line) and message in line
+    status, out, err = run_cli(capsys, "strategies")
+    assert status == 2
+    assert out.startswith("mean_reversion") and "lookback_period" in out
+    lines = error_lines(err)
+    assert len(lines) == 3
+    assert all(any(message in line for line in lines) for message in expected.values())
+
+
 # ------------------------------------------------- package.module:SPEC, cwd
 CWD_STRATEGY = textwrap.dedent('''
     """A strategy found only through the current directory."""

@@ -363,17 +363,13 @@ COMPILE_CASES = [
                  '    return SIDES["long"], state', "SIDES", id="python dict"),
     pytest.param("DICT_INDICATOR", "dict_indicator_nb",
                  '        out[t] = close[t] * SIDES["long"]', "SIDES", id="indicator"),
-    # the documented form of a rule (inline="always"): numba's inliner loses the
-    # location, and the message says "(no location in the strategy's files)"
+    # the documented form of a rule (inline="always"): compiled inside the kernel,
+    # numba's inliner reports a bare NameError with no location
     pytest.param("CALLS_PYTHON_HELPER", "calls_python_helper_nb",
                  "    return python_side(price), state", "python_side",
-                 id="python helper, inline=always",
-                 marks=pytest.mark.xfail(strict=True, reason="btcore.binding.compile_error: "
-                                         "an inline='always' rule's error has no location")),
+                 id="python helper, inline=always"),
     pytest.param("USES_PYTHON_DICT", "uses_python_dict_nb", '    return SIDES["long"], state',
-                 "SIDES", id="python dict, inline=always",
-                 marks=pytest.mark.xfail(strict=True, reason="btcore.binding.compile_error: "
-                                         "an inline='always' rule's error has no location")),
+                 "SIDES", id="python dict, inline=always"),
 ]
 
 
@@ -394,10 +390,9 @@ def test_a_rule_numba_cannot_compile_names_the_file_and_line(data, spec_name, fu
     assert line_text.strip() in message
 
 
-@pytest.mark.xfail(strict=True, reason="btcore.binding.compile_error compares numba's relative "
-                                       "file names with an absolute btcore root, so frames "
-                                       "of btcore/kernel.py stay in the message")
 def test_compile_errors_show_only_the_strategy_files(data):
+    """numba prints file names relative to the working directory: btcore's own
+    kernel frames must still be left out."""
     with pytest.raises(StrategyCompileError) as info:
         run_sweep(BROKEN_GRID, broken.USES_PYTHON_DICT_NOT_INLINED, data, progress=False)
     files = re.findall(r'File "([^"]+)"', str(info.value))
@@ -438,8 +433,6 @@ def test_an_invalid_target_after_start_names_that_bar(data):
                   progress=False)
 
 
-@pytest.mark.xfail(strict=True, reason="btcore.backtest.backtest does not check the kernel's "
-                                       "invalid-target row (engine._check_targets)")
 def test_backtest_refuses_an_invalid_target_too(data):
     jumped = _with_a_jump(data, 150)
     with pytest.raises(ValueError, match=re.escape(f"at {jumped.index[150]} ")):
