@@ -48,6 +48,12 @@ class BacktestResult:
     params: dict
     asset: str
 
+    def plot(self):
+        """Equity, drawdown and position with trade markers; returns the matplotlib
+        Figure (``plot`` extra)."""
+        from btcore.plots import backtest_figure
+        return backtest_figure(self)
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
         return f"BacktestResult({self.asset}, {self.params}: {shown})"

@@ -16,6 +16,7 @@ import pandas as pd
 import btcore.strategies as strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
+from btcore.settings import check_arguments, check_settings
 from btcore.engine import DenseSink, Job, plan_series, run_job, sort_sets
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
@@ -157,6 +158,13 @@ class SweepResult:
         settings.update(overrides)
         return backtest(row, spec, self._data if data is None else data, **settings)
 
+    def plot_heatmap(self, x: str, y: str, metric: str = "sharpe_ratio", agg: str = "max",
+                     ax=None):
+        """Heatmap of ``metric`` over parameters ``x`` and ``y`` (other parameters and
+        assets aggregated by ``agg``); returns the matplotlib Figure (``plot`` extra)."""
+        from btcore.plots import sweep_heatmap
+        return sweep_heatmap(self, x, y, metric=metric, agg=agg, ax=ax)
+
     def __len__(self) -> int:
         return len(self.table)
 
@@ -248,6 +256,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     >>> res.table.head()  # doctest: +SKIP
     """
     started = time.perf_counter()
+    check_arguments(strategy_options, strategy, run_sweep)  # a misspelt keyword lands there
     prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
                   debug=debug, options=strategy_options, n_blocks=_check_blocks(blocks))
@@ -285,7 +294,7 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
         check_rule(spec, options=option_values)
         checked.add(tuple(option_values))
     capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year)
-    grid = as_grid(grid)
+    grid = as_grid(grid, spec)  # parameters left out take their defaults
     params = grid.matrix(spec)
     market = as_market_data(data)
     asset_index = market.asset_indices(assets)
@@ -380,20 +389,10 @@ def build_table(prepared: Prepared, metrics: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def _check_settings(initial_capital, cost_bps, periods_per_year):
-    for name, value in (("initial_capital", initial_capital), ("cost_bps", cost_bps),
-                        ("periods_per_year", periods_per_year)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value}")
-    if initial_capital <= 0:
-        raise ValueError(f"initial_capital must be > 0, got {initial_capital}")
-    if cost_bps < 0:
-        raise ValueError(f"cost_bps must be >= 0, got {cost_bps}")
-    if periods_per_year <= 0:
-        raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
-    return float(initial_capital), float(cost_bps), float(periods_per_year)
+def _check_settings(initial_capital, cost_bps, periods_per_year, index=None):
+    """``(capital, cost_bps, periods_per_year)`` as floats (:func:`btcore.settings.check_settings`:
+    periods_per_year=None is inferred from ``index``, an explicit one checked against it)."""
+    return check_settings(initial_capital, cost_bps, periods_per_year, index)
 
 
 def _check_blocks(blocks) -> int:

@@ -65,6 +65,12 @@ class WalkForwardResult:
     stats: dict
     settings: dict = field(default_factory=dict)
 
+    def plot(self, asset: str | None = None):
+        """In- and out-of-sample metric per fold and the stitched OOS equity; returns
+        the matplotlib Figure (``plot`` extra)."""
+        from btcore.plots import walk_forward_figure
+        return walk_forward_figure(self, asset=asset)
+
     def __repr__(self) -> str:
         s = self.stats
         return (f"WalkForwardResult({s['folds']} folds, {s['backtests']:,} in-sample backtests "
