@@ -195,7 +195,9 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     series = shared["series"][needed]
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
-    close = column_prices(shared, task.column)
+    # indicators are causal (out[t] uses closes up to t): bars after the window's
+    # last checkpoint are never read, so they are not computed
+    close = column_prices(shared, task.column)[:int(checkpoints[-1]) + 1]
     n_blocks = int(shared["n_blocks"])
     if n_blocks:
         bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
@@ -417,7 +419,8 @@ def check_targets(job: Job, task: Task, out: np.ndarray) -> None:
         position = int(np.argmax(invalid >= 0))
         bar = int(invalid[position])
         when = job.labels[bar] if job.labels is not None else f"bar {bar}"
-        params = dict(zip(job.strategy.param_names, job.params[task.start + position]))
+        params = {param.name: int(value) if param.kind is int else float(value)
+                  for param, value in zip(job.strategy.params, job.params[task.start + position])}
         raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
                          f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
                          "is -1 (short), 0 (flat) or 1 (long)")

@@ -59,6 +59,11 @@ class Registry:
                              f"{self.names()}{hint}") from None
         if isinstance(entry, str):
             module_name, _, attribute = entry.partition(":")
-            entry = getattr(importlib.import_module(module_name), attribute)
+            try:
+                entry = getattr(importlib.import_module(module_name), attribute)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"{self.kind} {name!r} is registered as {entry!r}, which "
+                                 f"cannot be loaded ({type(err).__name__}: {err}); reinstall "
+                                 "the package that provides it") from err
             self._entries[name] = entry
         return entry

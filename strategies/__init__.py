@@ -13,7 +13,11 @@ from types import MappingProxyType
 from btcore.registry import Registry
 from btcore.strategies.base import Indicator, Param, StrategySpec
 
-_REGISTRY = Registry("strategy", "strategies", {"mean_reversion": "btcore.strategies.mean_reversion:SPEC"},
+_REGISTRY = Registry("strategy", "strategies", {"mean_reversion": "btcore.strategies.mean_reversion:SPEC",
+                      "ma_crossover": "btcore.strategies.ma_crossover:SPEC",
+                      "donchian_breakout": "btcore.strategies.donchian_breakout:SPEC",
+                      "rsi_reversion": "btcore.strategies.rsi_reversion:SPEC",
+                      "bollinger_reversion": "btcore.strategies.bollinger_reversion:SPEC"},
                      "btcore.strategies")
 
 
@@ -50,7 +54,11 @@ def get(strategy: str | StrategySpec) -> StrategySpec:
                         f"got {type(strategy).__name__}")
     if ":" in strategy:
         return _import_spec(strategy)
-    return _REGISTRY.load(strategy, " (or 'package.module:SPEC' for a spec in a module)")
+    spec = _REGISTRY.load(strategy, " (or 'package.module:SPEC' for a spec in a module)")
+    if not isinstance(spec, StrategySpec):
+        raise ValueError(f"strategy {strategy!r} is registered as a {type(spec).__name__}, "
+                         "not a StrategySpec; fix the entry point that provides it")
+    return spec
 
 
 def _import_spec(path: str) -> StrategySpec:
