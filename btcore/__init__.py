@@ -8,9 +8,11 @@ from btcore.backtest import BacktestResult, backtest
 from btcore.data import MarketData
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
+from btcore.monte_carlo import MonteCarloResult, monte_carlo
 from btcore.sweep import SweepResult, run_sweep
 from btcore.walk_forward import WalkForwardResult, walk_forward
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
+           "monte_carlo", "MonteCarloResult",
            "run_sweep", "walk_forward", "WalkForwardResult", "__version__"]

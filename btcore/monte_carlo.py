@@ -1,0 +1,642 @@
+"""``monte_carlo``: a strategy on N simulated price paths of one asset.
+
+The paths are resampled from the asset's log returns and generated *where they
+are simulated*: the job ships one base price series and a small
+:class:`PathGenerator` (the method, the seed and the fitted log returns), and
+each task makes its path's closes from the seed (``btcore.engine.column_prices``),
+so 10,000 paths x 8,000 bars never mean 650 MB sent to every worker.
+
+Semantics (``docs/semantics.md`` terms; ``m`` = the number of the asset's valid
+log returns ``r_j = log(c_{j+1} / c_j)``, taken over *all* the asset's valid
+bars in the data, from its first valid close to the last bar, whatever
+``start``/``end`` say: a path covers the whole data, warm-up bars included):
+
+- every path has as many bars as the data; bars before the asset's first valid
+  bar ``f`` are NaN, ``p_f`` is the asset's first valid close, and
+  ``p_{f+t} = p_f * exp(s_1 + ... + s_t)`` for ``t = 1..m`` (``numpy.cumsum``
+  then ``numpy.exp``) where ``s`` are the path's ``m`` resampled log returns;
+- path ``k`` draws from ``numpy.random.default_rng(SeedSequence(seed).spawn(n_paths)[k])``
+  (the same generator as ``SeedSequence(seed, spawn_key=(k,))``), so a path
+  does not depend on ``n_paths`` or on the other paths: the first 16 paths of a
+  1,000-path run are a 16-path run with the same seed;
+- ``"bootstrap"`` (iid): ``s = r[rng.integers(0, m, size=m)]``;
+- ``"block"`` (stationary bootstrap, Politis & Romano 1994, mean block length
+  ``b = block_size``): ``u = rng.random(m)``; return ``i`` starts a new block
+  when ``i == 0`` or ``u_i < 1 / b``, else it continues the current block at the
+  next index, circularly (``(j + 1) mod m``); the blocks' start indices are then
+  drawn in order as ``rng.integers(0, m, size=number of blocks)``;
+- ``"gbm"`` (geometric Brownian motion with the fitted drift and volatility):
+  ``s = rng.normal(mean(r), std(r, ddof=1), size=m)``.
+
+The strategy then runs on every path exactly as ``run_sweep`` would on a
+:class:`~btcore.MarketData` holding that path (same window, capital, costs and
+options), on any executor, bit for bit the same whatever the executor or batch
+size. Bit-identity across *machines* also needs the same ``numpy.exp`` (numpy
+picks a SIMD implementation by CPU).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from btcore.engine import DenseSink, Task, run_job, run_task
+from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+
+METHODS = ("bootstrap", "block", "gbm")
+#: quantiles of :attr:`MonteCarloResult.summary` and the default fan of ``equity_quantiles``
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: paths replayed with per-bar equity by :meth:`MonteCarloResult.equity_quantiles` by default
+MAX_EQUITY_PATHS = 1000
+#: most tasks a thread of the threads executor runs between hand-backs (``_PathThreads``)
+CHUNK_TASKS = 64
+__all__ = ["METHODS", "MonteCarloResult", "PathGenerator", "monte_carlo"]
+
+
+# ------------------------------------------------------------------ the paths
+@dataclass(frozen=True, eq=False)
+class PathGenerator:
+    """Makes path ``k``'s closes from the seed (see the module docstring).
+
+    Small and picklable: it travels once with the job's payload and is called
+    in the task (``btcore.engine.column_prices``) as ``path(base_close, k)``.
+
+    Attributes
+    ----------
+    method : {"bootstrap", "block", "gbm"}
+    seed : int
+    block_size : float
+        Mean block length of ``"block"`` (unused otherwise).
+    n_bars : int
+        Bars of every path (the data's).
+    first_bar : int
+        The asset's first valid bar; earlier bars are NaN.
+    first_close : float
+        The asset's first valid close, every path's first price.
+    log_returns : numpy.ndarray
+        The asset's ``m = n_bars - 1 - first_bar`` valid log returns (read-only).
+    mean, std : float
+        ``mean(log_returns)`` and ``std(log_returns, ddof=1)`` (GBM's drift and
+        volatility per bar; NaN std for a single return).
+    """
+
+    method: str
+    seed: int
+    block_size: float
+    n_bars: int
+    first_bar: int
+    first_close: float
+    log_returns: np.ndarray
+    mean: float
+    std: float
+
+    @classmethod
+    def fit(cls, close: np.ndarray, method: str, seed: int,
+            block_size: float = 20.0) -> "PathGenerator":
+        """A generator for one asset's ``close`` (n_bars,), NaN before its first valid bar."""
+        close = np.asarray(close, dtype=np.float64)
+        valid = ~np.isnan(close)
+        if not valid.any():
+            raise ValueError("the asset has no valid close")
+        first = int(np.argmax(valid))
+        log_returns = np.diff(np.log(close[first:]))
+        log_returns.flags.writeable = False
+        n = log_returns.size
+        std = float(np.std(log_returns, ddof=1)) if n > 1 else math.nan
+        return cls(method, int(seed), float(block_size), int(close.size), first,
+                   float(close[first]), log_returns, float(np.mean(log_returns)) if n else 0.0,
+                   std)
+
+    def rng(self, k: int) -> np.random.Generator:
+        """Path ``k``'s generator: ``default_rng(SeedSequence(seed).spawn(n)[k])`` for any n > k."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(int(k),)))
+
+    def indices(self, k: int) -> np.ndarray:
+        """Which data log return each of path ``k``'s returns is (``bootstrap``/``block``)."""
+        if self.method == "gbm":
+            raise ValueError("a GBM path is not resampled from the data: it has no indices")
+        return self._indices(self.rng(k))
+
+    def _indices(self, rng: np.random.Generator) -> np.ndarray:
+        m = self.log_returns.size
+        if self.method == "bootstrap":
+            return rng.integers(0, m, size=m)
+        new = rng.random(m) < 1.0 / self.block_size  # block_size >= 1
+        new[0] = True
+        first = np.flatnonzero(new)  # where each block starts in the path
+        starts = rng.integers(0, m, size=first.size)  # and at which data return
+        index = np.repeat(starts - first, np.diff(first, append=m))
+        index += np.arange(m)  # = starts[block] + position in the block, wrapped below
+        while True:  # (index % m, without an integer division per return)
+            over = index >= m
+            if not over.any():
+                return index
+            np.subtract(index, m, out=index, where=over)
+
+    def returns(self, k: int) -> np.ndarray:
+        """Path ``k``'s ``m`` log returns ``s``."""
+        rng = self.rng(k)
+        if self.method == "gbm":
+            return rng.normal(self.mean, self.std, size=self.log_returns.size)
+        return self.log_returns[self._indices(rng)]
+
+    def path(self, base_close, k: int) -> np.ndarray:
+        """Path ``k``'s closes (n_bars,); ``base_close`` (the job's one base series) is
+        not needed: the generator holds what it fitted on it."""
+        prices = np.full(self.n_bars, np.nan)
+        prices[self.first_bar] = self.first_close
+        generated = prices[self.first_bar + 1:]
+        np.cumsum(self.returns(k), out=generated)
+        with np.errstate(over="ignore", under="ignore"):  # refused just below
+            np.exp(generated, out=generated)
+        generated *= self.first_close
+        if generated.size and not (generated.min() > 0.0 and generated.max() < np.inf):
+            raise ValueError(f"Monte Carlo path {k} left the float64 range (a price overflowed "
+                             "or reached 0): the data's log returns are too extreme for "
+                             f"{self.n_bars:,} bars of {self.method!r} resampling")
+        return prices
+
+
+# ------------------------------------------------------------------ the result
+@dataclass
+class MonteCarloResult:
+    """Result of :func:`monte_carlo`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per path (x parameter set when ``params`` was a grid), path-major
+        and sets in grid order: ``path``, ``set`` (the grid row; grids only), the
+        parameter columns, every metric of ``run_sweep`` and ``ruined``.
+    stats : dict
+        The engine's execution facts (as ``SweepResult.stats``) plus ``elapsed_s``
+        and ``n_paths``.
+    strategy : str
+    settings : dict
+        The run settings (window, capital, costs, options, asset) and the
+        Monte Carlo ones: ``n_paths``, ``method``, ``block_size``, ``seed``,
+        ``n_log_returns``, ``log_return_mean``, ``log_return_std``.
+    """
+
+    table: pd.DataFrame
+    stats: dict
+    strategy: str
+    settings: dict = field(default_factory=dict)
+    _job: object = field(default=None, repr=False, compare=False)
+    _sets: pd.DataFrame = field(default=None, repr=False, compare=False)
+    _index: object = field(default=None, repr=False, compare=False)
+    _equity: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------- shape
+    @property
+    def n_paths(self) -> int:
+        return int(self.settings["n_paths"])
+
+    @property
+    def is_grid(self) -> bool:
+        """True when ``params`` was a grid (the table has a ``set`` column)."""
+        return "set" in self.table.columns
+
+    @property
+    def sets(self) -> pd.DataFrame:
+        """The parameter sets, indexed by ``set`` (grid row)."""
+        return self._sets.copy()
+
+    @property
+    def generator(self) -> PathGenerator:
+        """The :class:`PathGenerator` that made the paths."""
+        return self._job.paths
+
+    def path(self, k: int) -> pd.Series:
+        """Path ``k``'s closes over the data's bars (NaN before the asset's first bar),
+        generated alone from the seed."""
+        self._check_path(k)
+        return pd.Series(self.generator.path(None, int(k)), index=self._index,
+                         name=self.settings["assets"][0])
+
+    # ------------------------------------------------------------ summaries
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Mean, std (ddof=1) and the 5/25/50/75/95 % quantiles of every metric over
+        the paths (NaN values skipped; ruined paths included). Rows are those
+        statistics; for a grid, a (set, statistic) MultiIndex."""
+        def describe(frame):
+            values = frame[list(METRIC_NAMES)].to_numpy(dtype=np.float64)
+            return _describe(values)
+        if not self.is_grid:
+            return describe(self.table)
+        parts = {s: describe(group) for s, group in self.table.groupby("set", sort=True)}
+        return pd.concat(parts, names=["set", "statistic"])
+
+    @property
+    def prob_loss(self):
+        """Share of paths with ``total_return < 0`` (a Series by ``set`` for a grid)."""
+        loss = self.table["total_return"] < 0.0
+        if not self.is_grid:
+            return float(loss.mean())
+        return loss.groupby(self.table["set"]).mean().rename("prob_loss")
+
+    def equity_quantiles(self, q=QUANTILES, *, set=None,
+                         max_paths: int = MAX_EQUITY_PATHS) -> pd.DataFrame:
+        """Quantiles of the equity at every traded bar across paths, for a fan chart.
+
+        The table keeps no per-bar data, so the first ``min(n_paths, max_paths)``
+        paths (independent draws, hence a fair sample) are replayed here in this
+        process with per-bar recording (the run's own kernel and paths: each
+        replay's last equity is the table's ``final_value``). Replays are kept
+        for further calls.
+
+        Parameters
+        ----------
+        q : float or sequence of float in [0, 1]
+        set : int, optional
+            The grid row to show; required when ``params`` was a grid of several sets.
+        max_paths : int, default 1000
+
+        Returns
+        -------
+        pandas.DataFrame
+            Traded bars (timestamps) x quantiles.
+        """
+        quantiles = np.atleast_1d(np.asarray(q, dtype=np.float64))
+        if quantiles.ndim != 1 or quantiles.size == 0 or np.isnan(quantiles).any() \
+                or (quantiles < 0).any() or (quantiles > 1).any():
+            raise ValueError(f"q must be quantiles in [0, 1], got {q!r}")
+        if isinstance(max_paths, bool) or not isinstance(max_paths, numbers.Integral):
+            raise TypeError(f"max_paths must be an int, got {type(max_paths).__name__}")
+        if max_paths < 1:
+            raise ValueError(f"max_paths must be >= 1, got {max_paths}")
+        equity = self.equity_paths(set=set, max_paths=max_paths)
+        values = np.quantile(equity, quantiles, axis=0).T
+        return pd.DataFrame(values, index=equity.columns,
+                            columns=pd.Index(quantiles, name="quantile"))
+
+    def equity_paths(self, *, set=None, max_paths: int = MAX_EQUITY_PATHS) -> pd.DataFrame:
+        """Per-bar equity of the first ``min(n_paths, max_paths)`` paths (paths x
+        traded bars), replayed as :meth:`equity_quantiles` describes."""
+        row = self._set_row(set)
+        n = min(self.n_paths, int(max_paths))
+        cached = self._equity.get(row)
+        if cached is None or cached.shape[0] < n:
+            cached = self._replay(row, n)
+            self._equity[row] = cached
+        job = self._job
+        first, last = int(job.first_bar[0, 0]), int(job.windows[0, -1])
+        return pd.DataFrame(cached[:n], index=pd.RangeIndex(n, name="path"),
+                            columns=self._index[first:last + 1])
+
+    def _replay(self, row: int, n: int) -> np.ndarray:
+        job = self._job
+        position = int(np.flatnonzero(job.order == row)[0])  # sorted position of the set
+        first, last = int(job.first_bar[0, 0]), int(job.windows[0, -1])
+        shared = job.payload(parallel=False)
+        equity = np.empty((n, last - first + 1))
+        record = np.empty((RECORD_ROWS, job.close.shape[0]))
+        for k in range(n):
+            record.fill(np.nan)
+            run_task(shared, Task(k, k, 0, position, position + 1, 0.0), record)
+            equity[k] = record[RECORD_EQUITY, first:last + 1]
+        return equity
+
+    def _set_row(self, set) -> int:
+        n_sets = len(self._sets)
+        if set is None:
+            if n_sets > 1:
+                raise ValueError(f"the grid has {n_sets} parameter sets; pick one with set= "
+                                 f"(a grid row, 0..{n_sets - 1})")
+            return 0
+        if isinstance(set, bool) or not isinstance(set, numbers.Integral):
+            raise TypeError(f"set must be a grid row (int), got {type(set).__name__}")
+        if not 0 <= set < n_sets:
+            raise IndexError(f"set {set} is outside the grid's {n_sets} rows")
+        return int(set)
+
+    def _check_path(self, k) -> None:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"a path is an int, got {type(k).__name__}")
+        if not 0 <= k < self.n_paths:
+            raise IndexError(f"path {k} is outside the run's {self.n_paths} paths")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        s = self.stats
+        head = (f"MonteCarloResult({self.strategy} on {self.settings['assets'][0]}: "
+                f"{self.n_paths:,} {self.settings['method']} paths x {len(self._sets):,} "
+                f"set(s) in {s['elapsed_s']:.2f} s on {s['executor']} x{s['workers']})")
+        with pd.option_context("display.width", 120, "display.max_columns", 20):
+            return head + "\n" + self.summary.head(14).to_string(float_format="{:.4g}".format)
+
+
+def _describe(values: np.ndarray) -> pd.DataFrame:
+    """mean, std, quantiles of each column of ``values`` (rows = paths), NaN skipped."""
+    stats = {}
+    with np.errstate(invalid="ignore"), _quiet_nan_warnings():
+        stats["mean"] = np.nanmean(values, axis=0)
+        stats["std"] = np.nanstd(values, axis=0, ddof=1)
+        for q, v in zip(QUANTILES, np.nanquantile(values, QUANTILES, axis=0)):
+            stats[f"{q * 100:g}%"] = v
+    frame = pd.DataFrame(stats, index=list(METRIC_NAMES)).T
+    frame.index.name = "statistic"
+    return frame
+
+
+class _quiet_nan_warnings:
+    """All-NaN columns (e.g. win_rate without trades) give NaN without a warning."""
+
+    def __enter__(self):
+        import warnings
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+
+# ------------------------------------------------------------------ the run
+def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 1000,
+                method: str = "bootstrap", block_size: float = 20, seed: int = 0,
+                executor="serial", asset=None, start=None, end=None,
+                initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                batch_size="auto", progress=None, debug=False,
+                **strategy_options) -> MonteCarloResult:
+    """Run a strategy on ``n_paths`` simulated price paths of one asset.
+
+    Paths are resampled from the asset's log returns (module docstring: exact
+    semantics) and made in the tasks from the seed, so nothing path-sized is
+    shipped. Each path is backtested exactly as ``run_sweep`` would backtest a
+    :class:`~btcore.MarketData` holding it.
+
+    Parameters
+    ----------
+    params : dict, pandas.Series, or a grid
+        One parameter set (a dict of name -> number, or a result-table row, as
+        :func:`btcore.backtest` takes; parameters left out take their default),
+        or a grid (dict of lists, DataFrame, list of dicts, Grid: then the table
+        is paths x sets).
+    strategy : str or StrategySpec, default "mean_reversion"
+    data : MarketData, pandas object, CSV/Parquet path, or None
+        None uses the bundled 20-stock sample.
+    n_paths : int, default 1000
+    method : {"bootstrap", "block", "gbm"}
+        iid bootstrap of the asset's log returns, stationary block bootstrap
+        (mean block length ``block_size``), or GBM with their mean and std.
+    block_size : float >= 1, default 20
+        Mean block length of ``"block"``; checked whatever the method.
+    seed : int >= 0, default 0
+        Path ``k`` draws from ``SeedSequence(seed).spawn(n_paths)[k]``.
+    executor : str or Executor, default "serial"
+        As in :func:`btcore.run_sweep`; results are identical on every executor.
+    asset : str, optional
+        Required when the data has several assets (unless ``params`` is a table
+        row naming one).
+    start, end, initial_capital, cost_bps, periods_per_year, batch_size, progress,
+    debug, **strategy_options
+        As in :func:`btcore.run_sweep` (``batch_size`` counts parameter sets; a
+        task is one path x a batch of sets).
+
+    Returns
+    -------
+    MonteCarloResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad ``n_paths``, ``method``, ``block_size``, ``seed``, or anything
+        ``run_sweep`` refuses, before any work starts.
+
+    Examples
+    --------
+    >>> mc = monte_carlo({"lookback_period": 20, "entry_threshold": 2.0,
+    ...                   "exit_threshold": 0.5, "stop_loss_z": 3.0},
+    ...                  asset="AAPL", n_paths=1000, method="block")  # doctest: +SKIP
+    >>> mc.summary.loc[["5%", "50%", "95%"], ["sharpe_ratio", "max_drawdown"]]  # doctest: +SKIP
+    >>> mc.prob_loss, mc.equity_quantiles().plot()  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    n_paths = _check_int("n_paths", n_paths, 1)
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of {list(METHODS)}, got {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    block_size = _check_block_size(block_size)
+    import btcore.strategies as strategies
+    from btcore.backtest import _parameters_of
+    from btcore.data import as_market_data
+    from btcore.grid import as_grid
+    from btcore.sweep import _check_batch_size, _check_progress, prepare
+    spec = strategies.get(strategy)
+    one_set = _is_one_set(params)
+    market = as_market_data(data)
+    row_asset = None
+    if one_set:
+        values, row_asset = _parameters_of(params, spec)
+        grid = as_grid({name: [value] for name, value in values.items()})
+    else:
+        grid = as_grid(params)
+    asset = _choose_asset(asset if asset is not None else row_asset, market)
+    prepared = prepare(grid, spec, market, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=[asset], debug=debug,
+                       options=strategy_options)
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
+        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    base = prepared.job.close[:, 0]
+    generator = PathGenerator.fit(base, method, seed, block_size)
+    if method == "gbm" and not generator.log_returns.size > 1:
+        raise ValueError(f"GBM needs at least 2 log returns to fit a volatility; asset "
+                         f"{asset!r} has {generator.log_returns.size}")
+    first_bar = np.repeat(prepared.job.first_bar, n_paths, axis=0)
+    first_bar.flags.writeable = False
+    job = replace(prepared.job, first_bar=first_bar, paths=generator)
+    import btcore.executors as executors
+    runner, owned = executors.get_executor(executor)
+    try:
+        sink = DenseSink(job)
+        stats = run_job(job, _over_paths(runner), sink, batch_size=batch_size,
+                        progress=progress,
+                        description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]")
+    finally:
+        if owned:
+            runner.close()
+    table, sets = _build_table(job, prepared.grid, sink.metrics[:, 0, -1], grid_table=not one_set)
+    stats["n_paths"] = n_paths
+    stats["elapsed_s"] = time.perf_counter() - started
+    settings = {**prepared.settings, "n_paths": n_paths, "method": method,
+                "block_size": block_size, "seed": seed,
+                "n_log_returns": int(generator.log_returns.size),
+                "log_return_mean": generator.mean, "log_return_std": generator.std}
+    return MonteCarloResult(table, stats, spec.name, settings, job, sets, market.index)
+
+
+def _over_paths(runner):
+    """The threads executor parallelises *inside* a task, over its parameter sets,
+    which leaves a one-set Monte Carlo on one core; run its tasks (one path x a
+    batch of sets, serial ``nogil`` kernel) on as many Python threads instead.
+    Every set's arithmetic is one sequential loop either way: same bits."""
+    from btcore.executors.threads import ThreadsExecutor
+    return _PathThreads(runner) if type(runner) is ThreadsExecutor else runner
+
+
+class _PathThreads:
+    """A :class:`~btcore.executors.threads.ThreadsExecutor` seen by ``run_job`` as
+    ``n_workers`` slots of serial tasks run concurrently in this process (the
+    kernel, the path's numpy work and its random draws release the GIL)."""
+
+    in_process = True
+    parallel_kernel = False
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.name = inner.name
+
+    def __getattr__(self, name):  # retries, lost_workers, ... of the wrapped executor
+        return getattr(self._inner, name)
+
+    def start(self):
+        self._inner.start()
+        return self
+
+    @property
+    def n_workers(self) -> int:
+        return self._inner.n_workers
+
+    def share(self, payload):
+        return self._inner.share(payload)
+
+    def unshare(self, handle):
+        self._inner.unshare(handle)
+
+    def map(self, fn, handle, tasks):
+        """Yield ``(task, fn(handle, task))`` as tasks finish on ``n_workers`` threads.
+
+        Each thread takes a chunk of tasks at a time and hands back the chunk's
+        results together, so threads meet (and trade the GIL with the consumer)
+        once per chunk rather than once per ~0.2 ms path. A task's error is
+        re-raised once the other threads finish their current chunk.
+        """
+        import itertools
+        import queue
+        import threading
+        self._inner.start()
+        tasks = list(tasks)
+        slots = max(1, self.n_workers)
+        if slots == 1 or len(tasks) < 2:
+            for task in tasks:
+                yield task, fn(handle, task)
+            return
+        chunk = int(min(CHUNK_TASKS, max(1, len(tasks) // (8 * slots))))
+        source, lock, stop = iter(tasks), threading.Lock(), threading.Event()
+        results = queue.SimpleQueue()
+        finished = object()
+
+        def work():
+            try:
+                while not stop.is_set():
+                    with lock:
+                        mine = list(itertools.islice(source, chunk))
+                    if not mine:
+                        return
+                    done = []
+                    try:
+                        for task in mine:
+                            done.append((task, fn(handle, task)))
+                            if stop.is_set():
+                                break
+                    except BaseException as error:  # noqa: BLE001 - handed to the consumer
+                        stop.set()
+                        results.put((done, error))
+                        return
+                    results.put((done, None))
+            finally:
+                results.put(finished)
+
+        threads = [threading.Thread(target=work, name=f"btcore-mc-{i}", daemon=True)
+                   for i in range(slots)]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running:
+                item = results.get()
+                if item is finished:
+                    running -= 1
+                    continue
+                done, error = item
+                yield from done
+                if error is not None:
+                    raise error
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+
+def _build_table(job, grid, metrics: np.ndarray, grid_table: bool):
+    """(table, sets): rows path-major, sets in grid order. ``metrics`` is
+    (n_paths, OUT_ROWS, n_sets) in sorted-set order."""
+    n_paths, _, n_sets = metrics.shape
+    position = np.empty(n_sets, dtype=np.int64)  # sorted position of each grid row
+    position[job.order] = np.arange(n_sets)
+    block = metrics[:, :, position].transpose(0, 2, 1).reshape(n_paths * n_sets, -1)
+    sets = {}
+    for param in job.strategy.params:
+        values = grid.columns[param.name]
+        sets[param.name] = values.astype(np.int64) if param.kind is int else values
+    sets = pd.DataFrame(sets, index=pd.RangeIndex(n_sets, name="set"))
+    front = {"path": np.repeat(np.arange(n_paths, dtype=np.int64), n_sets)}
+    if grid_table:
+        front["set"] = np.tile(np.arange(n_sets, dtype=np.int64), n_paths)
+    for name in sets.columns:
+        front[name] = np.tile(sets[name].to_numpy(), n_paths)
+    table = pd.concat([pd.DataFrame(front),
+                       pd.DataFrame(block[:, :N_METRICS], columns=list(METRIC_NAMES))], axis=1)
+    for name in INTEGER_METRICS:
+        table[name] = table[name].astype(np.int64)
+    table["ruined"] = block[:, RUINED_ROW] != 0.0
+    return table, sets
+
+
+def _is_one_set(params) -> bool:
+    if isinstance(params, pd.Series):
+        return True
+    return isinstance(params, Mapping) and all(np.isscalar(v) for v in params.values())
+
+
+def _choose_asset(asset, market) -> str:
+    if asset is None:
+        if market.n_assets > 1:
+            raise ValueError(f"the data has {market.n_assets} assets; pick one with asset=, "
+                             f"one of {list(market.symbols)}")
+        return market.symbols[0]
+    if not isinstance(asset, str):
+        raise TypeError(f"asset must be a symbol string, got {type(asset).__name__}")
+    return asset
+
+
+def _check_int(name: str, value, low: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def _check_block_size(value) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"block_size must be a number (the mean block length), got "
+                        f"{type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < 1:
+        raise ValueError(f"block_size must be a finite mean block length >= 1, got {value}")
+    return float(value)

@@ -1,0 +1,327 @@
+"""btcore.monte_carlo: paths made in the task from the seed, identical everywhere."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from btcore import MarketData, monte_carlo, run_sweep
+from btcore.metrics import METRIC_NAMES
+from btcore.monte_carlo import METHODS, PathGenerator
+from conftest import assert_tables_identical
+
+ONE_SET = {"lookback_period": 10, "entry_threshold": 1.0, "exit_threshold": 0.25,
+           "stop_loss_z": 3.0}
+GRID = {"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0], "exit_threshold": [0.25],
+        "stop_loss_z": [2.5, 4.0]}
+
+
+@pytest.fixture(scope="module")
+def data():
+    """One asset, ~300 business days, listed 15 bars after the data starts."""
+    base = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2021-02-28", seed=11)
+    close = np.array(base.close[:, 0])
+    close[:15] = np.nan
+    return MarketData(close, base.index, ("LATE",))
+
+
+def reference_returns(data, method, seed, n_paths, k, block_size=20.0):
+    """Path k's log returns written straight from the documented semantics, drawing
+    from the k-th child of a full spawn (not the shortcut the library takes)."""
+    close = data.close[:, 0]
+    first = int(np.argmax(~np.isnan(close)))
+    r = np.diff(np.log(close[first:]))
+    m = r.size
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(n_paths)[k])
+    if method == "bootstrap":
+        return r[rng.integers(0, m, size=m)]
+    if method == "gbm":
+        return rng.normal(np.mean(r), np.std(r, ddof=1), size=m)
+    u = rng.random(m)
+    starts_block = [i for i in range(m) if i == 0 or u[i] < 1.0 / block_size]
+    starts = rng.integers(0, m, size=len(starts_block))
+    index, block = np.empty(m, dtype=np.int64), -1
+    for i in range(m):
+        if i == 0 or u[i] < 1.0 / block_size:
+            block += 1
+            index[i] = starts[block]
+        else:
+            index[i] = (index[i - 1] + 1) % m
+    return r[index]
+
+
+def reference_path(data, method, seed, n_paths, k, block_size=20.0):
+    close = data.close[:, 0]
+    first = int(np.argmax(~np.isnan(close)))
+    path = np.full(close.size, np.nan)
+    path[first] = close[first]
+    path[first + 1:] = close[first] * np.exp(
+        np.cumsum(reference_returns(data, method, seed, n_paths, k, block_size)))
+    return path
+
+
+# ------------------------------------------------------------- determinism
+def test_identical_across_executors_and_batch_sizes(all_executors, data):
+    def run(executor, batch_size):
+        return monte_carlo(GRID, data=data, n_paths=6, method="block", block_size=5, seed=3,
+                           executor=executor, batch_size=batch_size, progress=False).table
+    reference = run("serial", 8)
+    assert len(reference) == 6 * 8
+    assert reference["path"].tolist() == np.repeat(np.arange(6), 8).tolist()
+    for batch_size in (1, 3, "auto"):
+        assert_tables_identical(run("serial", batch_size), reference)
+    for position, (name, executor) in enumerate(all_executors.items()):
+        assert_tables_identical(run(executor, (1, 3)[position % 2]), reference)
+    for method in ("bootstrap", "gbm"):  # threads run chunks of paths: every method
+        serial = monte_carlo(ONE_SET, data=data, n_paths=300, method=method,
+                             executor="serial", progress=False).table
+        threads = monte_carlo(ONE_SET, data=data, n_paths=300, method=method,
+                              executor=all_executors["threads"], progress=False).table
+        assert_tables_identical(threads, serial)
+
+
+def test_first_paths_of_a_longer_run_are_a_shorter_run(data):
+    long = monte_carlo(GRID, data=data, n_paths=1000, method="bootstrap", seed=5,
+                       progress=False).table
+    short = monte_carlo(GRID, data=data, n_paths=16, method="bootstrap", seed=5,
+                        progress=False).table
+    assert_tables_identical(short, long.iloc[:16 * 8])
+    one = monte_carlo(ONE_SET, data=data, n_paths=16, method="gbm", seed=5,
+                      progress=False).table
+    more = monte_carlo(ONE_SET, data=data, n_paths=40, method="gbm", seed=5,
+                       progress=False).table
+    assert_tables_identical(one, more.iloc[:16])
+    other_seed = monte_carlo(ONE_SET, data=data, n_paths=16, method="gbm", seed=6,
+                             progress=False).table
+    assert not np.array_equal(one["final_value"], other_seed["final_value"])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_path_alone_equals_the_runs_path_and_its_row_equals_run_sweep(data, method):
+    window = {"start": "2020-03-01", "end": "2021-01-31", "cost_bps": 7.0,
+              "initial_capital": 50_000.0}
+    mc = monte_carlo(GRID, data=data, n_paths=7, method=method, block_size=4, seed=9,
+                     progress=False, **window)
+    for k in (0, 6):
+        path = mc.path(k)
+        expected = reference_path(data, method, 9, 7, k, block_size=4)
+        np.testing.assert_array_equal(path.to_numpy(), expected)
+        assert path.index.equals(data.index)
+        # the path made alone in this process is the one the run's task made: its rows
+        # are run_sweep's on a MarketData holding that path, bit for bit
+        sweep = run_sweep(GRID, data=MarketData(path.to_numpy(), data.index, ("LATE",)),
+                          progress=False, **window).table
+        names = list(GRID)
+        sweep = sweep.sort_values(names, kind="stable").reset_index(drop=True)
+        rows = mc.table[mc.table["path"] == k].drop(columns=["path", "set"])
+        rows = rows.sort_values(names, kind="stable").reset_index(drop=True)
+        assert_tables_identical(rows, sweep)
+
+
+def test_one_set_row_equals_run_sweep_on_the_path(data):
+    mc = monte_carlo(ONE_SET, data=data, n_paths=4, seed=1, progress=False)
+    assert list(mc.table.columns) == ["path", *ONE_SET, *METRIC_NAMES, "ruined"]
+    path = mc.path(2).to_numpy()
+    sweep = run_sweep({k: [v] for k, v in ONE_SET.items()},
+                      data=MarketData(path, data.index, ("LATE",)), progress=False).table
+    assert_tables_identical(mc.table.iloc[[2]].drop(columns="path"), sweep)
+
+
+# ----------------------------------------------------------------- the paths
+def test_paths_start_at_the_first_close_and_span_the_data(data):
+    for method in METHODS:
+        generator = PathGenerator.fit(data.close[:, 0], method, seed=0, block_size=3)
+        for k in range(5):
+            path = generator.path(data.close[:, 0], k)
+            assert path.shape == (data.n_bars,)
+            assert np.isnan(path[:15]).all()
+            assert path[15] == data.close[15, 0]
+            assert np.isfinite(path[15:]).all() and (path[15:] > 0).all()
+
+
+def test_bootstrap_paths_use_only_returns_present_in_the_data(data):
+    generator = PathGenerator.fit(data.close[:, 0], "bootstrap", seed=2)
+    observed = np.sort(generator.log_returns)
+    drawn = []
+    for k in range(30):
+        index = generator.indices(k)
+        assert index.min() >= 0 and index.max() < observed.size
+        returns = generator.returns(k)
+        np.testing.assert_array_equal(returns, generator.log_returns[index])
+        drawn.append(returns)
+        # the path's own log returns are data returns up to rounding of exp/log
+        path_returns = np.diff(np.log(generator.path(None, k)[15:]))
+        nearest = observed[np.clip(np.searchsorted(observed, path_returns), 0,
+                                   observed.size - 1)]
+        below = observed[np.clip(np.searchsorted(observed, path_returns) - 1, 0,
+                                 observed.size - 1)]
+        error = np.minimum(abs(nearest - path_returns), abs(below - path_returns))
+        assert error.max() < 1e-12
+    drawn = np.concatenate(drawn)
+    assert np.isin(drawn, observed).all()
+    # iid: every data return is about equally likely (30 paths x ~290 draws each)
+    counts = np.bincount(np.concatenate([generator.indices(k) for k in range(30)]),
+                         minlength=observed.size)
+    assert counts.mean() == pytest.approx(30.0) and (counts > 0).mean() > 0.99
+
+
+@pytest.mark.parametrize("block_size", [1.0, 5.0, 20.0])
+def test_block_bootstrap_has_the_mean_block_length(block_size):
+    data = MarketData.synthetic(n_assets=1, start="2010-01-01", end="2017-12-31", seed=4)
+    generator = PathGenerator.fit(data.close[:, 0], "block", seed=0, block_size=block_size)
+    m = generator.log_returns.size
+    lengths = []
+    for k in range(20):
+        index = generator.indices(k)
+        np.testing.assert_array_equal(generator.returns(k), generator.log_returns[index])
+        # a block continues at the next index (circularly); anything else starts a block
+        breaks = np.flatnonzero(index[1:] != (index[:-1] + 1) % m) + 1
+        edges = np.concatenate(([0], breaks, [m]))
+        lengths.append(np.diff(edges)[:-1])  # the last block is cut by the path's end
+    lengths = np.concatenate(lengths)
+    # geometric lengths: mean b, sd sqrt(b(b-1)); a new block that happens to start at
+    # the next index (chance 1/m) is invisible and joins its neighbour: + ~b^2/m
+    tolerance = 4.5 * np.sqrt(block_size * (block_size - 1) / lengths.size)
+    assert abs(lengths.mean() - block_size) <= tolerance + 5 * block_size ** 2 / m
+    wrapped = any(((generator.indices(k)[:-1] == m - 1) & (generator.indices(k)[1:] == 0)).any()
+                  for k in range(20))
+    assert wrapped or block_size == 1.0
+
+
+def test_gbm_paths_have_the_fitted_drift_and_volatility(data):
+    close = data.close[15:, 0]
+    observed = np.diff(np.log(close))
+    generator = PathGenerator.fit(data.close[:, 0], "gbm", seed=8)
+    assert generator.mean == np.mean(observed)
+    assert generator.std == np.std(observed, ddof=1)
+    mc = monte_carlo(ONE_SET, data=data, n_paths=60, method="gbm", seed=8, progress=False)
+    assert mc.settings["log_return_mean"] == generator.mean
+    assert mc.settings["log_return_std"] == generator.std
+    returns = np.stack([np.diff(np.log(mc.path(k).to_numpy()[15:])) for k in range(60)])
+    n = returns.size
+    mu, sigma = generator.mean, generator.std
+    assert abs(returns.mean() - mu) < 4.5 * sigma / np.sqrt(n)
+    assert abs(returns.std(ddof=1) - sigma) < 4.5 * sigma / np.sqrt(2 * n)
+    # each path's own mean is a draw around mu: their spread is sigma / sqrt(m)
+    m = returns.shape[1]
+    assert returns.mean(axis=1).std(ddof=1) == pytest.approx(sigma / np.sqrt(m), rel=0.3)
+
+
+def test_a_path_that_overflows_is_refused():
+    index = pd.bdate_range("2020-01-01", periods=300)
+    close = np.where(np.arange(300) % 2 == 0, 1e-150, 1e150)  # log returns of +-690
+    data = MarketData(close, index, ("WILD",))
+    with pytest.raises(ValueError, match="left the float64 range"):
+        monte_carlo(ONE_SET, data=data, n_paths=3, seed=0, progress=False)
+
+
+# --------------------------------------------------------------- summaries
+def test_summary_prob_loss_and_equity_quantiles(data):
+    mc = monte_carlo(ONE_SET, data=data, n_paths=50, method="block", block_size=5, seed=2,
+                     start="2020-03-02", progress=False)
+    summary = mc.summary
+    assert list(summary.index) == ["mean", "std", "5%", "25%", "50%", "75%", "95%"]
+    assert list(summary.columns) == list(METRIC_NAMES)
+    sharpe = mc.table["sharpe_ratio"].to_numpy()
+    assert summary.loc["mean", "sharpe_ratio"] == pytest.approx(sharpe.mean())
+    assert summary.loc["std", "sharpe_ratio"] == pytest.approx(sharpe.std(ddof=1))
+    assert summary.loc["95%", "sharpe_ratio"] == pytest.approx(np.quantile(sharpe, 0.95))
+    assert mc.prob_loss == (mc.table["total_return"] < 0).mean()
+    fan = mc.equity_quantiles(max_paths=20)
+    assert list(fan.columns) == [0.05, 0.25, 0.5, 0.75, 0.95]
+    assert fan.index[0] == pd.Timestamp("2020-03-02") and fan.index[-1] == data.index[-1]
+    assert (np.diff(fan.to_numpy(), axis=1) >= 0).all()
+    equity = mc.equity_paths(max_paths=20)
+    assert equity.shape == (20, len(fan))
+    # each replay is the run's own path and kernel: it ends at the table's final value
+    np.testing.assert_array_equal(equity.to_numpy()[:, -1], mc.table["final_value"][:20])
+    np.testing.assert_array_equal(fan.to_numpy(),
+                                  np.quantile(equity.to_numpy(), fan.columns, axis=0).T)
+    assert mc.equity_paths(max_paths=500).shape[0] == 50  # at most n_paths
+    with pytest.raises(ValueError, match="quantiles"):
+        mc.equity_quantiles(q=[0.5, 1.5])
+    with pytest.raises(ValueError, match="max_paths"):
+        mc.equity_quantiles(max_paths=0)
+
+
+def test_grid_summary_by_set(data):
+    mc = monte_carlo(GRID, data=data, n_paths=10, seed=0, progress=False)
+    assert mc.is_grid and len(mc.table) == 80
+    assert list(mc.table.columns[:2]) == ["path", "set"]
+    assert mc.summary.index.names == ["set", "statistic"]
+    assert list(mc.prob_loss.index) == list(range(8))
+    group = mc.table[mc.table["set"] == 3]
+    assert mc.summary.loc[(3, "50%"), "cagr"] == pytest.approx(group["cagr"].median())
+    assert (mc.table.loc[mc.table["set"] == 3, list(GRID)].to_numpy()
+            == mc.sets.loc[3, list(GRID)].to_numpy()).all()
+    with pytest.raises(ValueError, match="set="):
+        mc.equity_quantiles()
+    assert mc.equity_quantiles(set=3, max_paths=4).shape[1] == 5
+
+
+def test_one_set_from_a_result_row_takes_its_asset(small_data):
+    row = run_sweep({k: [v] for k, v in ONE_SET.items()}, data=small_data,
+                    assets=["SYN001"], progress=False).table.iloc[0]
+    mc = monte_carlo(row, data=small_data, n_paths=3, progress=False)
+    assert mc.settings["assets"] == ["SYN001"]
+    assert mc.table["lookback_period"].dtype == np.int64
+    with pytest.raises(ValueError, match="asset="):
+        monte_carlo(ONE_SET, data=small_data, n_paths=3, progress=False)
+
+
+# ------------------------------------------------------------------ input
+@pytest.fixture
+def no_mc_runs(no_kernel_runs, monkeypatch):
+    import sys
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before input validation")
+    # the module, not the function btcore re-exports under the same name
+    monkeypatch.setattr(sys.modules["btcore.monte_carlo"], "run_job", forbidden)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"n_paths": 0}, ValueError, "n_paths"),
+    ({"n_paths": 2.0}, TypeError, "n_paths"),
+    ({"n_paths": True}, TypeError, "n_paths"),
+    ({"method": "jackknife"}, ValueError, "unknown method"),
+    ({"method": None}, TypeError, "method"),
+    ({"block_size": 0.5}, ValueError, "block_size"),
+    ({"block_size": float("inf")}, ValueError, "block_size"),
+    ({"block_size": "20"}, TypeError, "block_size"),
+    ({"seed": 1.5}, TypeError, "seed"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"seed": None}, TypeError, "seed"),
+    ({"asset": "NOPE"}, ValueError, "unknown assets"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"cost_bps": -1}, ValueError, "cost_bps"),
+    ({"executor": "nope"}, ValueError, "nope"),
+])
+def test_bad_input_is_refused_before_any_work(no_mc_runs, data, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        monte_carlo(ONE_SET, data=data, **kwargs)
+
+
+def test_bad_parameters_are_refused(no_mc_runs, data):
+    with pytest.raises(ValueError, match="window parameter of 1000 bars"):
+        monte_carlo({**ONE_SET, "lookback_period": 1000}, data=data)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        monte_carlo({"lookback_period": [5], "bogus": [1]}, data=data)
+
+
+def test_path_threads_runner_passes_errors_and_stops(monkeypatch):
+    from btcore.executors.threads import ThreadsExecutor
+    from btcore.monte_carlo import _over_paths
+    runner = _over_paths(ThreadsExecutor(n_threads=2))
+    monkeypatch.setattr(type(runner), "n_workers", property(lambda self: 2))
+    assert runner.parallel_kernel is False and runner.name == "threads"
+    done = sorted(task for task, _ in runner.map(lambda shared, task: task * 2, None, range(50)))
+    assert done == list(range(50))
+
+    def fail(shared, task):
+        if task == 7:
+            raise KeyError("task seven")
+        return task
+    with pytest.raises(KeyError, match="task seven"):
+        list(runner.map(fail, None, range(50)))
+    seen = runner.map(lambda shared, task: task, None, range(10_000))
+    next(seen)
+    seen.close()  # consumer stops early: the threads stop and are joined
