@@ -130,20 +130,11 @@ def _make_importable(strategy: str) -> None:
 
 
 def _resolve_strategy(name: str):
-    """The StrategySpec of ``--strategy``; a plug-in whose import fails, or that is
-    not a spec, is an input error naming it (not a traceback)."""
+    """The StrategySpec of ``--strategy`` (a plug-in that cannot load, or is not a
+    spec, is a ValueError from the registry: an input error, not a traceback)."""
     import btcore.strategies as strategies
     _make_importable(name)
-    try:
-        spec = strategies.get(name)
-    except (ValueError, TypeError):
-        raise
-    except Exception as err:  # e.g. an entry point whose module or attribute is gone
-        raise CLIError(f"strategy {name!r} cannot be loaded: {type(err).__name__}: "
-                       f"{err}") from None
-    if not isinstance(spec, strategies.StrategySpec):
-        raise CLIError(f"strategy {name!r} is a {type(spec).__name__}, not a StrategySpec")
-    return spec
+    return strategies.get(name)
 
 
 def _check_out(path: str | None) -> None:

@@ -249,9 +249,10 @@ def test_broken_plug_ins_are_input_errors(capsys, monkeypatch, no_kernel_runs):
         "btcore.strategies"))
     monkeypatch.setattr(btcore.registry, "entry_points", lambda group: [
         importlib.metadata.EntryPoint(name, value, group) for name, value in entries.items()])
-    expected = {"gone_module": "strategy 'gone_module' cannot be loaded: ModuleNotFoundError",
-                "gone_attribute": "strategy 'gone_attribute' cannot be loaded: AttributeError",
-                "not_a_spec": "strategy 'not_a_spec' is a int, not a StrategySpec"}
+    expected = {"gone_module": "which cannot be loaded (ModuleNotFoundError",
+                "gone_attribute": "which cannot be loaded (AttributeError",
+                "not_a_spec": "strategy 'not_a_spec' is registered as a int, not a "
+                              "StrategySpec"}
     for name, message in expected.items():
         status, out, err = run_cli(capsys, "sweep", "--strategy", name, "--grid", TINY_JSON,
                                    "--no-progress")
