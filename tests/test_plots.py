@@ -1,0 +1,316 @@
+"""btcore.plots: every figure renders to PNG with the Agg backend, with the expected
+axes, labels and titles; the heatmap's cells are a pandas pivot table; bad
+arguments are clear ValueErrors; a missing matplotlib names the extra."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import btcore  # noqa: E402
+from btcore import plots  # noqa: E402
+
+GRID = {"lookback_period": [5, 10, 20], "entry_threshold": [1.0, 2.0],
+        "exit_threshold": [0.0, 0.5], "stop_loss_z": [2.5, 4.0]}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return btcore.MarketData.synthetic(n_assets=2, start="2019-01-01", end="2020-12-31", seed=1)
+
+
+@pytest.fixture(scope="module")
+def sweep(data):
+    return btcore.run_sweep(GRID, data=data, progress=False)
+
+
+@pytest.fixture(scope="module")
+def replay(sweep):
+    return sweep.backtest(0)
+
+
+@pytest.fixture(scope="module")
+def wf(data):
+    return btcore.walk_forward(GRID, data=data, n_splits=3, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def assert_png(fig, tmp_path, name="figure.png"):
+    path = tmp_path / name
+    fig.savefig(path, dpi=60)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > 5_000
+
+
+def image_cells(ax) -> np.ndarray:
+    (image,) = ax.images
+    return np.ma.filled(image.get_array().astype(np.float64), np.nan)
+
+
+def pivot(table, x, y, metric, agg):
+    kept = table[~table["ruined"]]
+    cells = pd.pivot_table(kept, values=metric, index=y, columns=x, aggfunc=agg)
+    return cells.reindex(index=sorted(table[y].unique()), columns=sorted(table[x].unique()))
+
+
+# ------------------------------------------------------------------ heatmap
+def test_heatmap_renders_with_labels_title_and_colorbar(sweep, tmp_path):
+    fig = sweep.plot_heatmap("lookback_period", "entry_threshold")
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert len(fig.axes) == 2  # the map and its colorbar
+    ax, bar = fig.axes
+    assert ax.get_xlabel() == "lookback_period"
+    assert ax.get_ylabel() == "entry_threshold"
+    title = ax.get_title()
+    assert "sharpe_ratio" in title and "max" in title
+    assert "exit_threshold" in title and "stop_loss_z" in title and "2 assets" in title
+    assert bar.get_ylabel() == "sharpe_ratio (max)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["5", "10", "20"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["1.0", "2.0"]
+    assert len(ax.texts) == 6  # every cell annotated
+    assert_png(fig, tmp_path)
+
+
+@pytest.mark.parametrize("agg", plots.AGGREGATIONS)
+@pytest.mark.parametrize("metric", ["sharpe_ratio", "max_drawdown", "num_trades"])
+def test_heatmap_cells_equal_pandas_pivot_table(sweep, metric, agg):
+    fig = sweep.plot_heatmap("exit_threshold", "lookback_period", metric=metric, agg=agg)
+    ax = fig.axes[0]
+    expected = pivot(sweep.table, "exit_threshold", "lookback_period", metric, agg)
+    np.testing.assert_allclose(image_cells(ax), expected.to_numpy(dtype=np.float64),
+                               rtol=1e-12, equal_nan=True)
+    assert f"{agg} {metric}" in ax.get_title()
+
+
+def test_heatmap_leaves_out_ruined_rows_and_blanks_empty_cells(sweep):
+    table = sweep.table.copy()
+    table["ruined"] = False
+    blank = (table["lookback_period"] == 10) & (table["entry_threshold"] == 2.0)
+    table.loc[blank, "ruined"] = True  # a whole cell
+    best = table["sharpe_ratio"].idxmax()
+    table.loc[best, "ruined"] = True  # and the best row of another cell
+    result = dataclasses.replace(sweep, table=table)
+    fig = result.plot_heatmap("lookback_period", "entry_threshold")
+    ax = fig.axes[0]
+    cells = image_cells(ax)
+    expected = pivot(table, "lookback_period", "entry_threshold", "sharpe_ratio", "max")
+    np.testing.assert_allclose(cells, expected.to_numpy(dtype=np.float64), equal_nan=True)
+    assert np.isnan(cells[1, 1])  # entry 2.0 (row 1) x lookback 10 (column 1)
+    assert np.isfinite(np.delete(cells.ravel(), 1 * 3 + 1)).all()
+    assert np.nanmax(cells) < table["sharpe_ratio"].max()
+    assert len(ax.texts) == 5  # no number in the blank cell
+    assert f"{int(table['ruined'].sum())} ruined rows" in ax.get_title()
+
+
+def test_heatmap_draws_into_given_axes(sweep, tmp_path):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    returned = sweep.plot_heatmap("stop_loss_z", "entry_threshold", metric="cagr", agg="mean",
+                                  ax=right)
+    assert returned is fig
+    assert not left.images and len(right.images) == 1
+    assert right.get_xlabel() == "stop_loss_z" and right.get_ylabel() == "entry_threshold"
+    assert len(fig.axes) == 3  # two axes and the colorbar
+    assert_png(fig, tmp_path)
+
+
+def test_heatmap_of_a_table(sweep):
+    fig = plots.sweep_heatmap(sweep.table, "lookback_period", "stop_loss_z", agg="min")
+    expected = pivot(sweep.table, "lookback_period", "stop_loss_z", "sharpe_ratio", "min")
+    np.testing.assert_allclose(image_cells(fig.axes[0]), expected.to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(x="lookback", y="entry_threshold"), r"unknown parameter x='lookback'; choose from "
+                                              r"\['lookback_period', 'entry_threshold'"),
+    (dict(x="lookback_period", y="sharpe_ratio"), r"unknown parameter y='sharpe_ratio'"),
+    (dict(x="lookback_period", y="asset"), r"unknown parameter y='asset'"),
+    (dict(x="lookback_period", y="lookback_period"),
+     r"x and y are both 'lookback_period'; pick two different parameters"),
+    (dict(x="lookback_period", y="entry_threshold", metric="sharpe"),
+     r"unknown metric 'sharpe'; choose from \['total_return'"),
+    (dict(x="lookback_period", y="entry_threshold", agg="sum"),
+     r"unknown agg 'sum'; choose from \['max', 'min', 'mean', 'median'\]"),
+])
+def test_heatmap_errors(sweep, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.plot_heatmap(**kwargs)
+    assert not plt.get_fignums()  # refused before drawing anything
+
+
+def test_heatmap_of_nothing_is_an_error(sweep):
+    table = sweep.table.assign(ruined=True)
+    with pytest.raises(ValueError, match="NaN or ruined for every row"):
+        plots.sweep_heatmap(table, "lookback_period", "entry_threshold")
+
+
+# ------------------------------------------------------------------ backtest
+def scatter_points(ax) -> dict:
+    return {c.get_label(): len(c.get_offsets()) for c in ax.collections
+            if c.get_label() in ("long entry", "short entry", "exit")}
+
+
+def test_backtest_figure(replay, tmp_path):
+    fig = replay.plot()
+    assert len(fig.axes) == 3
+    equity, drawdown, position = fig.axes
+    assert equity.get_shared_x_axes().joined(equity, drawdown)
+    assert equity.get_shared_x_axes().joined(equity, position)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["equity", "drawdown (%)",
+                                                  "position (shares)"]
+    assert replay.asset in fig._suptitle.get_text()
+    assert "lookback_period=" in fig._suptitle.get_text()
+    assert "Sharpe" in equity.get_title()
+    assert equity.get_yscale() == "linear"  # this curve spans < 10x
+    np.testing.assert_array_equal(equity.lines[0].get_ydata(), replay.equity.to_numpy())
+    trades = replay.trades
+    expected = {"long entry": int((trades["side"] == 1).sum()),
+                "short entry": int((trades["side"] == -1).sum()),
+                "exit": int(trades["exit_time"].notna().sum())}
+    assert scatter_points(equity) == {k: v for k, v in expected.items() if v}
+    assert sum(expected.values()) > 10
+    assert drawdown.get_ylim()[0] <= replay.drawdown.min() * 100
+    assert_png(fig, tmp_path)
+
+
+def test_backtest_figure_log_scale_when_equity_spans_over_10x(replay):
+    growth = pd.Series(np.geomspace(1.0, 30.0, len(replay.equity)), index=replay.equity.index)
+    grown = dataclasses.replace(replay, equity=replay.equity * growth)
+    assert grown.plot().axes[0].get_yscale() == "log"
+
+
+def test_backtest_figure_without_trades(replay, tmp_path):
+    flat = dataclasses.replace(replay, trades=replay.trades.iloc[:0],
+                               positions=replay.positions * 0.0)
+    fig = flat.plot()
+    assert scatter_points(fig.axes[0]) == {}
+    assert_png(fig, tmp_path)
+
+
+# ------------------------------------------------------------------ walk-forward
+def test_walk_forward_figure(wf, tmp_path):
+    fig = wf.plot(asset="SYN001")
+    assert len(fig.axes) == 2
+    bars, equity = fig.axes
+    folds = wf.folds[wf.folds["asset"] == "SYN001"]
+    assert len(bars.patches) == 2 * len(folds) == 6
+    heights = [p.get_height() for p in bars.patches]
+    np.testing.assert_allclose(heights, np.concatenate([folds["is_sharpe_ratio"],
+                                                         folds["oos_sharpe_ratio"]]))
+    assert bars.get_ylabel() == "sharpe_ratio"
+    assert "in-sample vs out-of-sample" in bars.get_title()
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == [
+        "in-sample (chosen set)", "out-of-sample"]
+    assert equity.get_ylabel() == "out-of-sample equity"
+    np.testing.assert_array_equal(equity.lines[0].get_ydata(),
+                                  wf.oos_equity["SYN001"].dropna().to_numpy())
+    boundaries = [line for line in equity.lines[1:] if line.get_linestyle() == "--"]
+    assert len(boundaries) == len(folds) - 1
+    assert [t.get_text() for t in equity.texts] == ["fold 0", "fold 1", "fold 2"]
+    assert "Sharpe" in equity.get_title()
+    assert "SYN001" in fig._suptitle.get_text() and "3 rolling folds" in fig._suptitle.get_text()
+    assert_png(fig, tmp_path)
+
+
+def test_walk_forward_figure_other_metric(wf):
+    fig = plots.walk_forward_figure(wf, asset="SYN000", metric="cagr")
+    assert fig.axes[0].get_ylabel() == "cagr"
+
+
+def test_walk_forward_figure_one_asset_needs_no_asset(data):
+    one = btcore.walk_forward({"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0]},
+                              data=data, n_splits=2, assets=["SYN000"], progress=False)
+    fig = one.plot()
+    assert len(fig.axes[0].patches) == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(), r"the walk-forward ran 2 assets; pick one with asset=, one of \['SYN000', "
+             r"'SYN001'\]"),
+    (dict(asset="AAPL"), r"asset 'AAPL' is not in this walk-forward; choose from"),
+    (dict(asset="SYN000", metric="profit"), r"unknown metric 'profit'; choose from"),
+])
+def test_walk_forward_figure_errors(wf, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plots.walk_forward_figure(wf, **kwargs)
+
+
+def test_walk_forward_plot_method_needs_asset(wf):
+    with pytest.raises(ValueError, match="pick one with asset="):
+        wf.plot()
+
+
+# ------------------------------------------------------------------ Monte Carlo
+@pytest.fixture(scope="module")
+def mc(sweep, data):
+    pytest.importorskip("btcore.monte_carlo")
+    return btcore.monte_carlo(sweep.table.iloc[0], data=data, n_paths=40, progress=False)
+
+
+def test_monte_carlo_figure(mc, tmp_path):
+    fig = plots.monte_carlo_figure(mc)
+    assert len(fig.axes) == 2
+    hist, fan = fig.axes
+    assert hist.get_xlabel() == "sharpe_ratio" and hist.get_ylabel() == "paths"
+    counts = sum(p.get_height() for p in hist.patches)
+    assert counts == mc.table["sharpe_ratio"].notna().sum()
+    assert "40 paths" in hist.get_title() and "P(loss)" in hist.get_title()
+    assert fan.get_ylabel() == "equity"
+    assert [t.get_text() for t in fan.get_legend().get_texts()] == ["5-95%", "25-75%", "median"]
+    np.testing.assert_allclose(fan.lines[0].get_ydata(), mc.equity_quantiles(0.5)[0.5])
+    assert "Monte Carlo" in fig._suptitle.get_text() and "40 bootstrap paths" in \
+        fig._suptitle.get_text()
+    assert_png(fig, tmp_path)
+
+
+def test_monte_carlo_figure_of_a_grid(data, tmp_path):
+    pytest.importorskip("btcore.monte_carlo")
+    grid_mc = btcore.monte_carlo({"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0]},
+                                 data=data, asset="SYN000", n_paths=12, progress=False)
+    with pytest.raises(ValueError, match=r"the run has 4 parameter sets; pick one with set="):
+        plots.monte_carlo_figure(grid_mc)
+    with pytest.raises(ValueError, match=r"set 7 is not in this run"):
+        plots.monte_carlo_figure(grid_mc, set=7)
+    fig = plots.monte_carlo_figure(grid_mc, set=2, metric="total_return")
+    assert fig.axes[0].get_xlabel() == "total_return"
+    assert sum(p.get_height() for p in fig.axes[0].patches) == 12
+    assert "set 2" in fig._suptitle.get_text()
+    assert_png(fig, tmp_path)
+
+
+def test_monte_carlo_figure_unknown_metric(mc):
+    with pytest.raises(ValueError, match=r"unknown metric 'sharp'; choose from"):
+        plots.monte_carlo_figure(mc, metric="sharp")
+
+
+# ------------------------------------------------------------------ the extra
+def test_missing_matplotlib_names_the_extra(sweep, replay, wf, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    message = r"pip install 'btcore\[plot\]'"
+    with pytest.raises(ImportError, match=message):
+        sweep.plot_heatmap("lookback_period", "entry_threshold")
+    with pytest.raises(ImportError, match=message):
+        replay.plot()
+    with pytest.raises(ImportError, match=message):
+        wf.plot(asset="SYN000")
+
+
+def test_importing_btcore_does_not_import_matplotlib():
+    import subprocess
+    code = ("import sys, btcore, btcore.plots; "
+            "print(any(m.startswith('matplotlib') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
