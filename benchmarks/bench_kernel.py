@@ -53,12 +53,24 @@ def kernel_seconds(grid, threads, repeats, strategy="mean_reversion"):
     job = prepare(grid, strategy, sp500_sample(), start=START, end=None,
                   initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, assets=[ASSET],
                   debug=False, options={}).job
-    shared = job.payload(parallel=threads > 1)
-    task = Task(0, 0, 0, 0, job.n_sets, 0.0)
-    numba.set_num_threads(threads)
-    run_task(shared, task)  # compile / load cache
-    seconds = best_time(lambda: run_task(shared, task), repeats)
+    shared = job.payload()
+    run = _runner(shared, job.n_sets, threads)
+    run()  # compile / load cache
+    seconds = best_time(run, repeats)
     return seconds, int(job.traded_bars[0, 0]), job.n_sets
+
+
+def _runner(shared, n_sets, threads):
+    """All sets as one task (1 thread) or ``threads`` tasks on the threads executor."""
+    if threads == 1:
+        task = Task(0, 0, 0, 0, n_sets, 0.0)
+        return lambda: run_task(shared, task)
+    from btcore.executors import ThreadsExecutor
+    executor = ThreadsExecutor(threads)
+    bounds = np.linspace(0, n_sets, threads + 1).astype(int)
+    tasks = [Task(i, 0, 0, int(a), int(b), 0.0) for i, (a, b) in
+             enumerate(zip(bounds[:-1], bounds[1:]))]
+    return lambda: list(executor.map(run_task, shared, tasks))
 
 
 # the same measurement in a fresh process, for today's code or an old checkout;
@@ -74,7 +86,16 @@ try:
     job = prepare(Grid(grid), "mean_reversion", sp500_sample(), start=%r, end=None,
                   initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, assets=[%r],
                   debug=False, options={}).job
-    shared, task, n_sets = job.payload(threads > 1), Task(0, 0, 0, 0, job.n_sets, 0.0), job.n_sets
+    shared, n_sets = job.payload(), job.n_sets
+    if threads == 1:
+        task = Task(0, 0, 0, 0, n_sets, 0.0)
+    else:  # today's threads executor: tasks on a thread pool, the nogil kernel
+        from btcore.executors import ThreadsExecutor
+        executor, half = ThreadsExecutor(threads), n_sets // 2
+        tasks = [Task(0, 0, 0, 0, half, 0.0), Task(1, 0, 0, half, n_sets, 0.0)]
+        task = None
+        def run_task(shared, _, run_one=run_task):
+            return list(executor.map(run_one, shared, tasks))
 except ImportError:
     from btcore.plan import Task, run_task
     job = prepare(Grid(grid), "mean_reversion", sp500_sample(), start=%r, end=None,
@@ -83,7 +104,7 @@ except ImportError:
     shared = dict(job.shared, parallel=threads > 1)
     n_sets = len(job.keyed.params)
     task = Task(0, 0, 0, n_sets, 0.0)
-numba.set_num_threads(threads)
+numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 run_task(shared, task)
 # one thread: CPU time (the machine is shared; preemption inflates wall time);
 # several threads: wall time

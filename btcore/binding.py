@@ -2,10 +2,10 @@
 
 For each strategy btcore writes a small Python module (its *kernel module*)
 that imports the strategy's indicator and signal functions by name and wraps
-``btcore.kernel.batch_kernel_nb`` in two ``@njit(cache=True)`` functions,
-``batch_nb`` and ``batch_parallel_nb`` (``parallel=True``). Numba caches those
-on disk like any module-level function, so a fresh process, or a worker,
-loads machine code instead of compiling.
+``btcore.kernel.batch_kernel_nb`` in one ``@njit(cache=True, nogil=True)``
+function, ``batch_nb``. Numba caches it on disk like any module-level
+function, so a fresh process, or a worker, loads machine code instead of
+compiling.
 
 The module's file name holds a digest of its source, of btcore's kernel
 sources, and of every source file its functions come from: editing a strategy
@@ -42,7 +42,7 @@ _LOADED: dict[str, types.ModuleType] = {}
 _SPECS: dict[str, object] = {}  # module name -> spec, in the process that made the ref
 _BATCH_ARGS = ("close, first_bar, checkpoints, series_which, series_values, set_series, "
                "params, options, initial_capital, cost_bps, periods_per_year, bar_block, "
-               "block_sums, out, record, n_lanes")
+               "block_sums, out, record")
 
 
 def _btcore_digest() -> str:
@@ -240,8 +240,8 @@ def generate_source(spec) -> tuple[str, _Source]:
                  f"def select_series_nb(series, rows):\n    return ({views})")
     parts.append("@_njit(inline='always', nogil=True, error_model='numpy')\n"
                  f"def load_values_nb(values, selected, t):\n{loads}")
-    for name, parallel in (("batch_nb", ""), ("batch_parallel_nb", "parallel=True, ")):
-        parts.append(f"@_njit(cache=True, nogil=True, {parallel}error_model='numpy')\n"
+    for name in ("batch_nb",):
+        parts.append(f"@_njit(cache=True, nogil=True, error_model='numpy')\n"
                      f"def {name}({_BATCH_ARGS}):\n"
                      f"    _batch_kernel_nb({_BATCH_ARGS}, compute_indicator_nb, "
                      f"select_series_nb, load_values_nb, {signal})")

@@ -94,15 +94,14 @@ class Job:
         """(n_columns, n_windows) bars each window trades on each column."""
         return self.windows[None, :, -1] - self.first_bar + 1
 
-    def payload(self, parallel: bool = False) -> dict:
+    def payload(self) -> dict:
         """What the executor ships to workers once (arrays and a KernelRef)."""
         return {"kernel": self.kernel, "close": self.close, "first_bar": self.first_bar,
                 "windows": self.windows, "params": self.params, "series": self.series,
                 "set_series": self.set_series, "options": self.options,
                 "settings": np.array([self.initial_capital, self.cost_bps,
                                       self.periods_per_year]),
-                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug,
-                "parallel": parallel}
+                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug}
 
 
 # ------------------------------------------------------------------- planning
@@ -213,7 +212,7 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
             np.array(shared["options"], dtype=np.float64), capital, cost_bps,
             periods_per_year, bar_block, block_sums, out,
             empty_record() if record is None else record)
-    run_kernel(shared["kernel"], args, debug=shared["debug"], parallel=shared["parallel"])
+    run_kernel(shared["kernel"], args, debug=shared["debug"])
     return (out, block_sums) if n_blocks else out
 
 
@@ -228,24 +227,19 @@ def column_prices(shared: dict, column: int) -> np.ndarray:
     return np.ascontiguousarray(shared["close"][:, column], dtype=np.float64)
 
 
-def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False,
-               parallel: bool = False) -> None:
-    """Call the strategy's batch kernel: compiled, over all Numba threads, or as
-    plain Python (``debug``: breakpoints and prints in the strategy work)."""
+def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
+    """Call the strategy's batch kernel: compiled, or as plain Python (``debug``:
+    breakpoints and prints in the strategy work)."""
     if debug:
-        batch_kernel_nb.py_func(*args, 1, *debug_functions(ref))
-        return
-    module = load_kernel(ref)
-    if parallel:
-        module.batch_parallel_nb(*args, numba.get_num_threads())
+        batch_kernel_nb.py_func(*args, *debug_functions(ref))
     else:
-        module.batch_nb(*args, 1)
+        load_kernel(ref).batch_nb(*args)
 
 
 def calibrate(job: Job, repeats: int = 2) -> float:
     """Measured param-bars/s of the serial kernel on a small batch (compiles first:
     a compile error is raised here, trimmed to the strategy's own code)."""
-    shared = job.payload(parallel=False)
+    shared = job.payload()
     n_bars = int(job.traded_bars[0, 0])
     probe = Task(-1, 0, 0, 0, min(job.n_sets, 64), 0.0)
     try:
@@ -355,7 +349,6 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     """
     n_sets = job.n_sets
     traded = job.traded_bars
-    parallel = runner.parallel_kernel and not job.debug
     runner.start()  # a cluster joined by address knows its size only once connected
     slots = runner.n_workers
     retries_before, lost_before = runner.retries, runner.lost_workers
@@ -370,10 +363,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         calibrate(job, repeats=0)
     calibrate_s = time.perf_counter() - calibrate_started
     if batch_size == "auto":
-        # a parallel-kernel task keeps every thread busy: make it that much longer
-        target = TARGET_TASK_SECONDS * (slots if runner.parallel_kernel else 1)
         batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
-                                       1 if runner.parallel_kernel else slots, target)
+                                       slots)
     tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
     total_param_bars = float(traded.sum()) * n_sets
     if progress is None:
@@ -381,7 +372,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
     from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
     share_started = time.perf_counter()
-    handle = runner.share(job.payload(parallel))
+    handle = runner.share(job.payload())
     share_s = time.perf_counter() - share_started
     compute_started = time.perf_counter()
     done = set()

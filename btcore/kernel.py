@@ -15,8 +15,8 @@ The pieces are ``@njit(inline="always")`` building blocks: :func:`fill_nb`
 :func:`accumulate_return_nb` / :func:`update_drawdown_nb` (running sums) and
 ``btcore.metrics.finalize_metrics_nb``. :func:`batch_kernel_nb` composes them.
 
-``batch_kernel_nb`` takes the strategy's two functions as arguments and is
-inlined into two module-level ``@njit(cache=True)`` functions that btcore
+``batch_kernel_nb`` takes the strategy's functions as arguments and is inlined
+into a module-level ``@njit(cache=True, nogil=True)`` function that btcore
 generates per strategy (``btcore.binding``): a kernel that *takes* a jitted
 function cannot be cached on disk, one that calls it by name can. Each
 parameter set's arithmetic is one sequential loop, so results are
@@ -39,7 +39,7 @@ Array arguments (all C-contiguous float64 unless noted):
   P&L of a single-set batch (empty in sweeps).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from btcore.metrics import N_METRICS, finalize_metrics_nb
 
@@ -139,7 +139,7 @@ def update_drawdown_nb(equity, peak, min_equity_to_peak):
 @njit(inline="always", error_model="numpy")
 def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, set_series,
                     params, options, initial_capital, cost_bps, periods_per_year, bar_block,
-                    block_sums, out, record, n_lanes, compute_indicator_nb, select_series_nb,
+                    block_sums, out, record, compute_indicator_nb, select_series_nb,
                     load_values_nb, signal_nb):
     """Backtest every row of ``params`` on ``close[first_bar:checkpoints[-1] + 1]``.
 
@@ -148,13 +148,12 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
     and ``load_values_nb(values, selected, t)`` copies their bar-t values (both
     generated per strategy with the indicator count unrolled: ~20 % faster than
     a loop over ``rows``); ``signal_nb(values, price, params_row, options,
-    position, state)`` returns ``(target, state)``. ``n_lanes`` = threads of the
-    parallel variant (1 otherwise).
+    position, state)`` returns ``(target, state)``.
     """
     n_bars = close.shape[0]
     n_series = series_which.shape[0]
     series = np.empty((n_series, n_bars), dtype=np.float64)
-    for s in prange(n_series):
+    for s in range(n_series):
         series[s, :] = np.nan
         compute_indicator_nb(series_which[s], close, series_values[s], series[s])
     fee_rate = cost_bps / 1e4
@@ -163,130 +162,126 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
     n_checks = checkpoints.shape[0]
     last_bar = checkpoints[n_checks - 1]
     n_indicators = set_series.shape[1]
-    # round-robin lanes, not prange's contiguous halves: neighbouring (sorted)
-    # sets cost alike, so contiguous chunks leave one thread idle at the end
     n_sets = params.shape[0]
-    n_lanes = max(1, min(n_lanes, n_sets))
-    for lane in prange(n_lanes):
-        values = np.empty(n_indicators, dtype=np.float64)
-        for k in range(lane, n_sets, n_lanes):
-            selected = select_series_nb(series, set_series[k])
-            set_params = params[k]
-            cash = initial_capital
-            shares = 0.0
-            position = 0
-            state = 0
-            equity = initial_capital
-            previous_equity = initial_capital
-            entry_cash = 0.0
-            peak = initial_capital
-            min_equity_to_peak = 1.0
-            active_bars = 0
-            return_shift = 0.0
-            sum_shifted = 0.0
-            sum_shifted_squares = 0.0
-            sum_downside_squares = 0.0
-            num_trades = 0
-            bars_in_market = 0
-            round_trips = 0
-            winning_round_trips = 0
-            filled = False
-            stopped = False  # out of money, or an invalid target: no more bars
-            ruined = False
-            closed_out = False
-            invalid_bar = -1
-            stop_bar = last_bar
-            segment_start = first_bar
-            for check in range(n_checks):
-                # bars up to this checkpoint; the hot loop leaves the rare events
-                # (out of money, invalid target) to the code after it
-                for t in range(segment_start, checkpoints[check] + 1):
-                    if stopped:
+    values = np.empty(n_indicators, dtype=np.float64)
+    for k in range(n_sets):
+        selected = select_series_nb(series, set_series[k])
+        set_params = params[k]
+        cash = initial_capital
+        shares = 0.0
+        position = 0
+        state = 0
+        equity = initial_capital
+        previous_equity = initial_capital
+        entry_cash = 0.0
+        peak = initial_capital
+        min_equity_to_peak = 1.0
+        active_bars = 0
+        return_shift = 0.0
+        sum_shifted = 0.0
+        sum_shifted_squares = 0.0
+        sum_downside_squares = 0.0
+        num_trades = 0
+        bars_in_market = 0
+        round_trips = 0
+        winning_round_trips = 0
+        filled = False
+        stopped = False  # out of money, or an invalid target: no more bars
+        ruined = False
+        closed_out = False
+        invalid_bar = -1
+        stop_bar = last_bar
+        segment_start = first_bar
+        for check in range(n_checks):
+            # bars up to this checkpoint; the hot loop leaves the rare events
+            # (out of money, invalid target) to the code after it
+            for t in range(segment_start, checkpoints[check] + 1):
+                if stopped:
+                    break
+                price = close[t]
+                load_values_nb(values, selected, t)
+                target, state = signal_nb(values, price, set_params, options, position,
+                                          state)
+                filled = False
+                closed_trip = False
+                closed_pnl = 0.0
+                if target != position:
+                    if target > 1 or target < -1:
+                        invalid_bar = t
+                        stopped = True
                         break
-                    price = close[t]
-                    load_values_nb(values, selected, t)
-                    target, state = signal_nb(values, price, set_params, options, position,
-                                              state)
-                    filled = False
-                    closed_trip = False
-                    closed_pnl = 0.0
-                    if target != position:
-                        if target > 1 or target < -1:
-                            invalid_bar = t
-                            stopped = True
-                            break
-                        position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
-                            fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
-                        if closed_trip:
-                            round_trips += 1
-                            if closed_pnl > 0.0:
-                                winning_round_trips += 1
-                    if filled or position != 0:  # else flat and untouched: r = 0
-                        previous_equity = equity
-                        equity = cash + shares * price
-                        if equity <= 0.0:
-                            ruined = True
-                            stopped = True
-                            stop_bar = t
-                            break
-                        if filled:
-                            num_trades += 1
-                        period_return = equity / previous_equity - 1.0
-                        active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                            sum_downside_squares = accumulate_return_nb(
-                                period_return, active_bars, return_shift, sum_shifted,
-                                sum_shifted_squares, sum_downside_squares)
-                        peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
-                                                                      min_equity_to_peak)
-                        if blocks:
-                            block = bar_block[t]
-                            block_sums[k, block, 0] += period_return
-                            block_sums[k, block, 1] += period_return * period_return
-                        if position != 0:
-                            bars_in_market += 1
-                    if recording:
-                        record[RECORD_EQUITY, t] = equity
-                        record[RECORD_SHARES, t] = shares
-                        record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
-                if ruined and not closed_out:
-                    closed_out = True
-                    # out of money at stop_bar: close out, account at 0, r = -1
-                    t = stop_bar
-                    out_filled, out_closed, out_pnl = close_out_nb(shares, cash, close[t],
-                                                                   fee_rate, entry_cash)
-                    if out_closed:
+                    position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
+                        fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
+                    if closed_trip:
                         round_trips += 1
-                        closed_trip = True
-                        closed_pnl = out_pnl
-                    if filled or out_filled:
+                        if closed_pnl > 0.0:
+                            winning_round_trips += 1
+                if filled or position != 0:  # else flat and untouched: r = 0
+                    previous_equity = equity
+                    equity = cash + shares * price
+                    if equity <= 0.0:
+                        ruined = True
+                        stopped = True
+                        stop_bar = t
+                        break
+                    if filled:
                         num_trades += 1
-                    cash = 0.0
-                    shares = 0.0
-                    position = 0
-                    equity = 0.0
+                    period_return = equity / previous_equity - 1.0
                     active_bars, return_shift, sum_shifted, sum_shifted_squares, \
                         sum_downside_squares = accumulate_return_nb(
-                            -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
-                            sum_downside_squares)
-                    peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+                            period_return, active_bars, return_shift, sum_shifted,
+                            sum_shifted_squares, sum_downside_squares)
+                    peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
+                                                                  min_equity_to_peak)
                     if blocks:
-                        block_sums[k, bar_block[t], 0] += -1.0
-                        block_sums[k, bar_block[t], 1] += 1.0
-                    if recording:
-                        record[RECORD_EQUITY, t:last_bar + 1] = 0.0
-                        record[RECORD_SHARES, t:last_bar + 1] = 0.0
-                        record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
-                        record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
-                # the bars after a stop are flat (r = 0): finalize adds them in bulk
-                finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1,
-                                    active_bars, return_shift, sum_shifted,
-                                    sum_shifted_squares, sum_downside_squares,
-                                    min_equity_to_peak, equity, initial_capital,
-                                    periods_per_year, num_trades, bars_in_market, round_trips,
-                                    winning_round_trips)
-                out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
-                out[check, INVALID_BAR_ROW, k] = invalid_bar
-                segment_start = checkpoints[check] + 1
+                        block = bar_block[t]
+                        block_sums[k, block, 0] += period_return
+                        block_sums[k, block, 1] += period_return * period_return
+                    if position != 0:
+                        bars_in_market += 1
+                if recording:
+                    record[RECORD_EQUITY, t] = equity
+                    record[RECORD_SHARES, t] = shares
+                    record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+            if ruined and not closed_out:
+                closed_out = True
+                # out of money at stop_bar: close out, account at 0, r = -1
+                t = stop_bar
+                out_filled, out_closed, out_pnl = close_out_nb(shares, cash, close[t],
+                                                               fee_rate, entry_cash)
+                if out_closed:
+                    round_trips += 1
+                    closed_trip = True
+                    closed_pnl = out_pnl
+                if filled or out_filled:
+                    num_trades += 1
+                cash = 0.0
+                shares = 0.0
+                position = 0
+                equity = 0.0
+                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
+                    sum_downside_squares = accumulate_return_nb(
+                        -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
+                        sum_downside_squares)
+                peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+                if blocks:
+                    block_sums[k, bar_block[t], 0] += -1.0
+                    block_sums[k, bar_block[t], 1] += 1.0
+                if recording:
+                    record[RECORD_EQUITY, t:last_bar + 1] = 0.0
+                    record[RECORD_SHARES, t:last_bar + 1] = 0.0
+                    record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
+                    record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+            # the bars after a stop are flat (r = 0): finalize adds them in bulk
+            finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1,
+                                active_bars, return_shift, sum_shifted,
+                                sum_shifted_squares, sum_downside_squares,
+                                min_equity_to_peak, equity, initial_capital,
+                                periods_per_year, num_trades, bars_in_market, round_trips,
+                                winning_round_trips)
+            out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
+            out[check, INVALID_BAR_ROW, k] = invalid_bar
+            segment_start = checkpoints[check] + 1
 
 
 def empty_record() -> np.ndarray:

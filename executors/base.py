@@ -65,13 +65,10 @@ class Executor(abc.ABC):
     Capability flags (class attributes):
 
     - ``in_process``: tasks run in the driver process (no pickling, no copies).
-    - ``parallel_kernel``: tasks should use the strategy's ``prange`` kernel
-      (the executor parallelises *inside* a task rather than across tasks).
     """
 
     name = "base"
     in_process = False
-    parallel_kernel = False
     max_retries = 0  # resubmissions of one lost task (process backends take it as an option)
 
     def __init__(self) -> None:
@@ -117,7 +114,7 @@ class Executor(abc.ABC):
     # -------------------------------------------------------------------- work
     @property
     def n_workers(self) -> int:
-        """Parallel task slots (threads for ``parallel_kernel`` executors)."""
+        """Tasks that run at once (processes, cluster CPUs or threads)."""
         return 1
 
     def share(self, payload: dict[str, Any]) -> Any:

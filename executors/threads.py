@@ -1,31 +1,34 @@
-"""Threads executor: the strategy's ``prange`` kernel over all local cores, in-process.
+"""Threads executor: tasks on a pool of Python threads in this process.
 
-No processes and no copies: the parallelism is inside each task (Numba threads
-over the parameter sets of a batch), so tasks run one after another here.
+The batch kernel is compiled ``nogil=True``, so threads running different
+tasks run in parallel on all local cores, with no processes, no copies and no
+pickling. Each task is the serial kernel, so results are bit-identical to
+``serial``. (Parallelising *inside* a task with Numba's ``prange`` instead meets
+at a barrier twice per task: on a machine shared with other processes a
+descheduled thread stalls every task, measured 10-15x slower than serial on
+short walk-forward tasks; independent tasks have no such barrier.)
 """
 from __future__ import annotations
 
+import queue
 import threading
 
 from btcore.executors.base import Executor, check_worker_count, cpu_count
 
-# numba's thread count is per process; two concurrent threads sweeps must not
-# change it under each other.
-_NUMBA_THREADS_LOCK = threading.Lock()
+_DONE = object()
 
 
 class ThreadsExecutor(Executor):
-    """Numba threads over parameter sets.
+    """Tasks on ``n_threads`` Python threads running the ``nogil`` kernel.
 
     Parameters
     ----------
     n_threads : int, default -1
-        Numba threads to use; -1 means every CPU this process may use.
+        Threads to use; -1 means every CPU this process may use.
     """
 
     name = "threads"
     in_process = True
-    parallel_kernel = True
 
     def __init__(self, n_threads: int = -1):
         super().__init__()
@@ -33,17 +36,58 @@ class ThreadsExecutor(Executor):
 
     @property
     def n_workers(self) -> int:
-        import numba
-        return min(self._n_threads, numba.config.NUMBA_NUM_THREADS, cpu_count() or 1)
+        return min(self._n_threads, cpu_count() or 1)
 
     def map(self, fn, handle, tasks):
-        import numba
+        """Yield ``(task, fn(handle, task))`` as tasks finish.
+
+        Threads pull tasks from one queue (longest first, as given); a task's
+        error stops the others after their current task and is re-raised here.
+        Stopping early (closing the generator) lets running tasks finish and
+        starts no new ones.
+        """
         self.start()
-        with _NUMBA_THREADS_LOCK:
-            previous = numba.get_num_threads()
-            numba.set_num_threads(self.n_workers)
-            try:
-                for task in tasks:
-                    yield task, fn(handle, task)
-            finally:
-                numba.set_num_threads(previous)
+        todo = queue.SimpleQueue()
+        for task in tasks:
+            todo.put(task)
+        n_threads = self.n_workers
+        for _ in range(n_threads):
+            todo.put(_DONE)
+        results = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def work():
+            while not stop.is_set():
+                task = todo.get()
+                if task is _DONE:
+                    break
+                try:
+                    results.put((task, fn(handle, task), None))
+                except BaseException as err:  # noqa: BLE001 - re-raised in the consumer
+                    stop.set()
+                    results.put((task, None, err))
+                    break
+            results.put(_DONE)
+
+        threads = [threading.Thread(target=work, name=f"btcore-threads-{i}", daemon=True)
+                   for i in range(n_threads)]
+        for thread in threads:
+            thread.start()
+        running = n_threads
+        try:
+            while running:
+                item = results.get()
+                if item is _DONE:
+                    running -= 1
+                    continue
+                task, result, error = item
+                if error is not None:
+                    raise error
+                yield task, result
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    def __repr__(self) -> str:
+        return f"ThreadsExecutor(n_threads={self.n_workers})"

@@ -262,7 +262,7 @@ def test_registry_knows_the_process_executors():
     assert set(EXECUTOR_NAMES) <= set(executors.available())
     for name in ("joblib", "ray", "dask"):
         cls = executors.executor_class(name)
-        assert cls.name == name and not cls.in_process and not cls.parallel_kernel
+        assert cls.name == name and not cls.in_process
 
 
 # ---------------------------------------------------------------- bad input
