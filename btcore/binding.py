@@ -37,7 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_KERNEL_SOURCES = ("kernel.py", "metrics.py", "binding.py")
+#: btcore's compiled sources: every kernel module's name carries their digest
+_KERNEL_SOURCES = ("kernel.py", "metrics.py", "binding.py", "indicators.py",
+                   "indicators_extra.py")
 _LOADED: dict[str, types.ModuleType] = {}
 _SPECS: dict[str, object] = {}  # module name -> spec, in the process that made the ref
 _BATCH_ARGS = ("close, first_bar, checkpoints, series_which, series_values, set_series, "
@@ -153,7 +155,7 @@ class _Source:
         for value in vars(module).values():
             other = getattr(getattr(value, "py_func", None), "__module__", None)
             if other and other != module.__name__ and other in sys.modules and \
-                    not other.startswith(("numba", "numpy", "btcore.")):
+                    not other.startswith(("numba", "numpy")):
                 self._track(sys.modules[other])
 
     def _embed(self, dispatcher, name: str) -> None:

@@ -167,8 +167,9 @@ def _strategies(names: list[str]) -> int:
                 text += ", a window (bars)"
             print(text + (f" - {param.description}" if param.description else ""))
         print("  options:" + ("" if spec.options else " none"))
-        for option, default in spec.options.items():
-            print(f"    {option}={default!r}")
+        for line in spec.describe().splitlines():
+            if line.startswith("option "):
+                print("    " + line[len("option "):])
     return status
 
 
