@@ -54,8 +54,6 @@ METHODS = ("bootstrap", "block", "gbm")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: paths replayed with per-bar equity by :meth:`MonteCarloResult.equity_quantiles` by default
 MAX_EQUITY_PATHS = 1000
-#: most tasks a thread of the threads executor runs between hand-backs (``_PathThreads``)
-CHUNK_TASKS = 64
 __all__ = ["METHODS", "MonteCarloResult", "PathGenerator", "monte_carlo"]
 
 
@@ -295,7 +293,7 @@ class MonteCarloResult:
         job = self._job
         position = int(np.flatnonzero(job.order == row)[0])  # sorted position of the set
         first, last = int(job.first_bar[0, 0]), int(job.windows[0, -1])
-        shared = job.payload(parallel=False)
+        shared = job.payload()
         equity = np.empty((n, last - first + 1))
         record = np.empty((RECORD_ROWS, job.close.shape[0]))
         for k in range(n):
@@ -464,8 +462,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     runner, owned = executors.get_executor(executor)
     try:
         sink = DenseSink(job)
-        stats = run_job(job, _over_paths(runner), sink, batch_size=batch_size,
-                        progress=progress,
+        stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
                         description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]")
     finally:
         if owned:
@@ -478,109 +475,6 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                 "n_log_returns": int(generator.log_returns.size),
                 "log_return_mean": generator.mean, "log_return_std": generator.std}
     return MonteCarloResult(table, stats, spec.name, settings, job, sets, market.index)
-
-
-def _over_paths(runner):
-    """The threads executor parallelises *inside* a task, over its parameter sets,
-    which leaves a one-set Monte Carlo on one core; run its tasks (one path x a
-    batch of sets, serial ``nogil`` kernel) on as many Python threads instead.
-    Every set's arithmetic is one sequential loop either way: same bits."""
-    from btcore.executors.threads import ThreadsExecutor
-    return _PathThreads(runner) if type(runner) is ThreadsExecutor else runner
-
-
-class _PathThreads:
-    """A :class:`~btcore.executors.threads.ThreadsExecutor` seen by ``run_job`` as
-    ``n_workers`` slots of serial tasks run concurrently in this process (the
-    kernel, the path's numpy work and its random draws release the GIL)."""
-
-    in_process = True
-    parallel_kernel = False
-
-    def __init__(self, inner):
-        self._inner = inner
-        self.name = inner.name
-
-    def __getattr__(self, name):  # retries, lost_workers, ... of the wrapped executor
-        return getattr(self._inner, name)
-
-    def start(self):
-        self._inner.start()
-        return self
-
-    @property
-    def n_workers(self) -> int:
-        return self._inner.n_workers
-
-    def share(self, payload):
-        return self._inner.share(payload)
-
-    def unshare(self, handle):
-        self._inner.unshare(handle)
-
-    def map(self, fn, handle, tasks):
-        """Yield ``(task, fn(handle, task))`` as tasks finish on ``n_workers`` threads.
-
-        Each thread takes a chunk of tasks at a time and hands back the chunk's
-        results together, so threads meet (and trade the GIL with the consumer)
-        once per chunk rather than once per ~0.2 ms path. A task's error is
-        re-raised once the other threads finish their current chunk.
-        """
-        import itertools
-        import queue
-        import threading
-        self._inner.start()
-        tasks = list(tasks)
-        slots = max(1, self.n_workers)
-        if slots == 1 or len(tasks) < 2:
-            for task in tasks:
-                yield task, fn(handle, task)
-            return
-        chunk = int(min(CHUNK_TASKS, max(1, len(tasks) // (8 * slots))))
-        source, lock, stop = iter(tasks), threading.Lock(), threading.Event()
-        results = queue.SimpleQueue()
-        finished = object()
-
-        def work():
-            try:
-                while not stop.is_set():
-                    with lock:
-                        mine = list(itertools.islice(source, chunk))
-                    if not mine:
-                        return
-                    done = []
-                    try:
-                        for task in mine:
-                            done.append((task, fn(handle, task)))
-                            if stop.is_set():
-                                break
-                    except BaseException as error:  # noqa: BLE001 - handed to the consumer
-                        stop.set()
-                        results.put((done, error))
-                        return
-                    results.put((done, None))
-            finally:
-                results.put(finished)
-
-        threads = [threading.Thread(target=work, name=f"btcore-mc-{i}", daemon=True)
-                   for i in range(slots)]
-        for thread in threads:
-            thread.start()
-        running = len(threads)
-        try:
-            while running:
-                item = results.get()
-                if item is finished:
-                    running -= 1
-                    continue
-                done, error = item
-                yield from done
-                if error is not None:
-                    raise error
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
 
 
 def _build_table(job, grid, metrics: np.ndarray, grid_table: bool):

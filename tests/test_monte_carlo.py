@@ -70,7 +70,7 @@ def test_identical_across_executors_and_batch_sizes(all_executors, data):
         assert_tables_identical(run("serial", batch_size), reference)
     for position, (name, executor) in enumerate(all_executors.items()):
         assert_tables_identical(run(executor, (1, 3)[position % 2]), reference)
-    for method in ("bootstrap", "gbm"):  # threads run chunks of paths: every method
+    for method in ("bootstrap", "gbm"):  # many paths on concurrent threads: every method
         serial = monte_carlo(ONE_SET, data=data, n_paths=300, method=method,
                              executor="serial", progress=False).table
         threads = monte_carlo(ONE_SET, data=data, n_paths=300, method=method,
@@ -305,23 +305,3 @@ def test_bad_parameters_are_refused(no_mc_runs, data):
         monte_carlo({**ONE_SET, "lookback_period": 1000}, data=data)
     with pytest.raises(ValueError, match="unknown parameter"):
         monte_carlo({"lookback_period": [5], "bogus": [1]}, data=data)
-
-
-def test_path_threads_runner_passes_errors_and_stops(monkeypatch):
-    from btcore.executors.threads import ThreadsExecutor
-    from btcore.monte_carlo import _over_paths
-    runner = _over_paths(ThreadsExecutor(n_threads=2))
-    monkeypatch.setattr(type(runner), "n_workers", property(lambda self: 2))
-    assert runner.parallel_kernel is False and runner.name == "threads"
-    done = sorted(task for task, _ in runner.map(lambda shared, task: task * 2, None, range(50)))
-    assert done == list(range(50))
-
-    def fail(shared, task):
-        if task == 7:
-            raise KeyError("task seven")
-        return task
-    with pytest.raises(KeyError, match="task seven"):
-        list(runner.map(fail, None, range(50)))
-    seen = runner.map(lambda shared, task: task, None, range(10_000))
-    next(seen)
-    seen.close()  # consumer stops early: the threads stop and are joined
