@@ -9,10 +9,14 @@ from btcore.data import MarketData
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
 from btcore.monte_carlo import MonteCarloResult, monte_carlo
+from btcore.portfolio import (PortfolioBacktestResult, PortfolioSweepResult, portfolio_backtest,
+                              run_portfolio_sweep)
 from btcore.sweep import SweepResult, run_sweep
 from btcore.walk_forward import WalkForwardResult, walk_forward
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
            "monte_carlo", "MonteCarloResult",
+           "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
+           "PortfolioBacktestResult",
            "run_sweep", "walk_forward", "WalkForwardResult", "__version__"]

@@ -1,0 +1,642 @@
+"""Portfolios of one account: ``run_portfolio_sweep`` and ``portfolio_backtest``.
+
+Each parameter set of a single-asset strategy trades every asset of a universe
+as a *sleeve* of one account (``docs/portfolios.md``). The accounting lives in
+:mod:`btcore.portfolio_kernel`; this module validates the inputs, binds the
+strategy's functions to the portfolio kernel in a generated, disk-cached
+kernel module (next to the one ``btcore.binding`` writes), cuts the parameter
+sets into tasks (one universe per task) and runs them on any executor.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import pathlib
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+import numba
+import numpy as np
+import pandas as pd
+
+from btcore import binding
+from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
+from btcore.engine import Task, choose_batch_size, make_tasks
+from btcore.kernel import INVALID_BAR_ROW, RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, MAX_GROSS_EXPOSURE,
+                                     MAX_POSITION_WEIGHT, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
+                                     REBALANCE_EVERY, RECORD_LAYERS, RECORD_SHARES,
+                                     RECORD_TRANSFER, RECORD_TRIP_PNL, RECORD_VALUE,
+                                     STOP_DRAWDOWN, TURNOVER_ROW, empty_portfolio_record)
+from btcore.sweep import SweepResult
+
+#: the construction settings, in the kernel's ``construction`` column order; each may
+#: be a keyword (one value for the sweep) or a grid column (swept); inf = none
+CONSTRUCTION = ("rebalance_every", "max_gross_exposure", "max_position_weight",
+                "portfolio_stop_drawdown")
+PORTFOLIO_COLUMNS = ("turnover", "avg_correlation")
+_PORTFOLIO_ARGS = ("close, first_bars, last_bar, series_which, series_values, set_series, "
+                   "params, options, construction, initial_capital, cost_bps, "
+                   "periods_per_year, out, record_equity, record")
+_HERE = pathlib.Path(__file__).resolve().parent
+
+
+# ----------------------------------------------------------------- binding
+def _portfolio_digest() -> str:
+    hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
+    hasher.update((_HERE / "portfolio_kernel.py").read_bytes())
+    return hasher.hexdigest()
+
+
+def portfolio_source(spec) -> tuple[str, object]:
+    """The portfolio kernel module's source: ``binding.generate_source``'s text
+    (``compute_indicator_nb``, ``select_series_nb``, ``load_values_nb``, the rule as
+    ``_signal_nb``) plus the ``portfolio_batch_nb`` wrapper of the portfolio kernel."""
+    text, source = generate_source(spec)
+    parts = [text.rstrip("\n"),
+             "from btcore.portfolio_kernel import portfolio_kernel_nb as _portfolio_kernel_nb"]
+    parts.append("@_njit(cache=True, nogil=True, error_model='numpy')\n"
+                 f"def portfolio_batch_nb({_PORTFOLIO_ARGS}):\n"
+                 f"    _portfolio_kernel_nb({_PORTFOLIO_ARGS}, compute_indicator_nb, "
+                 "select_series_nb, load_values_nb, _signal_nb)")
+    return "\n\n\n".join(parts) + "\n", source
+
+
+def portfolio_kernel_ref(spec) -> KernelRef:
+    """The :class:`~btcore.binding.KernelRef` of ``spec``'s portfolio kernel module;
+    its name holds a digest of the source, btcore's kernel files, the portfolio
+    kernel and the strategy's own files (as ``binding.kernel_ref``)."""
+    cached = spec._cache.get("portfolio_kernel_ref")
+    if cached is None:
+        text, source = portfolio_source(spec)
+        hasher = hashlib.sha256(text.encode())
+        hasher.update(_portfolio_digest().encode())
+        for file in sorted(source.files):
+            try:
+                hasher.update(pathlib.Path(file).read_bytes())
+            except OSError:
+                hasher.update(file.encode())
+        slug = re.sub(r"\W", "_", spec.name)[:40]
+        module_name = f"btcore_portfolio_{slug}_{hasher.hexdigest()[:16]}"
+        cached = KernelRef(spec.name, module_name, text, tuple(sorted(source.roots)))
+        spec._cache["portfolio_kernel_ref"] = cached
+    return cached
+
+
+# ------------------------------------------------------------------ one task
+def run_portfolio_task(shared: dict, task: Task, record=None) -> np.ndarray:
+    """Evaluate parameter sets ``task.start:task.stop`` on the shared universe:
+    ``out`` (PORTFOLIO_OUT_ROWS, n_sets). Every array handed to the kernel is a
+    fresh C-contiguous copy (one compiled specialisation whatever the transport)."""
+    rows = slice(task.start, task.stop)
+    set_series = shared["set_series"][rows]
+    needed, local = np.unique(set_series, return_inverse=True)
+    series = shared["series"][needed]
+    capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
+    close = np.ascontiguousarray(shared["close"], dtype=np.float64)
+    out = np.empty((PORTFOLIO_OUT_ROWS, task.n_sets), dtype=np.float64)
+    record_equity, record_layers = (empty_portfolio_record(close.shape[1]) if record is None
+                                    else record)
+    args = (close, np.array(shared["first_bars"], dtype=np.int64), int(shared["last_bar"]),
+            np.ascontiguousarray(series[:, 0], dtype=np.int64),
+            np.ascontiguousarray(series[:, 1:], dtype=np.float64),
+            np.ascontiguousarray(local.reshape(set_series.shape), dtype=np.int64),
+            np.array(shared["params"][rows], dtype=np.float64),
+            np.array(shared["options"], dtype=np.float64),
+            np.array(shared["construction"][rows], dtype=np.float64),
+            capital, cost_bps, periods_per_year, out, record_equity, record_layers)
+    load_kernel(shared["kernel"]).portfolio_batch_nb(*args)
+    return out
+
+
+# ---------------------------------------------------------------- preparing
+@dataclass
+class PortfolioJob:
+    """A validated portfolio sweep (parameter sets sorted as ``sweep.prepare`` sorts)."""
+
+    prepared: object          # btcore.sweep.Prepared (single-asset job, for its arrays)
+    construction: np.ndarray  # (n_sets, N_CONSTRUCTION), sorted order
+    grid_construction: dict   # construction name -> values in grid order
+    kernel: KernelRef
+
+    @property
+    def job(self):
+        return self.prepared.job
+
+    @property
+    def first_bar(self) -> int:
+        return int(self.job.first_bar[:, 0].min())
+
+    @property
+    def last_bar(self) -> int:
+        return int(self.job.windows[0, -1])
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.job.close.shape[1])
+
+    def payload(self) -> dict:
+        job = self.job
+        return {"kernel": self.kernel, "close": job.close,
+                "first_bars": np.ascontiguousarray(job.first_bar[:, 0]),
+                "last_bar": self.last_bar, "params": job.params, "series": job.series,
+                "set_series": job.set_series, "options": job.options,
+                "construction": self.construction,
+                "settings": np.array([job.initial_capital, job.cost_bps,
+                                      job.periods_per_year])}
+
+
+def _check_construction_value(name: str, values: np.ndarray) -> None:
+    """ValueError for a construction setting outside its range (inf = none)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if np.isnan(values).any() or (values == -np.inf).any():
+        raise ValueError(f"{name} must be a number (inf or None for none), got NaN or -inf")
+    if name == "rebalance_every":
+        bad = finite[(finite < 1) | (finite != np.round(finite))]
+        if bad.size:
+            raise ValueError(f"rebalance_every must be a whole number of bars >= 1 (None or inf "
+                             f"for no rebalancing), got {bad[0]:g}")
+    elif name == "portfolio_stop_drawdown":
+        bad = finite[(finite <= 0) | (finite >= 1)]
+        if bad.size:
+            raise ValueError(f"portfolio_stop_drawdown is a fraction of the peak in (0, 1), "
+                             f"got {bad[0]:g}")
+    else:
+        bad = finite[finite <= 0]
+        if bad.size:
+            raise ValueError(f"{name} must be > 0 (a fraction of equity; None for no cap), "
+                             f"got {bad[0]:g}")
+
+
+def _keyword_value(name: str, value) -> float:
+    if value is None:
+        return np.inf
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number or None, got {value!r}")
+    _check_construction_value(name, np.array([float(value)]))
+    return float(value)
+
+
+def _strategy_grid(columns: dict, n_rows: int, spec):
+    """A :class:`~btcore.grid.Grid` of the strategy's columns; its rows may repeat once
+    the construction columns are split off (they differ there), so it is built
+    without ``Grid``'s distinct-rows check."""
+    from btcore.grid import Grid
+    unknown = [n for n in columns if n not in spec.param_names]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for strategy {spec.name!r} (the "
+                         f"portfolio construction columns are {list(CONSTRUCTION)}); its "
+                         f"parameters are:\n{spec.describe()}")
+    if not columns:  # only construction columns: the strategy runs its defaults
+        first = spec.params[0]
+        columns = {first.name: np.full(n_rows, float(first.default))}
+    grid = Grid.__new__(Grid)
+    grid._columns = {name: np.asarray(values, dtype=np.float64) for name, values in
+                     columns.items()}
+    for values in grid._columns.values():
+        values.flags.writeable = False
+    return grid.with_defaults(spec)
+
+
+def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost_bps,
+                      periods_per_year, assets, options, rebalance_every=None,
+                      max_gross_exposure=None, max_position_weight=None,
+                      portfolio_stop_drawdown=None) -> PortfolioJob:
+    """Validate every input and build the portfolio job (no kernel runs here)."""
+    import btcore.sweep as sweep
+    from btcore.grid import as_grid
+    import btcore.strategies as strategies
+    spec = strategies.get(strategy)
+    keywords = {"rebalance_every": rebalance_every, "max_gross_exposure": max_gross_exposure,
+                "max_position_weight": max_position_weight,
+                "portfolio_stop_drawdown": portfolio_stop_drawdown}
+    full = as_grid(grid)
+    columns = full.columns
+    n_rows = len(full)
+    construction = {}
+    for name in CONSTRUCTION:
+        if name in columns:
+            if keywords[name] is not None:
+                raise ValueError(f"{name} is both a grid column and a keyword; give it once")
+            values = np.asarray(columns.pop(name), dtype=np.float64)
+            _check_construction_value(name, values)
+            construction[name] = values
+        else:
+            construction[name] = np.full(n_rows, _keyword_value(name, keywords[name]))
+    strategy_grid = _strategy_grid(columns, n_rows, spec)
+    prepared = sweep.prepare(strategy_grid, spec, data, start=start, end=end,
+                             initial_capital=initial_capital, cost_bps=cost_bps,
+                             periods_per_year=periods_per_year, assets=assets, debug=False,
+                             options=options)
+    order = prepared.job.order
+    matrix = np.column_stack([construction[name] for name in CONSTRUCTION])[order]
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+    matrix.flags.writeable = False
+    assert matrix.shape[1] == N_CONSTRUCTION
+    prepared.settings["portfolio"] = True
+    prepared.settings.update({name: keywords[name] for name in CONSTRUCTION})
+    return PortfolioJob(prepared, matrix, construction, portfolio_kernel_ref(spec))
+
+
+# ---------------------------------------------------------------------- run
+def _compile_and_calibrate(pjob: PortfolioJob, measure: bool) -> float:
+    """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
+    shared = pjob.payload()
+    try:
+        run_portfolio_task(shared, Task(-1, 0, 0, 0, 1, 0.0))
+    except numba.core.errors.NumbaError as err:
+        raise compile_error(pjob.job.strategy, err) from None
+    if not measure:
+        return float("nan")
+    probe = Task(-1, 0, 0, 0, min(pjob.job.n_sets, 4), 0.0)
+    started = time.perf_counter()
+    run_portfolio_task(shared, probe)
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    bars = (pjob.last_bar - pjob.first_bar + 1) * pjob.n_assets
+    return bars * probe.n_sets / elapsed
+
+
+def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
+                      progress=None) -> tuple[np.ndarray, dict]:
+    """Run every parameter set of ``pjob`` on ``runner``: ``(out in sorted-set order,
+    stats)``. Mirrors ``btcore.engine.run_job`` with one universe per task."""
+    job = pjob.job
+    n_sets = job.n_sets
+    runner.start()
+    slots = runner.n_workers
+    retries_before, lost_before = runner.retries, runner.lost_workers
+    calibrate_started = time.perf_counter()
+    throughput = _compile_and_calibrate(pjob, batch_size == "auto" or progress is None)
+    calibrate_s = time.perf_counter() - calibrate_started
+    bars = pjob.last_bar - pjob.first_bar + 1
+    asset_bars = bars * pjob.n_assets
+    if batch_size == "auto":
+        batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
+    tasks = make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size),
+                       job.strategy.cost_factor)
+    if progress is None:
+        progress = sys.stderr.isatty() and \
+            asset_bars * n_sets / throughput / max(slots, 1) > 2.0
+    from tqdm.auto import tqdm
+    share_started = time.perf_counter()
+    handle = runner.share(pjob.payload())
+    share_s = time.perf_counter() - share_started
+    out = np.full((PORTFOLIO_OUT_ROWS, n_sets), np.nan)
+    filled = np.zeros(n_sets, dtype=np.int64)
+    done = set()
+    compute_started = time.perf_counter()
+    with tqdm(total=n_sets, unit="bt", disable=not progress, smoothing=0.1,
+              desc=f"{job.strategy.name} portfolio [{runner.name}]") as bar:
+        try:
+            for task, result in runner.map(run_portfolio_task, handle, tasks):
+                if task.task_id in done:
+                    continue
+                done.add(task.task_id)
+                _check_targets(pjob, task, result)
+                out[:, task.start:task.stop] = result
+                filled[task.start:task.stop] += 1
+                bar.update(task.n_sets)
+        finally:
+            runner.unshare(handle)
+    compute_s = time.perf_counter() - compute_started
+    if not (filled == 1).all():
+        raise RuntimeError("internal error: portfolio backtests missing or duplicated")
+    stats = {
+        "backtests": n_sets, "backtests_per_s": n_sets / max(compute_s, 1e-9),
+        "param_bars": int(asset_bars * n_sets),
+        "param_bars_per_s": asset_bars * n_sets / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": slots, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
+        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s, "assets": pjob.n_assets,
+    }
+    return out, stats
+
+
+def _check_targets(pjob: PortfolioJob, task: Task, out: np.ndarray) -> None:
+    invalid = out[INVALID_BAR_ROW]
+    if (invalid >= 0).any():
+        position = int(np.argmax(invalid >= 0))
+        bar = int(invalid[position])
+        job = pjob.job
+        when = job.labels[bar] if job.labels is not None else f"bar {bar}"
+        params = dict(zip(job.strategy.param_names, job.params[task.start + position]))
+        raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
+                         f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
+                         "is -1 (short), 0 (flat) or 1 (long)")
+
+
+def build_portfolio_table(pjob: PortfolioJob, out: np.ndarray) -> pd.DataFrame:
+    """One row per parameter set (grid order, then best Sharpe first, stable)."""
+    job = pjob.job
+    n_sets = job.n_sets
+    position = np.empty(n_sets, dtype=np.int64)
+    position[job.order] = np.arange(n_sets)
+    grid_out = out[:, position]  # grid order
+    sharpe = grid_out[METRIC_NAMES.index("sharpe_ratio")]
+    rows = np.argsort(-np.nan_to_num(sharpe, nan=-np.inf), kind="stable")
+    front = {}
+    columns = pjob.prepared.grid.columns
+    for param in job.strategy.params:
+        values = np.asarray(columns[param.name])[rows]
+        front[param.name] = values.astype(np.int64) if param.kind is int else values
+    for name in CONSTRUCTION:
+        front[name] = pjob.grid_construction[name][rows]
+    table = pd.DataFrame(front)
+    for m, name in enumerate(METRIC_NAMES):
+        values = grid_out[m, rows]
+        table[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
+    table["turnover"] = grid_out[TURNOVER_ROW, rows]
+    table["avg_correlation"] = grid_out[AVG_CORRELATION_ROW, rows]
+    table["ruined"] = grid_out[RUINED_ROW, rows] != 0.0
+    return table
+
+
+@dataclass
+class PortfolioSweepResult(SweepResult):
+    """:class:`~btcore.sweep.SweepResult` of :func:`run_portfolio_sweep`: one row per
+    parameter set (one account over the universe); :meth:`backtest` replays a row
+    with :func:`portfolio_backtest`."""
+
+    def backtest(self, row=0, data=None, **overrides):
+        if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+            if not -len(self.table) <= row < len(self.table):
+                raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
+            row = self.table.iloc[int(row)]
+        elif not isinstance(row, (pd.Series, dict)):
+            raise TypeError(f"row must be a position in the table or a row of it, got "
+                            f"{type(row).__name__}")
+        import btcore.strategies as strategies
+        spec = strategies.get(self._spec or self.strategy)
+        settings = {key: self.settings[key] for key in
+                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year",
+                     "assets")}
+        settings.update({name: self.settings[name] for name in spec.options
+                         if name in self.settings})
+        settings.update(overrides)
+        return portfolio_backtest(row, spec, self._data if data is None else data, **settings)
+
+    def pbo(self, asset=None):  # pragma: no cover - not kept for portfolios
+        raise ValueError("pbo() is not available for portfolio sweeps")
+
+
+def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance_every=None,
+                        max_gross_exposure=None, max_position_weight=None,
+                        portfolio_stop_drawdown=None, executor="serial", start=None, end=None,
+                        initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                        progress=None, batch_size="auto", assets=None,
+                        **strategy_options) -> PortfolioSweepResult:
+    """Backtest every parameter set of ``grid`` as one account trading every asset.
+
+    Each asset of ``data`` (or of ``assets``) is a sleeve of the single-asset
+    strategy, starting with ``initial_capital / n_assets`` and sizing from its own
+    cash; the account's equity is the sum of the sleeves (``docs/portfolios.md``).
+
+    Parameters
+    ----------
+    grid : dict of lists, DataFrame, list of dicts or Grid
+        Strategy parameter sets; the construction settings below may be grid
+        columns too (swept; ``inf`` means none).
+    strategy : str or StrategySpec, default "mean_reversion"
+        A single-asset strategy.
+    data : MarketData, pandas object, path, or None (the bundled 20-stock sample)
+    rebalance_every : int, optional
+        Every this many bars from the first traded bar, each sleeve's budget is
+        reset to equity / n and open positions are resized to floor(budget / close).
+    max_gross_exposure : float, optional
+        Cap on sum |shares x close| / equity, checked at each entry (scaled down to fit).
+    max_position_weight : float, optional
+        Cap on an entry's |shares x close| / equity.
+    portfolio_stop_drawdown : float in (0, 1), optional
+        Equity / peak - 1 <= -d closes every position; the account stays flat.
+    executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
+    batch_size, assets, **strategy_options
+        As in :func:`btcore.run_sweep`.
+
+    Returns
+    -------
+    PortfolioSweepResult
+        ``table``: parameters, the four construction columns, the portfolio's
+        metrics, ``turnover`` and ``avg_correlation`` (NaN in sweeps; see
+        :func:`portfolio_backtest`), ``ruined``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad grid, data, assets, window, settings, construction values or
+        options, before any work starts.
+    """
+    from btcore.settings import check_arguments
+    from btcore.sweep import _check_batch_size, _check_progress
+    started = time.perf_counter()
+    check_arguments(strategy_options, strategy, run_portfolio_sweep)
+    pjob = prepare_portfolio(grid, strategy, data, start=start, end=end,
+                             initial_capital=initial_capital, cost_bps=cost_bps,
+                             periods_per_year=periods_per_year, assets=assets,
+                             options=strategy_options, rebalance_every=rebalance_every,
+                             max_gross_exposure=max_gross_exposure,
+                             max_position_weight=max_position_weight,
+                             portfolio_stop_drawdown=portfolio_stop_drawdown)
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    import btcore.executors as executors
+    runner, owned = executors.get_executor(executor)
+    try:
+        out, stats = run_portfolio_job(pjob, runner, batch_size=batch_size, progress=progress)
+    finally:
+        if owned:
+            runner.close()
+    table = build_portfolio_table(pjob, out)
+    stats["elapsed_s"] = time.perf_counter() - started
+    job = pjob.job
+    return PortfolioSweepResult(table, stats, job.strategy.name, pjob.prepared.settings,
+                                job.strategy, pjob.prepared.data)
+
+
+# ---------------------------------------------------------------- backtest
+@dataclass
+class PortfolioBacktestResult:
+    """Result of :func:`portfolio_backtest`.
+
+    Attributes
+    ----------
+    equity : pandas.Series
+        Account equity after each traded bar.
+    returns : pandas.Series
+        r_t = E_t / E_{t-1} - 1 (E before the first traded bar = initial capital).
+    weights : pandas.DataFrame
+        bars x assets: shares x close / equity after each bar (0 once out of money).
+    positions : pandas.DataFrame
+        bars x assets: shares held after each bar.
+    sleeve_values : pandas.DataFrame
+        bars x assets: each sleeve's cash + shares x close after each bar.
+    trades : pandas.DataFrame
+        One row per sleeve round trip (``asset`` column; NaN exit fields when still open).
+    metrics : dict
+        The sweep row's metrics, ``turnover``, ``avg_correlation`` and ``ruined``.
+    params : dict
+        Strategy parameters and construction settings.
+    """
+
+    equity: pd.Series
+    returns: pd.Series
+    weights: pd.DataFrame
+    positions: pd.DataFrame
+    sleeve_values: pd.DataFrame
+    trades: pd.DataFrame
+    metrics: dict
+    params: dict
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+        return f"PortfolioBacktestResult({self.params}: {shown})"
+
+
+def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalance_every=None,
+                       max_gross_exposure=None, max_position_weight=None,
+                       portfolio_stop_drawdown=None, start=None, end=None,
+                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                       assets=None, **strategy_options) -> PortfolioBacktestResult:
+    """One parameter set as one account over the universe, with per-bar detail.
+
+    ``params`` is a dict of strategy parameters (construction settings may be in
+    it too) or a row of a :func:`run_portfolio_sweep` table; a construction
+    keyword given here overrides the row's. Metrics equal the sweep row's
+    exactly; ``avg_correlation`` (NaN in sweeps) is computed here from the
+    sleeves' returns.
+    """
+    from btcore.settings import check_arguments
+    import btcore.strategies as strategies
+    check_arguments(strategy_options, strategy, portfolio_backtest)
+    spec = strategies.get(strategy)
+    if isinstance(params, pd.Series):
+        params = params.to_dict()
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of name -> value or a result-table row, got "
+                        f"{type(params).__name__}")
+    keywords = {"rebalance_every": rebalance_every, "max_gross_exposure": max_gross_exposure,
+                "max_position_weight": max_position_weight,
+                "portfolio_stop_drawdown": portfolio_stop_drawdown}
+    from_row = any(name in params for name in METRIC_NAMES)
+    values = {}
+    for name, value in params.items():
+        if name in CONSTRUCTION:
+            if keywords[name] is None:
+                keywords[name] = None if value is None or (
+                    isinstance(value, float) and math.isinf(value)) else value
+            continue
+        if from_row and name not in spec.param_names:
+            continue
+        if not np.isscalar(value):
+            raise TypeError(f"params[{name!r}] must be one number, got {value!r}")
+        values[name] = value
+    for param in spec.params:
+        values.setdefault(param.name, param.default)
+    pjob = prepare_portfolio({k: [v] for k, v in values.items()}, spec, data, start=start,
+                             end=end, initial_capital=initial_capital, cost_bps=cost_bps,
+                             periods_per_year=periods_per_year, assets=assets,
+                             options=strategy_options, **keywords)
+    _compile_and_calibrate(pjob, measure=False)
+    job = pjob.job
+    n_bars, n_assets = job.close.shape
+    record_equity = np.full(n_bars, np.nan)
+    record = np.full((RECORD_LAYERS, n_bars, n_assets), np.nan)
+    record[RECORD_TRANSFER] = 0.0
+    task = Task(0, 0, 0, 0, 1, 0.0)
+    out = run_portfolio_task(pjob.payload(), task, (record_equity, record))
+    _check_targets(pjob, task, out)
+    first, last = pjob.first_bar, pjob.last_bar
+    traded = slice(first, last + 1)
+    market = pjob.prepared.data
+    index = market.index[traded]
+    symbols = list(pjob.prepared.settings["assets"])
+    equity_values = record_equity[traded]
+    equity = pd.Series(equity_values, index=index, name="equity")
+    previous = np.concatenate(([job.initial_capital], equity_values[:-1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        growth = np.where(previous > 0.0, equity_values / previous, 1.0)
+    returns = pd.Series(growth - 1.0, index=index, name="returns")
+    close = job.close[traded]
+    held = record[RECORD_SHARES, traded]
+    with np.errstate(invalid="ignore"):
+        marked = np.where(held != 0.0, held * np.nan_to_num(close), 0.0)
+        weights = np.where(equity_values[:, None] > 0.0, marked / equity_values[:, None], 0.0)
+    positions = pd.DataFrame(held, index=index, columns=symbols)
+    values_frame = pd.DataFrame(record[RECORD_VALUE, traded], index=index, columns=symbols)
+    metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
+               for m, name in enumerate(METRIC_NAMES)}
+    metrics["turnover"] = float(out[TURNOVER_ROW, 0])
+    sleeve_returns = _sleeve_returns(record[RECORD_VALUE, traded],
+                                     record[RECORD_TRANSFER, traded],
+                                     job.initial_capital / n_assets)
+    metrics["avg_correlation"] = average_correlation(sleeve_returns)
+    metrics["ruined"] = bool(out[RUINED_ROW, 0])
+    used = {p.name: (int(v) if p.kind is int else float(v))
+            for p, v in zip(spec.params, job.params[0])}
+    used.update({name: float(pjob.construction[0, i]) for i, name in enumerate(CONSTRUCTION)})
+    trades = _trade_list(index, close, held, record[RECORD_TRIP_PNL, traded], symbols)
+    return PortfolioBacktestResult(equity, returns,
+                                   pd.DataFrame(weights, index=index, columns=symbols),
+                                   positions, values_frame, trades, metrics, used)
+
+
+def _sleeve_returns(values: np.ndarray, transfers: np.ndarray, sleeve_capital: float):
+    """(bars, assets) sleeve returns V_t / (V_{t-1} + transfer_t) - 1 (0 where undefined)."""
+    previous = np.vstack([np.full((1, values.shape[1]), sleeve_capital), values[:-1]])
+    base = previous + transfers
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = np.where(base > 0.0, values / base - 1.0, 0.0)
+    return np.nan_to_num(returns, nan=0.0)
+
+
+def average_correlation(returns: np.ndarray) -> float:
+    """Mean pairwise Pearson correlation of the columns of ``returns`` that vary
+    (NaN with fewer than 2 such columns)."""
+    varying = returns[:, returns.std(axis=0) > 0.0]
+    if varying.shape[1] < 2:
+        return float("nan")
+    corr = np.corrcoef(varying, rowvar=False)
+    upper = corr[np.triu_indices(varying.shape[1], 1)]
+    return float(np.mean(upper))
+
+
+TRADE_COLUMNS = ("asset", "entry_time", "exit_time", "side", "shares", "entry_price",
+                 "exit_price", "pnl", "bars_held")
+
+
+def _trade_list(index, close, held, trip_pnl, symbols) -> pd.DataFrame:
+    """Sleeve round trips from the per-bar shares: a trip opens where the sign of a
+    sleeve's position becomes non-zero (or flips) and ends where it changes next."""
+    rows = []
+    n_bars = len(index)
+    for a, symbol in enumerate(symbols):
+        sign = np.sign(held[:, a])
+        before = np.concatenate(([0.0], sign[:-1]))
+        changes = np.flatnonzero(sign != before)
+        entries = changes[sign[changes] != 0.0]
+        exits = changes[before[changes] != 0.0]
+        for j, bar in enumerate(entries):
+            exit_bar = exits[j] if j < len(exits) else None
+            rows.append({
+                "asset": symbol, "entry_time": index[bar],
+                "exit_time": index[exit_bar] if exit_bar is not None else pd.NaT,
+                "side": int(sign[bar]), "shares": float(abs(held[bar, a])),
+                "entry_price": float(close[bar, a]),
+                "exit_price": float(close[exit_bar, a]) if exit_bar is not None else np.nan,
+                "pnl": float(trip_pnl[exit_bar, a]) if exit_bar is not None else np.nan,
+                "bars_held": int((exit_bar if exit_bar is not None else n_bars - 1) - bar),
+            })
+    frame = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    return frame.sort_values(["entry_time", "asset"], kind="stable").reset_index(drop=True)
+
+
+__all__ = ["run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
+           "PortfolioBacktestResult", "run_portfolio_task", "run_portfolio_job",
+           "prepare_portfolio", "portfolio_kernel_ref", "portfolio_source",
+           "average_correlation", "CONSTRUCTION"]
