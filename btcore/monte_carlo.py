@@ -260,7 +260,8 @@ class MonteCarloResult:
         Returns
         -------
         pandas.DataFrame
-            Traded bars (timestamps) x quantiles.
+            Traded bars (timestamps) x quantiles; ``.attrs["paths"]`` is the number
+            of paths replayed.
         """
         quantiles = np.atleast_1d(np.asarray(q, dtype=np.float64))
         if quantiles.ndim != 1 or quantiles.size == 0 or np.isnan(quantiles).any() \
@@ -272,8 +273,10 @@ class MonteCarloResult:
             raise ValueError(f"max_paths must be >= 1, got {max_paths}")
         equity = self.equity_paths(set=set, max_paths=max_paths)
         values = np.quantile(equity, quantiles, axis=0).T
-        return pd.DataFrame(values, index=equity.columns,
-                            columns=pd.Index(quantiles, name="quantile"))
+        fan = pd.DataFrame(values, index=equity.columns,
+                           columns=pd.Index(quantiles, name="quantile"))
+        fan.attrs["paths"] = len(equity)  # how many paths were replayed
+        return fan
 
     def equity_paths(self, *, set=None, max_paths: int = MAX_EQUITY_PATHS) -> pd.DataFrame:
         """Per-bar equity of the first ``min(n_paths, max_paths)`` paths (paths x
@@ -430,17 +433,15 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     import btcore.strategies as strategies
     from btcore.backtest import _parameters_of
     from btcore.data import as_market_data
-    from btcore.grid import as_grid
     from btcore.sweep import _check_batch_size, _check_progress, prepare
     spec = strategies.get(strategy)
     one_set = _is_one_set(params)
     market = as_market_data(data)
     row_asset = None
+    grid = params
     if one_set:
         values, row_asset = _parameters_of(params, spec)
-        grid = as_grid({name: [value] for name, value in values.items()})
-    else:
-        grid = as_grid(params)
+        grid = {name: [value] for name, value in values.items()}
     asset = _choose_asset(asset if asset is not None else row_asset, market)
     prepared = prepare(grid, spec, market, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,

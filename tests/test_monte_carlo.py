@@ -226,6 +226,7 @@ def test_summary_prob_loss_and_equity_quantiles(data):
     assert summary.loc["95%", "sharpe_ratio"] == pytest.approx(np.quantile(sharpe, 0.95))
     assert mc.prob_loss == (mc.table["total_return"] < 0).mean()
     fan = mc.equity_quantiles(max_paths=20)
+    assert fan.attrs["paths"] == 20
     assert list(fan.columns) == [0.05, 0.25, 0.5, 0.75, 0.95]
     assert fan.index[0] == pd.Timestamp("2020-03-02") and fan.index[-1] == data.index[-1]
     assert (np.diff(fan.to_numpy(), axis=1) >= 0).all()
