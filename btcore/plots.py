@@ -398,7 +398,7 @@ def monte_carlo_figure(result, metric: str = "sharpe_ratio", set: int | None = N
     ax_hist.axvline(high, color="black", lw=0.9, ls="--")
     ax_hist.set_xlabel(metric)
     ax_hist.set_ylabel("paths")
-    ax_hist.legend(fontsize=8, frameon=False, loc="upper left")
+    ax_hist.legend(fontsize=8, framealpha=0.85, loc="best")
     ax_hist.grid(axis="y", alpha=0.3, lw=0.5)
     loss = float((table["total_return"] < 0).mean()) if "total_return" in table else np.nan
     title = f"{metric} over {values.size:,} paths"
@@ -420,8 +420,8 @@ def monte_carlo_figure(result, metric: str = "sharpe_ratio", set: int | None = N
     ax_fan.grid(alpha=0.3, lw=0.5)
     ax_fan.margins(x=0.01)
     _date_axis(ax_fan)
-    replayed = min(int(result.settings.get("n_paths", len(table))),
-                   max_paths if max_paths is not None else 10 ** 12)
+    replayed = fan.attrs.get("paths", min(int(result.settings.get("n_paths", len(table))),
+                                          max_paths if max_paths is not None else 10 ** 12))
     ax_fan.set_title(f"equity quantiles over {replayed:,} replayed paths", fontsize=10)
     settings = result.settings
     head = f"Monte Carlo of {getattr(result, 'strategy', 'strategy')}"
