@@ -26,12 +26,11 @@ from btcore import binding
 from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
 from btcore.engine import Task, choose_batch_size, make_tasks
 from btcore.kernel import INVALID_BAR_ROW, RUINED_ROW
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
-from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, MAX_GROSS_EXPOSURE,
-                                     MAX_POSITION_WEIGHT, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
-                                     REBALANCE_EVERY, RECORD_LAYERS, RECORD_SHARES,
-                                     RECORD_TRANSFER, RECORD_TRIP_PNL, RECORD_VALUE,
-                                     STOP_DRAWDOWN, TURNOVER_ROW, empty_portfolio_record)
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
+from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
+                                     RECORD_LAYERS, RECORD_SHARES, RECORD_TRANSFER,
+                                     RECORD_TRIP_PNL, RECORD_VALUE, TURNOVER_ROW,
+                                     empty_portfolio_record)
 from btcore.sweep import SweepResult
 
 #: the construction settings, in the kernel's ``construction`` column order; each may

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import btcore
 from btcore import MarketData, backtest, run_sweep
 from btcore.metrics import METRIC_NAMES
 from btcore.portfolio import CONSTRUCTION, portfolio_backtest, run_portfolio_sweep
@@ -113,7 +112,6 @@ def test_construction_as_grid_columns_equals_keyword_runs(universe):
 
 # ----------------------------------------------------------------- reference
 def _check_against_reference(data, params, options, construction, capital=100_000.0):
-    spec = btcore.strategies.get("mean_reversion") if hasattr(btcore, "strategies") else None
     import btcore.strategies as strategies
     spec = strategies.get("mean_reversion")
     keywords = {k: (None if v == math.inf else v) for k, v in construction.items()}
