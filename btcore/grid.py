@@ -7,6 +7,7 @@ sets cost a few arrays.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -26,11 +27,17 @@ class Grid:
         Rows to keep: a function of the columns dict returning a boolean mask,
         or a pandas expression such as ``"exit_threshold < entry_threshold"``.
 
+    A strategy parameter the grid leaves out takes its declared default
+    (``Param.default``) in every set, and still gets a column in the result
+    table. Every parameter set must be different: a dict list naming a value
+    twice, or a frame or list of dicts with two equal rows, is refused (each
+    would run twice); ``DataFrame.drop_duplicates()`` removes them.
+
     Raises
     ------
     ValueError
         Empty grid (also after the constraint), non-numeric or missing values,
-        lists of different lengths in a list of dicts.
+        lists of different lengths in a list of dicts, duplicate parameter sets.
 
     Examples
     --------
@@ -61,6 +68,8 @@ class Grid:
         if n_rows == 0:
             raise ValueError("the grid is empty (0 parameter sets); give every parameter at "
                              "least one value")
+        if not isinstance(spec, (Grid, Mapping)):  # a product of distinct values is distinct
+            _check_distinct(columns)
         if constraint is not None:
             mask = _constraint_mask(constraint, columns, n_rows)
             columns = {name: values[mask] for name, values in columns.items()}
@@ -73,33 +82,58 @@ class Grid:
     @classmethod
     def random(cls, space: Mapping[str, object], n: int, seed: int = 0,
                constraint: Callable | str | None = None) -> "Grid":
-        """``n`` parameter sets drawn at random from ``space``.
+        """``n`` distinct parameter sets drawn at random from ``space``.
 
-        ``space`` maps each name to a list (drawn uniformly from its items) or a
-        ``(low, high)`` tuple (uniform; integers when both bounds are ints,
-        high inclusive). The same seed gives the same grid.
+        ``space`` maps each name to one of:
+
+        - a **list** (or ``range``, 1-D array, Series): the choices, drawn
+          uniformly: ``[10, 20, 60]``, ``range(10, 61, 5)``;
+        - a **2-tuple** ``(low, high)``: uniform over the range, high
+          inclusive; whole numbers when both bounds are ints:
+          ``(10, 60)`` draws 10, 11, ... 60; ``(0.5, 3.0)`` any float;
+        - a **3-tuple** ``(low, high, step)``: ``low, low + step, ... high``
+          drawn uniformly (``high - low`` must be a multiple of ``step``):
+          ``(10, 60, 5)`` draws 10, 15, ... 60;
+        - a number: that value in every set.
+
+        Any other tuple, a set, a string or a dict is an error: write choices
+        as a list. Sets are distinct (repeats are redrawn); a ``ValueError``
+        says so when the space holds fewer than ``n`` of them. The
+        ``constraint`` (as in :class:`Grid`) is applied after drawing, so fewer
+        than ``n`` sets may remain. The same seed gives the same grid.
         """
-        if not isinstance(n, (int, np.integer)) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
+        if not isinstance(space, Mapping):
+            raise TypeError(f"space must be a dict of name -> list, (low, high) or (low, high, "
+                            f"step), got {type(space).__name__}")
         if not space:
-            raise ValueError("the space is empty; give name -> list or (low, high)")
+            raise ValueError("the space is empty; give name -> list, (low, high) or (low, "
+                             "high, step)")
         rng = np.random.default_rng(seed)
-        columns = {}
-        for name, choices in space.items():
-            if isinstance(choices, tuple) and len(choices) == 2:
-                low, high = choices
-                if low > high:
-                    raise ValueError(f"{name}: low {low} is above high {high}")
-                if isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer)):
-                    columns[name] = rng.integers(low, high, endpoint=True, size=n)
-                else:
-                    columns[name] = rng.uniform(low, high, size=n)
-            else:
-                options = np.asarray(list(choices))
-                if options.size == 0:
-                    raise ValueError(f"{name}: no values to draw from")
-                columns[name] = options[rng.integers(0, options.size, size=n)]
-        return cls(pd.DataFrame(columns), constraint=constraint)
+        draws = {str(name): _sampler(str(name), value) for name, value in space.items()}
+        counts = [count for count, _, _ in draws.values()]
+        distinct = math.prod(counts) if all(c is not None for c in counts) else None
+        if distinct is not None and distinct < n:
+            raise ValueError(f"the space holds only {distinct:,} distinct parameter sets, "
+                             f"fewer than n={n:,}; use Grid(...) for all of them, or widen "
+                             "the space")
+        if distinct is not None and n > distinct // 2:  # dense: without replacement
+            picked = np.unravel_index(rng.choice(distinct, size=n, replace=False), counts)
+            frame = pd.DataFrame({name: values()[k] for (name, (_, values, _)), k in
+                                  zip(draws.items(), picked)})
+            return cls(frame, constraint=constraint)
+        frame = pd.DataFrame({name: draw(rng, n) for name, (_, _, draw) in draws.items()})
+        for _ in range(100):  # redraw repeated sets: few rounds, at most half are taken
+            repeated = _repeated({name: frame[name].to_numpy() for name in frame.columns})
+            if repeated is None:
+                break
+            more = pd.DataFrame({name: draw(rng, int(repeated.sum()))
+                                 for name, (_, _, draw) in draws.items()})
+            frame = pd.concat([frame[~repeated], more], ignore_index=True)
+        else:  # pragma: no cover - continuous spaces never repeat, dense ones go above
+            raise ValueError(f"could not draw {n:,} distinct parameter sets from the space")
+        return cls(frame, constraint=constraint)
 
     # ------------------------------------------------------------------ access
     @property
@@ -128,35 +162,60 @@ class Grid:
         for start in range(0, len(self), batch_size):
             yield range(start, min(start + batch_size, len(self)))
 
-    def matrix(self, spec) -> np.ndarray:
-        """Validate against a strategy spec; return (n_sets, n_params) float64 in spec order.
+    def with_defaults(self, spec) -> "Grid":
+        """This grid with a column for every parameter of ``spec`` it leaves out,
+        holding that parameter's default (``Param.default``); itself if none is missing.
 
         Raises
         ------
         ValueError
-            Unknown or missing parameter names, values outside a parameter's range.
+            Names that are not parameters of ``spec``.
         """
+        self._check_names(spec)
+        missing = [p for p in spec.params if p.name not in self._columns]
+        if not missing:
+            return self
+        grid = Grid.__new__(Grid)
+        columns = dict(self._columns)
+        for param in missing:
+            column = np.full(len(self), float(param.default))
+            column.flags.writeable = False
+            columns[param.name] = column
+        grid._columns = columns
+        return grid
+
+    def matrix(self, spec) -> np.ndarray:
+        """Validate against a strategy spec; return (n_sets, n_params) float64 in spec order.
+
+        Parameters the grid leaves out take their default (see :meth:`with_defaults`).
+
+        Raises
+        ------
+        ValueError
+            Unknown parameter names, values outside a parameter's range.
+        """
+        columns = self.with_defaults(spec)._columns
         expected = spec.param_names
-        unknown = [n for n in self._columns if n not in expected]
-        missing = [n for n in expected if n not in self._columns]
-        if unknown or missing:
-            parts = []
-            if unknown:
-                parts.append(f"unknown parameter(s) {unknown}")
-            if missing:
-                parts.append(f"missing parameter(s) {missing}")
-            raise ValueError(f"{' and '.join(parts)} for strategy {spec.name!r}; its parameters "
-                             f"are:\n{spec.describe()}")
         for param in spec.params:
-            param.check(self._columns[param.name])
-        matrix = np.column_stack([self._columns[n] for n in expected]).astype(np.float64)
+            param.check(columns[param.name])
+        matrix = np.column_stack([columns[n] for n in expected]).astype(np.float64)
         matrix = np.ascontiguousarray(matrix)
         matrix.flags.writeable = False
         return matrix
 
 
-def as_grid(grid) -> Grid:
-    return grid if isinstance(grid, Grid) else Grid(grid)
+    def _check_names(self, spec) -> None:
+        unknown = [n for n in self._columns if n not in spec.param_names]
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown} for strategy {spec.name!r}; its "
+                             f"parameters are:\n{spec.describe()}")
+
+
+def as_grid(grid, spec=None) -> Grid:
+    """``grid`` as a :class:`Grid`; with ``spec``, completed with the defaults of the
+    parameters it leaves out (:meth:`Grid.with_defaults`)."""
+    grid = grid if isinstance(grid, Grid) else Grid(grid)
+    return grid if spec is None else grid.with_defaults(spec)
 
 
 def _product(spec: Mapping) -> dict:
@@ -167,6 +226,16 @@ def _product(spec: Mapping) -> dict:
         values = list(values)
         if not values:
             raise ValueError(f"parameter {name!r} has no values; the grid would be empty")
+        seen = {}
+        for position, value in enumerate(values):
+            if not _is_real(value):
+                break  # not a number: _numeric names the problem
+            key = float(value)
+            if key in seen:
+                raise ValueError(f"parameter {name!r} lists {value!r} twice (positions "
+                                 f"{seen[key]} and {position}); every parameter set would run "
+                                 "twice: give each value once")
+            seen[key] = position
         lists[str(name)] = values
     rows = list(itertools.product(*lists.values()))
     return {name: np.array([row[i] for row in rows]) for i, name in enumerate(lists)}
@@ -215,3 +284,97 @@ def _constraint_mask(constraint, columns: dict, n_rows: int) -> np.ndarray:
         raise ValueError(f"the constraint must give one boolean per parameter set "
                          f"({n_rows}), got dtype {mask.dtype} shape {mask.shape}")
     return mask
+
+
+def _repeated(columns: Mapping) -> np.ndarray | None:
+    """None when every row of ``columns`` is distinct, else a mask of the rows equal to
+    an earlier one. A 64-bit hash per row first (~0.1 s per million rows), exact after."""
+    hashes = None
+    with np.errstate(over="ignore"):
+        for values in columns.values():
+            column = pd.util.hash_array(np.asarray(values, dtype=np.float64) + 0.0)  # -0.0 == 0.0
+            hashes = column if hashes is None else hashes * np.uint64(1_000_003) ^ column
+    hashes = np.sort(hashes)
+    if not (hashes[1:] == hashes[:-1]).any():
+        return None
+    repeated = pd.DataFrame(dict(columns)).duplicated(keep="first").to_numpy()
+    return repeated if repeated.any() else None
+
+
+def _check_distinct(columns: dict) -> None:
+    """ValueError naming the first parameter set equal to an earlier one."""
+    repeated = _repeated(columns)
+    if repeated is not None:
+        frame = pd.DataFrame(columns)
+        row = int(np.argmax(repeated))
+        values = frame.iloc[row]
+        first = int(np.flatnonzero((frame == values).all(axis=1).to_numpy())[0])
+        shown = ", ".join(f"{k}={v:g}" for k, v in values.items())
+        raise ValueError(f"parameter set {row} ({shown}) repeats parameter set {first}; "
+                         f"{int(repeated.sum())} set(s) would run twice: remove them, e.g. "
+                         "with DataFrame.drop_duplicates()")
+
+
+def _sampler(name: str, value):
+    """``(number of distinct values or None if continuous, values() -> the distinct
+    values, draw(rng, size))`` for one entry of a ``Grid.random`` space."""
+    forms = "a list of choices, (low, high) or (low, high, step)"
+    if _is_real(value):
+        return _choices(np.array([value]))
+    if isinstance(value, tuple):
+        if len(value) not in (2, 3):
+            raise ValueError(f"{name}: a tuple is a range, (low, high) or (low, high, step); "
+                             f"got {len(value)} values {value!r}; write choices as a list: "
+                             f"{list(value)!r}")
+        if not all(_is_real(v) for v in value):
+            raise TypeError(f"{name}: the bounds of {value!r} must be real numbers")
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError(f"{name}: the bounds of {value!r} must be finite")
+        low, high = value[:2]
+        if low > high:
+            raise ValueError(f"{name}: low {low} is above high {high} in {value!r}")
+        whole = all(isinstance(v, (int, np.integer)) for v in value)
+        if len(value) == 2:
+            if whole:
+                return (int(high) - int(low) + 1, lambda: np.arange(low, high + 1),
+                        lambda rng, size: rng.integers(low, high, endpoint=True, size=size))
+            if low == high:
+                return _choices(np.array([float(low)]))
+            return None, None, lambda rng, size: rng.uniform(low, high, size=size)
+        step = value[2]
+        if step <= 0:
+            raise ValueError(f"{name}: step {step} of {value!r} must be > 0")
+        steps = (high - low) / step
+        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
+            raise ValueError(f"{name}: high - low = {high - low:g} is not a multiple of step "
+                             f"{step:g} in {value!r} (low, high, step); adjust high, or give "
+                             f"the choices as a list")
+        steps = int(round(steps))
+
+        def at(k):  # the k-th value of the range
+            return low + step * k if whole else low + step * k.astype(np.float64)
+        return (steps + 1, lambda: at(np.arange(steps + 1)),
+                lambda rng, size: at(rng.integers(0, steps, endpoint=True, size=size)))
+    if isinstance(value, (list, range, np.ndarray, pd.Series, pd.Index)):
+        options = np.asarray(list(value))
+        if options.size == 0:
+            raise ValueError(f"{name}: no values to draw from")
+        if options.ndim != 1 or options.dtype.kind not in "iuf":
+            raise TypeError(f"{name}: the choices must be real numbers, got {list(value)[:3]!r}")
+        return _choices(options)
+    kind = type(value).__name__
+    hint = " (a set has no order, so a seed could not fix the draw; use a sorted list)" \
+        if isinstance(value, (set, frozenset)) else ""
+    raise TypeError(f"{name}: give {forms}, got a {kind} {value!r}{hint}")
+
+
+def _choices(options: np.ndarray):
+    """Uniform draws from ``options`` (a repeated choice weighs more)."""
+    distinct = np.unique(options)
+    return (distinct.size, lambda: distinct,
+            lambda rng, size: options[rng.integers(0, options.size, size=size)])
+
+
+def _is_real(value) -> bool:
+    return not isinstance(value, (bool, np.bool_, np.timedelta64)) and isinstance(
+        value, (int, float, np.integer, np.floating))
