@@ -226,7 +226,8 @@ def test_out_of_money_applies_to_the_whole_account():
     rng = np.random.default_rng(3)
     n_bars = 120
     close = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, size=(n_bars, 2)), axis=0))
-    close[70:, 0] *= np.exp(np.arange(n_bars - 70) * 0.35)  # a short on A0 explodes
+    # A0 trends up (mean reversion shorts it), then explodes: only A0's sleeve loses
+    close[:, 0] = 50.0 * np.exp(np.cumsum(np.where(np.arange(n_bars) < 70, 0.005, 0.35)))
     data = MarketData(close, pd.bdate_range("2015-01-01", periods=n_bars), ("A0", "A1"))
     params = dict(zip(PARAMS, [5, 0.3, 0.0, 50.0]))
     result, ref = _check_against_reference(data, params, {"allow_short": True},
@@ -234,12 +235,13 @@ def test_out_of_money_applies_to_the_whole_account():
                                             "max_gross_exposure": math.inf,
                                             "max_position_weight": math.inf,
                                             "portfolio_stop_drawdown": math.inf})
-    if result.metrics["ruined"]:
-        assert result.metrics["final_value"] == 0.0
-        assert result.metrics["total_return"] == -1.0
-        t = int(np.argmax(result.equity.to_numpy() == 0.0))
-        assert (result.equity.to_numpy()[t:] == 0.0).all()
-        assert result.returns.iloc[t] == -1.0
+    assert result.metrics["ruined"] and ref["ruined"]
+    assert result.metrics["final_value"] == 0.0
+    assert result.metrics["total_return"] == result.metrics["max_drawdown"] == -1.0
+    t = int(np.argmax(result.equity.to_numpy() == 0.0))
+    assert (result.equity.to_numpy()[t:] == 0.0).all()
+    assert (result.positions.to_numpy()[t:] == 0.0).all()
+    assert result.returns.iloc[t] == -1.0
 
 
 # ----------------------------------------------------------------- executors
