@@ -240,6 +240,12 @@ class MonteCarloResult:
             return float(loss.mean())
         return loss.groupby(self.table["set"]).mean().rename("prob_loss")
 
+    def plot(self, metric: str = "sharpe_ratio", set=None, max_paths=None):
+        """The metric's distribution over paths and the equity fan; returns the
+        matplotlib Figure (``plot`` extra)."""
+        from btcore.plots import monte_carlo_figure
+        return monte_carlo_figure(self, metric=metric, set=set, max_paths=max_paths)
+
     def equity_quantiles(self, q=QUANTILES, *, set=None,
                          max_paths: int = MAX_EQUITY_PATHS) -> pd.DataFrame:
         """Quantiles of the equity at every traded bar across paths, for a fan chart.
