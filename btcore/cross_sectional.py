@@ -1,0 +1,426 @@
+"""Cross-sectional strategies: ``run_cross_sectional_sweep`` and ``cross_sectional_backtest``.
+
+Every ``rebalance_every`` bars the assets of a universe are ranked by their
+trailing return over ``lookback_period`` bars; the account holds the ``top_k``
+at each end of the ranking (``docs/cross_sectional.md``). The accounting lives
+in :mod:`btcore.cross_sectional_kernel` (no user function, so no generated
+module); this module validates inputs, cuts the parameter sets into tasks (one
+universe per task) and runs them on any executor.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from btcore.cross_sectional_kernel import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES, TURNOVER_ROW,
+                                           cross_sectional_kernel_nb)
+from btcore.engine import Task, choose_batch_size, make_tasks
+from btcore.kernel import RUINED_ROW
+from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
+from btcore.sweep import SweepResult
+
+STRATEGY = "cross_sectional"
+DIRECTIONS = ("reversal", "momentum")
+#: parameter -> default (used when a grid leaves the parameter out)
+DEFAULTS = {"lookback_period": 20, "top_k": 5, "rebalance_every": 21, "gross_leverage": 1.0}
+INTEGER_PARAMS = ("lookback_period", "top_k", "rebalance_every")
+
+
+# ------------------------------------------------------------------ one task
+def _empty_record():
+    return np.empty(0, dtype=np.float64), np.empty((0, 0), dtype=np.float64)
+
+
+def run_cross_sectional_task(shared: dict, task: Task, record=None) -> np.ndarray:
+    """Evaluate parameter sets ``task.start:task.stop`` on the shared universe:
+    ``out`` (CS_OUT_ROWS, n_sets). Arrays are fresh C-contiguous copies (one
+    compiled specialisation whatever the transport)."""
+    rows = slice(task.start, task.stop)
+    capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
+    long_only, momentum = (bool(v) for v in shared["flags"])
+    out = np.empty((CS_OUT_ROWS, task.n_sets), dtype=np.float64)
+    record_equity, record_shares = _empty_record() if record is None else record
+    cross_sectional_kernel_nb(
+        np.ascontiguousarray(shared["close"], dtype=np.float64),
+        np.array(shared["first_bars"], dtype=np.int64),
+        np.array(shared["first_valid"], dtype=np.int64), int(shared["last_bar"]),
+        np.array(shared["params"][rows], dtype=np.float64), long_only, momentum,
+        capital, cost_bps, periods_per_year, out, record_equity, record_shares)
+    return out
+
+
+# ---------------------------------------------------------------- preparing
+@dataclass
+class CrossSectionalJob:
+    """A validated cross-sectional sweep (parameter sets in grid order)."""
+
+    close: np.ndarray        # (n_bars, n_assets) of the chosen assets, whole history
+    first_bars: np.ndarray   # (n_assets,) first traded bar: max(window start, listing)
+    first_valid: np.ndarray  # (n_assets,) listing bar
+    last_bar: int
+    params: np.ndarray       # (n_sets, N_PARAMS)
+    columns: dict            # parameter -> values in grid order
+    long_only: bool
+    momentum: bool
+    initial_capital: float
+    cost_bps: float
+    periods_per_year: float
+    settings: dict
+    data: object
+
+    @property
+    def n_sets(self) -> int:
+        return int(self.params.shape[0])
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.close.shape[1])
+
+    @property
+    def first_bar(self) -> int:
+        return int(self.first_bars.min())
+
+    def payload(self) -> dict:
+        return {"close": self.close, "first_bars": self.first_bars,
+                "first_valid": self.first_valid, "last_bar": self.last_bar,
+                "params": self.params, "flags": np.array([self.long_only, self.momentum]),
+                "settings": np.array([self.initial_capital, self.cost_bps,
+                                      self.periods_per_year])}
+
+
+def _check_columns(grid) -> dict:
+    from btcore.grid import as_grid
+    columns = as_grid(grid).columns
+    unknown = [name for name in columns if name not in PARAM_NAMES]
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for the cross-sectional strategy; "
+                         f"its parameters are {list(PARAM_NAMES)}")
+    n_rows = len(next(iter(columns.values())))
+    checked = {}
+    for name in PARAM_NAMES:
+        values = np.asarray(columns[name], dtype=np.float64) if name in columns else \
+            np.full(n_rows, float(DEFAULTS[name]))
+        if not np.isfinite(values).all():
+            raise ValueError(f"{name} must be finite, got {values[~np.isfinite(values)][0]}")
+        if name in INTEGER_PARAMS:
+            bad = values[(values < 1) | (values != np.round(values))]
+            if bad.size:
+                raise ValueError(f"{name} must be a whole number >= 1, got {bad[0]:g}")
+        else:
+            bad = values[values <= 0]
+            if bad.size:
+                raise ValueError(f"gross_leverage must be > 0 (a multiple of equity), "
+                                 f"got {bad[0]:g}")
+        checked[name] = values
+    return checked
+
+
+def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, initial_capital,
+                            cost_bps, periods_per_year, assets) -> CrossSectionalJob:
+    """Validate every input and build the job (no kernel runs here)."""
+    from btcore.data import as_market_data
+    from btcore.settings import check_settings
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+    if not isinstance(long_only, (bool, np.bool_)):
+        raise TypeError(f"long_only must be True or False, got {long_only!r}")
+    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year)
+    columns = _check_columns(grid)
+    market = as_market_data(data)
+    asset_index = market.asset_indices(assets)
+    n_assets = len(asset_index)
+    if n_assets < 2:
+        raise ValueError(f"a cross-sectional strategy ranks several assets; the universe has "
+                         f"{n_assets} ({[market.symbols[i] for i in asset_index]})")
+    limit = n_assets if long_only else n_assets // 2
+    top_k = columns["top_k"]
+    if (top_k > limit).any():
+        what = "all" if long_only else "half of all"
+        raise ValueError(f"top_k={top_k[top_k > limit][0]:g} exceeds {what} the universe's "
+                         f"{n_assets} assets (at most {limit}"
+                         f"{'' if long_only else ' when long and short'})")
+    first, last = market.window(start, end)
+    first_valid = np.ascontiguousarray(market.first_valid[asset_index], dtype=np.int64)
+    first_bars = np.maximum(first, first_valid).astype(np.int64)
+    if last - int(first_bars.min()) + 1 < 2:
+        raise ValueError("no asset has 2 bars in the window; widen start/end")
+    close = np.ascontiguousarray(market.close[:, asset_index], dtype=np.float64)
+    params = np.ascontiguousarray(np.column_stack([columns[n] for n in PARAM_NAMES]))
+    assert params.shape[1] == N_PARAMS
+    for array in (close, first_valid, first_bars, params):
+        array.flags.writeable = False
+    settings = {"start": market.index[first], "end": market.index[last],
+                "initial_capital": capital, "cost_bps": costs, "periods_per_year": ppy,
+                "assets": [market.symbols[i] for i in asset_index], "direction": direction,
+                "long_only": bool(long_only)}
+    return CrossSectionalJob(close, first_bars, first_valid, int(last), params, columns,
+                             bool(long_only), direction == "momentum", capital, costs, ppy,
+                             settings, market)
+
+
+# ---------------------------------------------------------------------- run
+def _compile_and_calibrate(cjob: CrossSectionalJob, measure: bool) -> float:
+    """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
+    shared = cjob.payload()
+    run_cross_sectional_task(shared, Task(-1, 0, 0, 0, 1, 0.0))
+    if not measure:
+        return float("nan")
+    probe = Task(-1, 0, 0, 0, min(cjob.n_sets, 4), 0.0)
+    started = time.perf_counter()
+    run_cross_sectional_task(shared, probe)
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    bars = (cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets
+    return bars * probe.n_sets / elapsed
+
+
+def run_cross_sectional_job(cjob: CrossSectionalJob, runner, *, batch_size="auto",
+                            progress=None) -> tuple[np.ndarray, dict]:
+    """Run every parameter set of ``cjob`` on ``runner``: ``(out in grid order, stats)``."""
+    n_sets = cjob.n_sets
+    runner.start()
+    slots = runner.n_workers
+    retries_before, lost_before = runner.retries, runner.lost_workers
+    calibrate_started = time.perf_counter()
+    throughput = _compile_and_calibrate(cjob, batch_size == "auto" or progress is None)
+    calibrate_s = time.perf_counter() - calibrate_started
+    asset_bars = (cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets
+    if batch_size == "auto":
+        batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
+    tasks = make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size))
+    if progress is None:
+        progress = sys.stderr.isatty() and \
+            asset_bars * n_sets / throughput / max(slots, 1) > 2.0
+    from tqdm.auto import tqdm
+    share_started = time.perf_counter()
+    handle = runner.share(cjob.payload())
+    share_s = time.perf_counter() - share_started
+    out = np.full((CS_OUT_ROWS, n_sets), np.nan)
+    filled = np.zeros(n_sets, dtype=np.int64)
+    done = set()
+    compute_started = time.perf_counter()
+    with tqdm(total=n_sets, unit="bt", disable=not progress, smoothing=0.1,
+              desc=f"{STRATEGY} [{runner.name}]") as bar:
+        try:
+            for task, result in runner.map(run_cross_sectional_task, handle, tasks):
+                if task.task_id in done:
+                    continue
+                done.add(task.task_id)
+                out[:, task.start:task.stop] = result
+                filled[task.start:task.stop] += 1
+                bar.update(task.n_sets)
+        finally:
+            runner.unshare(handle)
+    compute_s = time.perf_counter() - compute_started
+    if not (filled == 1).all():
+        raise RuntimeError("internal error: cross-sectional backtests missing or duplicated")
+    stats = {
+        "backtests": n_sets, "backtests_per_s": n_sets / max(compute_s, 1e-9),
+        "param_bars": int(asset_bars * n_sets),
+        "param_bars_per_s": asset_bars * n_sets / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": slots, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
+        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s, "assets": cjob.n_assets,
+    }
+    return out, stats
+
+
+def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.DataFrame:
+    """One row per parameter set (grid order, then best Sharpe first, stable)."""
+    sharpe = out[METRIC_NAMES.index("sharpe_ratio")]
+    rows = np.argsort(-np.nan_to_num(sharpe, nan=-np.inf), kind="stable")
+    front = {}
+    for name in PARAM_NAMES:
+        values = cjob.columns[name][rows]
+        front[name] = values.astype(np.int64) if name in INTEGER_PARAMS else values
+    table = pd.DataFrame(front)
+    for m, name in enumerate(METRIC_NAMES):
+        values = out[m, rows]
+        table[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
+    table["turnover"] = out[TURNOVER_ROW, rows]
+    table["ruined"] = out[RUINED_ROW, rows] != 0.0
+    return table
+
+
+@dataclass
+class CrossSectionalSweepResult(SweepResult):
+    """:class:`~btcore.sweep.SweepResult` of :func:`run_cross_sectional_sweep`: one row
+    per parameter set; :meth:`backtest` replays a row with :func:`cross_sectional_backtest`."""
+
+    def backtest(self, row=0, data=None, **overrides):
+        if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+            if not -len(self.table) <= row < len(self.table):
+                raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
+            row = self.table.iloc[int(row)]
+        elif not isinstance(row, (pd.Series, dict)):
+            raise TypeError(f"row must be a position in the table or a row of it, got "
+                            f"{type(row).__name__}")
+        settings = {key: self.settings[key] for key in
+                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year",
+                     "assets", "direction", "long_only")}
+        settings.update(overrides)
+        return cross_sectional_backtest(row, self._data if data is None else data, **settings)
+
+    def pbo(self, asset=None):  # pragma: no cover - not kept for cross-sectional sweeps
+        raise ValueError("pbo() is not available for cross-sectional sweeps")
+
+
+def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_only=False,
+                              executor="serial", start=None, end=None,
+                              initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                              progress=None, batch_size="auto",
+                              assets=None) -> CrossSectionalSweepResult:
+    """Backtest every parameter set of ``grid`` as a ranked long/short book on one account.
+
+    Every ``rebalance_every`` bars (from the first traded bar) the eligible
+    assets are ranked by close_t / close_{t-L} - 1; ``reversal`` buys the
+    ``top_k`` worst and sells the ``top_k`` best, ``momentum`` the opposite,
+    each at ``gross_leverage / (2 top_k)`` of equity (``long_only``: the longs
+    only, at ``gross_leverage / top_k``). See ``docs/cross_sectional.md``.
+
+    Parameters
+    ----------
+    grid : dict of lists, DataFrame, list of dicts or Grid
+        Columns among ``lookback_period``, ``top_k``, ``rebalance_every`` (whole
+        numbers >= 1) and ``gross_leverage`` (> 0); missing ones take their
+        defaults (20, 5, 21, 1.0).
+    data : MarketData, pandas object, path, or None (the bundled 20-stock sample)
+    direction : {"reversal", "momentum"}
+    long_only : bool
+    executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
+    batch_size, assets
+        As in :func:`btcore.run_sweep`.
+
+    Returns
+    -------
+    CrossSectionalSweepResult
+        ``table``: the four parameters, the metrics, ``turnover``, ``ruined``;
+        best Sharpe first.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad grid, data, assets, window, settings or direction; a universe of
+        one asset; ``top_k`` above half the universe (all of it when long only);
+        all before any work starts.
+    """
+    from btcore.sweep import _check_batch_size, _check_progress
+    started = time.perf_counter()
+    cjob = prepare_cross_sectional(grid, data, direction=direction, long_only=long_only,
+                                   start=start, end=end, initial_capital=initial_capital,
+                                   cost_bps=cost_bps, periods_per_year=periods_per_year,
+                                   assets=assets)
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    import btcore.executors as executors
+    runner, owned = executors.get_executor(executor)
+    try:
+        out, stats = run_cross_sectional_job(cjob, runner, batch_size=batch_size,
+                                             progress=progress)
+    finally:
+        if owned:
+            runner.close()
+    table = build_cross_sectional_table(cjob, out)
+    stats["elapsed_s"] = time.perf_counter() - started
+    return CrossSectionalSweepResult(table, stats, STRATEGY, cjob.settings, None, cjob.data)
+
+
+# ---------------------------------------------------------------- backtest
+@dataclass
+class CrossSectionalBacktestResult:
+    """Result of :func:`cross_sectional_backtest`.
+
+    Attributes
+    ----------
+    equity : pandas.Series
+        Account equity after each traded bar.
+    returns : pandas.Series
+        r_t = E_t / E_{t-1} - 1 (E before the first traded bar = initial capital).
+    weights : pandas.DataFrame
+        bars x assets: shares x close / equity after each bar (0 once out of money).
+    positions : pandas.DataFrame
+        bars x assets: shares held after each bar.
+    metrics : dict
+        The sweep row's metrics, ``turnover`` and ``ruined``.
+    params : dict
+    """
+
+    equity: pd.Series
+    returns: pd.Series
+    weights: pd.DataFrame
+    positions: pd.DataFrame
+    metrics: dict
+    params: dict
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
+        return f"CrossSectionalBacktestResult({self.params}: {shown})"
+
+
+def cross_sectional_backtest(params=None, data=None, *, direction="reversal", long_only=False,
+                             start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
+                             periods_per_year=252, assets=None) -> CrossSectionalBacktestResult:
+    """One parameter set with per-bar equity, returns, weights and positions.
+
+    ``params`` is a dict (missing parameters take their defaults) or a row of a
+    :func:`run_cross_sectional_sweep` table; the metrics equal the sweep row's
+    exactly.
+    """
+    if params is None:
+        params = {}
+    if isinstance(params, pd.Series):
+        params = params.to_dict()
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a dict of name -> value or a result-table row, got "
+                        f"{type(params).__name__}")
+    from_row = any(name in params for name in METRIC_NAMES)
+    values = {}
+    for name, value in params.items():
+        if from_row and name not in PARAM_NAMES:
+            continue
+        if not np.isscalar(value):
+            raise TypeError(f"params[{name!r}] must be one number, got {value!r}")
+        values[name] = [value]
+    if not values:
+        values = {"top_k": [DEFAULTS["top_k"]]}
+    cjob = prepare_cross_sectional(values, data, direction=direction, long_only=long_only,
+                                   start=start, end=end, initial_capital=initial_capital,
+                                   cost_bps=cost_bps, periods_per_year=periods_per_year,
+                                   assets=assets)
+    n_bars, n_assets = cjob.close.shape
+    record_equity = np.full(n_bars, np.nan)
+    record_shares = np.zeros((n_bars, n_assets))
+    out = run_cross_sectional_task(cjob.payload(), Task(0, 0, 0, 0, 1, 0.0),
+                                   (record_equity, record_shares))
+    traded = slice(cjob.first_bar, cjob.last_bar + 1)
+    index = cjob.data.index[traded]
+    symbols = list(cjob.settings["assets"])
+    equity_values = record_equity[traded]
+    previous = np.concatenate(([cjob.initial_capital], equity_values[:-1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        growth = np.where(previous > 0.0, equity_values / previous, 1.0)
+        held = record_shares[traded]
+        marked = np.where(held != 0.0, held * np.nan_to_num(cjob.close[traded]), 0.0)
+        weights = np.where(equity_values[:, None] > 0.0, marked / equity_values[:, None], 0.0)
+    metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
+               for m, name in enumerate(METRIC_NAMES)}
+    metrics["turnover"] = float(out[TURNOVER_ROW, 0])
+    metrics["ruined"] = bool(out[RUINED_ROW, 0])
+    used = {name: (int(cjob.params[0, i]) if name in INTEGER_PARAMS else float(cjob.params[0, i]))
+            for i, name in enumerate(PARAM_NAMES)}
+    return CrossSectionalBacktestResult(
+        pd.Series(equity_values, index=index, name="equity"),
+        pd.Series(growth - 1.0, index=index, name="returns"),
+        pd.DataFrame(weights, index=index, columns=symbols),
+        pd.DataFrame(held, index=index, columns=symbols), metrics, used)
+
+
+__all__ = ["run_cross_sectional_sweep", "cross_sectional_backtest",
+           "CrossSectionalSweepResult", "CrossSectionalBacktestResult",
+           "run_cross_sectional_task", "run_cross_sectional_job", "prepare_cross_sectional",
+           "PARAM_NAMES", "DIRECTIONS"]

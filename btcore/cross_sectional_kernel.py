@@ -1,0 +1,196 @@
+"""The cross-sectional kernel: rank a universe, hold the extremes, one account.
+
+One call evaluates a batch of parameter sets (``params`` rows: lookback_period,
+top_k, rebalance_every, gross_leverage) on a whole universe. ``close`` is
+time-major (n_bars, n_assets), NaN before each asset's listing. Each set makes
+one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar``
+= the earliest of ``first_bars``):
+
+- E_t = cash + sum(shares * close_t), summed in asset order, before trading;
+- every ``rebalance_every`` bars from ``first_bar`` (``first_bar`` included) the
+  eligible assets (listed in the window at t and with ``lookback_period`` bars of
+  data before t) are ranked by close_t / close_{t-L} - 1 with a stable
+  (mergesort) argsort, so ties rank by asset order; the chosen assets get
+  target shares trunc(weight * E_t / close_t), every other asset 0, and the
+  differences trade at close_t with costs on |delta shares|;
+- the account's return, drawdown and metrics use the building blocks of
+  :mod:`btcore.kernel` / :mod:`btcore.metrics`; E <= 0 after a bar closes
+  every position at close_t and leaves the account at 0 (ruined, r = -1).
+
+No user function is involved, so this is a plain ``@njit(cache=True, nogil=True)``
+function. Each set is one loop: results are bit-identical however sets are split
+into tasks, threads or processes.
+
+Arguments: ``first_bars`` (n_assets,) int64 each asset's first traded bar
+(max(window start, listing)); ``first_valid`` (n_assets,) int64 each asset's
+listing bar; ``params`` (n_sets, N_PARAMS) float64; ``out`` (CS_OUT_ROWS, n_sets);
+``record_equity`` (n_bars,) and ``record_shares`` (n_bars, n_assets): per-bar
+detail of a one-set batch (0 bars in sweeps).
+"""
+import numpy as np
+from numba import njit
+
+from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, accumulate_return_nb,
+                           update_drawdown_nb)
+from btcore.metrics import finalize_metrics_nb
+
+PARAM_NAMES = ("lookback_period", "top_k", "rebalance_every", "gross_leverage")
+LOOKBACK, TOP_K, REBALANCE_EVERY, GROSS_LEVERAGE = range(4)
+N_PARAMS = len(PARAM_NAMES)
+TURNOVER_ROW = OUT_ROWS
+CS_OUT_ROWS = OUT_ROWS + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, long_only,
+                              momentum, initial_capital, cost_bps, periods_per_year, out,
+                              record_equity, record_shares):
+    n_assets = close.shape[1]
+    fee = cost_bps / 1e4
+    recording = record_equity.shape[0] > 0
+    first_bar = last_bar
+    for a in range(n_assets):
+        first_bar = min(first_bar, first_bars[a])
+    n_traded = last_bar - first_bar + 1
+    shares = np.empty(n_assets, dtype=np.float64)
+    target = np.empty(n_assets, dtype=np.float64)
+    trip_cash = np.empty(n_assets, dtype=np.float64)  # cash flow of the open round trip
+    filled_at = np.empty(n_assets, dtype=np.int64)
+    eligible = np.empty(n_assets, dtype=np.int64)
+    trailing = np.empty(n_assets, dtype=np.float64)
+    for k in range(params.shape[0]):
+        lookback = int(params[k, LOOKBACK])
+        top_k = int(params[k, TOP_K])
+        every = int(params[k, REBALANCE_EVERY])
+        gross = params[k, GROSS_LEVERAGE]
+        weight = gross / top_k if long_only else gross / (2 * top_k)
+        needed = top_k if long_only else 2 * top_k
+        for a in range(n_assets):
+            shares[a] = 0.0
+            trip_cash[a] = 0.0
+            filled_at[a] = -1
+        cash = initial_capital
+        n_open = 0
+        equity = initial_capital
+        peak = initial_capital
+        min_equity_to_peak = 1.0
+        active_bars = 0
+        return_shift = 0.0
+        sum_shifted = 0.0
+        sum_shifted_squares = 0.0
+        sum_downside_squares = 0.0
+        num_trades = 0
+        bars_in_market = 0
+        round_trips = 0
+        winning_round_trips = 0
+        traded_value = 0.0
+        sum_equity = 0.0
+        ruined = False
+        for t in range(first_bar, last_bar + 1):
+            marked = cash
+            if n_open > 0:
+                for a in range(n_assets):
+                    if shares[a] != 0.0:
+                        marked += shares[a] * close[t, a]
+            any_fill = False
+            if (t - first_bar) % every == 0 and marked > 0.0:
+                n_eligible = 0
+                for a in range(n_assets):
+                    target[a] = 0.0
+                    if t >= first_bars[a] and t - lookback >= first_valid[a]:
+                        eligible[n_eligible] = a
+                        trailing[n_eligible] = close[t, a] / close[t - lookback, a] - 1.0
+                        n_eligible += 1
+                if n_eligible >= needed:
+                    order = np.argsort(trailing[:n_eligible], kind="mergesort")  # worst first
+                    for j in range(top_k):
+                        worst = eligible[order[j]]
+                        best = eligible[order[n_eligible - 1 - j]]
+                        if long_only:
+                            chosen = best if momentum else worst
+                            target[chosen] = np.trunc(weight * marked / close[t, chosen])
+                        else:
+                            buy = best if momentum else worst
+                            sell = worst if momentum else best
+                            target[buy] = np.trunc(weight * marked / close[t, buy])
+                            target[sell] = np.trunc(-weight * marked / close[t, sell])
+                for a in range(n_assets):
+                    old = shares[a]
+                    new = target[a]
+                    delta = new - old
+                    if delta == 0.0:
+                        continue
+                    price = close[t, a]
+                    flow = -(delta * price + abs(delta) * price * fee)
+                    cash += flow
+                    traded_value += abs(delta) * price
+                    if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
+                        # the round trip ends (close or flip); a flip opens the next
+                        pnl = trip_cash[a] + old * price - abs(old) * price * fee
+                        round_trips += 1
+                        if pnl > 0.0:
+                            winning_round_trips += 1
+                        trip_cash[a] = -(new * price + abs(new) * price * fee)
+                    else:
+                        trip_cash[a] += flow
+                    n_open += (new != 0.0) - (old != 0.0)
+                    shares[a] = new if new != 0.0 else 0.0
+                    num_trades += 1
+                    filled_at[a] = t
+                    any_fill = True
+            if any_fill:
+                marked = cash
+                if n_open > 0:
+                    for a in range(n_assets):
+                        if shares[a] != 0.0:
+                            marked += shares[a] * close[t, a]
+            if marked <= 0.0:  # out of money: close everything at close_t
+                for a in range(n_assets):
+                    if shares[a] != 0.0:
+                        traded_value += abs(shares[a]) * close[t, a]
+                        round_trips += 1
+                        if filled_at[a] != t:
+                            num_trades += 1
+                            filled_at[a] = t
+                        shares[a] = 0.0
+                n_open = 0
+                cash = 0.0
+                ruined = True
+                equity = 0.0
+                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
+                    sum_downside_squares = accumulate_return_nb(
+                        -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
+                        sum_downside_squares)
+                peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+                if recording:
+                    for u in range(t, last_bar + 1):
+                        record_equity[u] = 0.0
+                        for a in range(n_assets):
+                            record_shares[u, a] = 0.0
+                break
+            if any_fill or n_open > 0:  # else untouched: r = 0 exactly
+                period_return = marked / equity - 1.0
+                equity = marked
+                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
+                    sum_downside_squares = accumulate_return_nb(
+                        period_return, active_bars, return_shift, sum_shifted,
+                        sum_shifted_squares, sum_downside_squares)
+                peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
+                                                              min_equity_to_peak)
+                if n_open > 0:
+                    bars_in_market += 1
+            sum_equity += equity
+            if recording:
+                record_equity[t] = equity
+                for a in range(n_assets):
+                    record_shares[t, a] = shares[a]
+        finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
+                            sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
+                            equity, initial_capital, periods_per_year, num_trades,
+                            bars_in_market, round_trips, winning_round_trips)
+        out[RUINED_ROW, k] = 1.0 if ruined else 0.0
+        out[INVALID_BAR_ROW, k] = -1.0
+        mean_equity = sum_equity / n_traded
+        years = n_traded / periods_per_year
+        out[TURNOVER_ROW, k] = traded_value / mean_equity / years if mean_equity > 0.0 \
+            else np.nan
