@@ -1,0 +1,224 @@
+"""The cross-sectional strategy: kernel vs the pure-Python reference, executors,
+hand-checked cases and input validation (``docs/cross_sectional.md``)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, strategies as st
+
+import btcore.cross_sectional as cs
+from btcore import MarketData
+from btcore.cross_sectional import (cross_sectional_backtest, prepare_cross_sectional,
+                                    run_cross_sectional_sweep, run_cross_sectional_task)
+from btcore.cross_sectional_kernel import CS_OUT_ROWS, PARAM_NAMES, TURNOVER_ROW
+from btcore.engine import Task
+from btcore.kernel import RUINED_ROW
+from btcore.metrics import METRIC_NAMES
+from cross_sectional_reference import cross_sectional_reference
+
+REL = 1e-9
+
+
+def _market(close):
+    close = np.asarray(close, dtype=np.float64)
+    index = pd.bdate_range("2020-01-01", periods=close.shape[0])
+    return MarketData(close, index, tuple(f"A{i}" for i in range(close.shape[1])))
+
+
+@st.composite
+def universes(draw):
+    n_assets = draw(st.integers(2, 6))
+    n_bars = draw(st.integers(6, 50))
+    steps = draw(st.lists(st.lists(st.floats(-0.4, 0.4), min_size=n_assets, max_size=n_assets),
+                          min_size=n_bars, max_size=n_bars))
+    ties = draw(st.booleans())  # rounded steps: equal trailing returns happen
+    steps = np.array(steps)
+    if ties:
+        steps = np.round(steps, 1)
+    close = 50.0 * np.exp(np.cumsum(steps, axis=0))
+    listings = [draw(st.integers(0, n_bars - 3)) for _ in range(n_assets)]
+    listings[draw(st.integers(0, n_assets - 1))] = 0  # somebody lists at the start
+    for a, bar in enumerate(listings):
+        close[:bar, a] = np.nan
+    start = draw(st.integers(0, n_bars - 3))
+    return close, start
+
+
+@st.composite
+def cases(draw):
+    close, start = draw(universes())
+    n_assets = close.shape[1]
+    long_only = draw(st.booleans())
+    direction = draw(st.sampled_from(["reversal", "momentum"]))
+    limit = n_assets if long_only else n_assets // 2
+    sets = draw(st.lists(st.tuples(st.integers(1, 8), st.integers(1, limit), st.integers(1, 5),
+                                   st.sampled_from([0.5, 1.0, 2.0, 4.0, 9.0])),
+                         min_size=1, max_size=4, unique=True))
+    cost_bps = draw(st.sampled_from([0.0, 5.0, 50.0]))
+    return close, start, long_only, direction, sets, cost_bps
+
+
+def _kernel(cjob):
+    return run_cross_sectional_task(cjob.payload(), Task(0, 0, 0, 0, cjob.n_sets, 0.0))
+
+
+def _assert_close(name, got, want):
+    if isinstance(want, float) and math.isnan(want):
+        assert math.isnan(got), (name, got, want)
+    elif isinstance(want, float) and math.isinf(want):
+        assert got == want, (name, got, want)
+    else:
+        assert got == pytest.approx(want, rel=REL, abs=1e-12), (name, got, want)
+
+
+@given(cases())
+def test_kernel_matches_reference(case):
+    close, start, long_only, direction, sets, cost_bps = case
+    market = _market(close)
+    grid = pd.DataFrame(sets, columns=list(PARAM_NAMES))
+    cjob = prepare_cross_sectional(grid, market, direction=direction, long_only=long_only,
+                                   start=market.index[start], end=None,
+                                   initial_capital=100_000.0, cost_bps=cost_bps,
+                                   periods_per_year=252, assets=None)
+    out = _kernel(cjob)
+    assert out.shape == (CS_OUT_ROWS, len(sets))
+    for k, (lookback, top_k, every, gross) in enumerate(sets):
+        ref = cross_sectional_reference(
+            close, list(cjob.first_valid), list(cjob.first_bars), cjob.last_bar,
+            lookback_period=lookback, top_k=top_k, rebalance_every=every,
+            gross_leverage=gross, direction=direction, long_only=long_only,
+            initial_capital=100_000.0, cost_bps=cost_bps)
+        for m, name in enumerate(METRIC_NAMES):
+            if name == "num_trades":
+                assert out[m, k] == ref[name]
+            else:
+                _assert_close(name, float(out[m, k]), ref[name])
+        _assert_close("turnover", float(out[TURNOVER_ROW, k]), ref["turnover"])
+        assert bool(out[RUINED_ROW, k]) == ref["ruined"]
+
+
+def test_reference_sees_ruin_and_kernel_agrees():
+    """A short book on assets that explode runs out of money."""
+    steps = np.zeros((30, 4))
+    steps[1:10] = [-0.05, -0.04, 0.0, 0.01]  # A0 falls most: the best is A3
+    steps[10:] = [0.0, 0.0, 0.0, 0.6]  # then A3 (shorted by reversal) explodes
+    close = 100.0 * np.exp(np.cumsum(steps, axis=0))
+    market = _market(close)
+    cjob = prepare_cross_sectional({"lookback_period": [5], "top_k": [1],
+                                    "rebalance_every": [100], "gross_leverage": [4.0]}, market,
+                                   direction="reversal", long_only=False, start=market.index[6],
+                                   end=None, initial_capital=1e5, cost_bps=5.0,
+                                   periods_per_year=252, assets=None)
+    out = _kernel(cjob)
+    ref = cross_sectional_reference(close, list(cjob.first_valid), list(cjob.first_bars),
+                                    cjob.last_bar, lookback_period=5, top_k=1,
+                                    rebalance_every=100, gross_leverage=4.0)
+    assert ref["ruined"] and out[RUINED_ROW, 0] == 1.0
+    assert out[METRIC_NAMES.index("final_value"), 0] == 0.0
+    assert out[METRIC_NAMES.index("total_return"), 0] == -1.0
+    assert out[METRIC_NAMES.index("num_trades"), 0] == ref["num_trades"] == 4  # 2 in, 2 out
+
+
+def test_ties_rank_by_asset_order_and_weights():
+    close = np.full((12, 4), 10.0)  # every trailing return is 0: a four-way tie
+    market = _market(close)
+    res = cross_sectional_backtest({"lookback_period": 2, "top_k": 1, "rebalance_every": 5,
+                                    "gross_leverage": 1.0}, market, cost_bps=0.0,
+                                   initial_capital=1000.0)
+    # ranking (0.0, 0) < (0.0, 1) < ...: A0 is the "worst" (long), A3 the "best" (short)
+    first = res.positions.iloc[2]  # bar 2: first bar with 2 prior bars
+    assert res.positions.iloc[0].abs().sum() == 0.0  # no asset has 2 bars of history yet
+    assert res.positions.iloc[1].abs().sum() == 0.0
+    # rebalances at bars 0, 5, 10: at 0 nobody is eligible, so the book opens at bar 5
+    assert first.abs().sum() == 0.0
+    assert list(res.positions.iloc[5]) == [50.0, 0.0, 0.0, -50.0]  # 0.5 * 1000 / 10
+    momentum = cross_sectional_backtest({"lookback_period": 2, "top_k": 1, "rebalance_every": 5},
+                                        market, direction="momentum", cost_bps=0.0,
+                                        initial_capital=1000.0)
+    assert list(momentum.positions.iloc[5]) == [-50.0, 0.0, 0.0, 50.0]
+    long_only = cross_sectional_backtest({"lookback_period": 2, "top_k": 2,
+                                          "rebalance_every": 5}, market, long_only=True,
+                                         cost_bps=0.0, initial_capital=1000.0)
+    assert list(long_only.positions.iloc[5]) == [50.0, 50.0, 0.0, 0.0]  # 1 / 2 each
+    assert long_only.weights.iloc[5].sum() == pytest.approx(1.0)
+
+
+def test_too_few_eligible_assets_means_flat():
+    close = 10.0 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.02, (40, 4)), axis=0))
+    close[:30, 2:] = np.nan  # two assets list late
+    market = _market(close)
+    res = cross_sectional_backtest({"lookback_period": 3, "top_k": 2, "rebalance_every": 1},
+                                   market)
+    held = res.positions.abs().sum(axis=1)
+    assert (held.iloc[:33] == 0.0).all()  # 2 * top_k eligible only from bar 33
+    assert (held.iloc[33:] > 0.0).all()
+
+
+def test_backtest_equals_sweep_row():
+    data = MarketData.synthetic(n_assets=8, start="2018-01-01", end="2020-01-01", seed=5)
+    res = run_cross_sectional_sweep({"lookback_period": [5, 20], "top_k": [1, 3],
+                                     "rebalance_every": [1, 10]}, data)
+    assert len(res.table) == 8
+    for row in (0, 5):
+        replay = res.backtest(row)
+        for name in METRIC_NAMES + ("turnover", "ruined"):
+            assert replay.metrics[name] == res.table.iloc[row][name]
+        assert replay.equity.iloc[-1] == res.table.iloc[row]["final_value"]
+
+
+def test_executors_agree_bit_for_bit(joblib_executor):
+    data = MarketData.synthetic(n_assets=12, start="2019-01-01", end="2021-01-01", seed=9)
+    grid = {"lookback_period": [3, 10, 40], "top_k": [1, 2, 6], "rebalance_every": [1, 7],
+            "gross_leverage": [1.0, 2.5]}
+    serial = run_cross_sectional_sweep(grid, data, direction="momentum")
+    for executor, batch_size in (("threads", 5), ("threads", "auto"), (joblib_executor, 3)):
+        other = run_cross_sectional_sweep(grid, data, direction="momentum", executor=executor,
+                                          batch_size=batch_size)
+        pd.testing.assert_frame_equal(serial.table, other.table, check_exact=True)
+
+
+def test_table_layout(small_data):
+    res = run_cross_sectional_sweep({"top_k": [1], "lookback_period": [5, 10]}, small_data)
+    assert list(res.table.columns) == (list(PARAM_NAMES) + list(METRIC_NAMES)
+                                       + ["turnover", "ruined"])
+    assert res.table["top_k"].dtype == np.int64 and res.table["num_trades"].dtype == np.int64
+    assert (res.table["rebalance_every"] == 21).all()  # the default
+    assert res.strategy == "cross_sectional" and res.settings["direction"] == "reversal"
+
+
+@pytest.fixture
+def forbid_work(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before input validation")
+    monkeypatch.setattr(cs, "run_cross_sectional_task", forbidden)
+    monkeypatch.setattr(cs, "run_cross_sectional_job", forbidden)
+
+
+@pytest.mark.parametrize("grid, kwargs, message", [
+    ({"top_k": [6]}, {}, "exceeds half"),
+    ({"top_k": [11]}, {"long_only": True}, "exceeds all"),
+    ({"top_k": [1]}, {"assets": ["SYN000"]}, "ranks several assets"),
+    ({"top_k": [1]}, {"direction": "contrarian"}, "direction must be one of"),
+    ({"lookback_period": [0]}, {}, "whole number >= 1"),
+    ({"rebalance_every": [2.5]}, {}, "whole number >= 1"),
+    ({"gross_leverage": [0.0]}, {}, "gross_leverage must be > 0"),
+    ({"gross_leverage": [np.inf]}, {}, "must be finite"),
+    ({"lookback": [5]}, {}, "unknown parameter"),
+    ({"top_k": [1]}, {"cost_bps": -1.0}, "cost_bps"),
+])
+def test_bad_inputs_refused_before_work(forbid_work, grid, kwargs, message):
+    data = MarketData.synthetic(n_assets=10, start="2020-01-01", end="2021-01-01")
+    with pytest.raises(ValueError, match=message):
+        run_cross_sectional_sweep(grid, data, **kwargs)
+
+
+def test_top_k_limits_are_inclusive():
+    data = MarketData.synthetic(n_assets=10, start="2020-01-01", end="2021-01-01")
+    run_cross_sectional_sweep({"top_k": [5]}, data)
+    run_cross_sectional_sweep({"top_k": [10]}, data, long_only=True)
+
+
+def test_long_only_must_be_bool(forbid_work):
+    with pytest.raises(TypeError, match="long_only"):
+        run_cross_sectional_sweep({"top_k": [1]}, long_only="yes")
