@@ -61,7 +61,7 @@ class BacktestResult:
 
 def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
-             periods_per_year=252, debug=False, **strategy_options) -> BacktestResult:
+             periods_per_year=None, debug=False, **strategy_options) -> BacktestResult:
     """Run one parameter set on one asset and keep the per-bar detail.
 
     Parameters

@@ -372,7 +372,7 @@ class _quiet_nan_warnings:
 def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 1000,
                 method: str = "bootstrap", block_size: float = 20, seed: int = 0,
                 executor="serial", asset=None, start=None, end=None,
-                initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                 batch_size="auto", progress=None, debug=False,
                 **strategy_options) -> MonteCarloResult:
     """Run a strategy on ``n_paths`` simulated price paths of one asset.

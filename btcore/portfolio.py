@@ -388,7 +388,7 @@ class PortfolioSweepResult(SweepResult):
 def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance_every=None,
                         max_gross_exposure=None, max_position_weight=None,
                         portfolio_stop_drawdown=None, executor="serial", start=None, end=None,
-                        initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                        initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                         progress=None, batch_size="auto", assets=None,
                         **strategy_options) -> PortfolioSweepResult:
     """Backtest every parameter set of ``grid`` as one account trading every asset.
@@ -500,7 +500,7 @@ class PortfolioBacktestResult:
 def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalance_every=None,
                        max_gross_exposure=None, max_position_weight=None,
                        portfolio_stop_drawdown=None, start=None, end=None,
-                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                        assets=None, **strategy_options) -> PortfolioBacktestResult:
     """One parameter set as one account over the universe, with per-bar detail.
 

@@ -203,7 +203,7 @@ class SweepResult:
 
 
 def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", start=None,
-              end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+              end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
               batch_size="auto", progress=None, debug=False, assets=None, blocks=None,
               **strategy_options) -> SweepResult:
     """Backtest every parameter set of ``grid`` (on every asset of ``data``).
@@ -220,9 +220,13 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
         (left open for reuse; an executor created from a name is closed here).
     start, end : date-like, optional
         Trading window (inclusive); earlier bars only warm up indicators.
-    initial_capital, cost_bps, periods_per_year : float
-        Starting cash, cost per trade in basis points of traded value,
-        periods per year for annualisation.
+    initial_capital, cost_bps : float
+        Starting cash; cost per trade in basis points of traded value (<= 10,000).
+    periods_per_year : float, optional
+        Bars per year for annualisation; None infers it from the bar spacing
+        (daily business days 252, with weekends 365, weekly 52, monthly 12,
+        intraday bars per day x 252; see ``btcore.settings``). An explicit value
+        more than 2x off the spacing is warned about.
     batch_size : int or "auto"
         Parameter sets per task; "auto" aims at ~0.5 s tasks from a calibration.
     progress : bool, optional
@@ -293,10 +297,11 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
     if tuple(option_values) not in checked:  # the rule, as plain Python, once per options
         check_rule(spec, options=option_values)
         checked.add(tuple(option_values))
-    capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year)
     grid = as_grid(grid, spec)  # parameters left out take their defaults
     params = grid.matrix(spec)
     market = as_market_data(data)
+    capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year,
+                                          market.index)
     asset_index = market.asset_indices(assets)
     first, last = market.window(start, end)
     first_bar = np.maximum(first, market.first_valid[asset_index]).astype(np.int64)

@@ -121,7 +121,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                  test_bars=None, gap=0, anchored=False, objective="sharpe_ratio",
                  select="per_asset", executor="serial", start=None, end=None, progress=None,
                  batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
-                 periods_per_year=252, debug=False, **strategy_options) -> WalkForwardResult:
+                 periods_per_year=None, debug=False, **strategy_options) -> WalkForwardResult:
     """Walk-forward optimisation of ``grid`` (see the module docstring for the folds).
 
     Parameters

@@ -68,8 +68,6 @@ SWEEP_CASES = [
     ("empty list of sets", dict(grid=[]), ValueError, r"empty"),
     ("unknown parameter", dict(grid={**GRID, "lookback": [5]}), ValueError,
      r"(?s)unknown parameter\(s\) \['lookback'\].*lookback_period: int in \[2, inf\)"),
-    ("missing parameter", dict(grid={k: v for k, v in GRID.items() if k != "stop_loss_z"}),
-     ValueError, r"missing parameter\(s\) \['stop_loss_z'\]"),
     ("lookback < 2", dict(grid={**GRID, "lookback_period": [1, 5]}), ValueError,
      r"lookback_period must be int in \[2, inf\), got 1"),
     ("fractional lookback", dict(grid={**GRID, "lookback_period": [5.5]}), ValueError,
