@@ -9,8 +9,11 @@ one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar`
 - E_t = cash + sum(shares * close_t), summed in asset order, before trading;
 - every ``rebalance_every`` bars from ``first_bar`` (``first_bar`` included) the
   eligible assets (listed in the window at t and with ``lookback_period`` bars of
-  data before t) are ranked by close_t / close_{t-L} - 1 with a stable
-  (mergesort) argsort, so ties rank by asset order; the chosen assets get
+  data before t) are ranked by close_t / close_{t-L} - 1 in (return, asset)
+  order, so ties rank by asset order; only the ``top_k`` at each end matter,
+  so they are picked by an O(n) selection (``np.partition`` for the threshold,
+  then a pass in asset order), which chooses exactly the assets a stable
+  argsort would (and is ~4x cheaper on 500 assets); the chosen assets get
   target shares trunc(weight * E_t / close_t), every other asset 0, and the
   differences trade at close_t with costs on |delta shares|;
 - the account's return, drawdown and metrics use the building blocks of
@@ -41,6 +44,54 @@ TURNOVER_ROW = OUT_ROWS
 CS_OUT_ROWS = OUT_ROWS + 1
 
 
+@njit(inline="always", error_model="numpy")
+def select_worst_nb(values, n, k, chosen):
+    """Positions of the first ``k`` of ``values[:n]`` in the stable ascending order of
+    (value, position), written into ``chosen`` (in position order); returns k.
+    An O(n) selection (``np.partition``) instead of a sort: only the set matters."""
+    threshold = np.partition(values, k - 1)[k - 1]  # the k-th smallest value
+    below = 0
+    for j in range(n):
+        below += values[j] < threshold
+    ties = k - below  # equal values rank by position: the lowest positions are "worse"
+    m = 0
+    for j in range(n):
+        if values[j] < threshold:
+            chosen[m] = j
+            m += 1
+        elif values[j] == threshold and ties > 0:
+            chosen[m] = j
+            m += 1
+            ties -= 1
+    return m
+
+
+@njit(inline="always", error_model="numpy")
+def select_best_nb(values, n, k, chosen):
+    """Positions of the last ``k`` of ``values[:n]`` in the stable ascending order of
+    (value, position) (the ``k`` best; equal values: the highest positions)."""
+    threshold = np.partition(values, n - k)[n - k]  # the k-th largest value
+    above = 0
+    for j in range(n):
+        above += values[j] > threshold
+    skip = 0  # equal values left out: the lowest positions
+    for j in range(n):
+        skip += values[j] == threshold
+    skip -= k - above
+    m = 0
+    for j in range(n):
+        if values[j] > threshold:
+            chosen[m] = j
+            m += 1
+        elif values[j] == threshold:
+            if skip > 0:
+                skip -= 1
+            else:
+                chosen[m] = j
+                m += 1
+    return m
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, long_only,
                               momentum, initial_capital, cost_bps, periods_per_year, out,
@@ -58,6 +109,9 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
     filled_at = np.empty(n_assets, dtype=np.int64)
     eligible = np.empty(n_assets, dtype=np.int64)
     trailing = np.empty(n_assets, dtype=np.float64)
+    worst = np.empty(n_assets, dtype=np.int64)
+    best = np.empty(n_assets, dtype=np.int64)
+    held = np.empty(n_assets, dtype=np.int64)  # the n_open assets with shares, ascending
     for k in range(params.shape[0]):
         lookback = int(params[k, LOOKBACK])
         top_k = int(params[k, TOP_K])
@@ -88,10 +142,9 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
         ruined = False
         for t in range(first_bar, last_bar + 1):
             marked = cash
-            if n_open > 0:
-                for a in range(n_assets):
-                    if shares[a] != 0.0:
-                        marked += shares[a] * close[t, a]
+            for i in range(n_open):  # held assets in asset order
+                a = held[i]
+                marked += shares[a] * close[t, a]
             any_fill = False
             if (t - first_bar) % every == 0 and marked > 0.0:
                 n_eligible = 0
@@ -102,18 +155,28 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                         trailing[n_eligible] = close[t, a] / close[t - lookback, a] - 1.0
                         n_eligible += 1
                 if n_eligible >= needed:
-                    order = np.argsort(trailing[:n_eligible], kind="mergesort")  # worst first
-                    for j in range(top_k):
-                        worst = eligible[order[j]]
-                        best = eligible[order[n_eligible - 1 - j]]
-                        if long_only:
-                            chosen = best if momentum else worst
-                            target[chosen] = np.trunc(weight * marked / close[t, chosen])
+                    values = trailing[:n_eligible]
+                    if long_only:
+                        if momentum:
+                            n_best = select_best_nb(values, n_eligible, top_k, best)
+                            for j in range(n_best):
+                                a = eligible[best[j]]
+                                target[a] = np.trunc(weight * marked / close[t, a])
                         else:
-                            buy = best if momentum else worst
-                            sell = worst if momentum else best
-                            target[buy] = np.trunc(weight * marked / close[t, buy])
-                            target[sell] = np.trunc(-weight * marked / close[t, sell])
+                            n_worst = select_worst_nb(values, n_eligible, top_k, worst)
+                            for j in range(n_worst):
+                                a = eligible[worst[j]]
+                                target[a] = np.trunc(weight * marked / close[t, a])
+                    else:
+                        n_worst = select_worst_nb(values, n_eligible, top_k, worst)
+                        n_best = select_best_nb(values, n_eligible, top_k, best)
+                        side = -1.0 if momentum else 1.0  # the worst are bought on reversal
+                        for j in range(n_worst):
+                            a = eligible[worst[j]]
+                            target[a] = np.trunc(side * weight * marked / close[t, a])
+                        for j in range(n_best):
+                            a = eligible[best[j]]
+                            target[a] = np.trunc(-side * weight * marked / close[t, a])
                 for a in range(n_assets):
                     old = shares[a]
                     new = target[a]
@@ -139,11 +202,14 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                     filled_at[a] = t
                     any_fill = True
             if any_fill:
+                n_held = 0
                 marked = cash
-                if n_open > 0:
-                    for a in range(n_assets):
-                        if shares[a] != 0.0:
-                            marked += shares[a] * close[t, a]
+                for a in range(n_assets):
+                    if shares[a] != 0.0:
+                        held[n_held] = a
+                        n_held += 1
+                        marked += shares[a] * close[t, a]
+                n_open = n_held
             if marked <= 0.0:  # out of money: close everything at close_t
                 for a in range(n_assets):
                     if shares[a] != 0.0:
