@@ -5,6 +5,7 @@
 ...                  "exit_threshold": [0.5], "stop_loss_z": [3.0]})  # doctest: +SKIP
 """
 from btcore.backtest import BacktestResult, backtest
+from btcore.cross_sectional import cross_sectional_backtest, run_cross_sectional_sweep
 from btcore.data import MarketData
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
@@ -19,4 +20,5 @@ __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult"
            "monte_carlo", "MonteCarloResult",
            "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
            "PortfolioBacktestResult",
+           "run_cross_sectional_sweep", "cross_sectional_backtest",
            "run_sweep", "walk_forward", "WalkForwardResult", "__version__"]

@@ -129,9 +129,10 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
         raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
     if not isinstance(long_only, (bool, np.bool_)):
         raise TypeError(f"long_only must be True or False, got {long_only!r}")
-    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year)
     columns = _check_columns(grid)
     market = as_market_data(data)
+    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
+                                         market.index)
     asset_index = market.asset_indices(assets)
     n_assets = len(asset_index)
     if n_assets < 2:
@@ -272,7 +273,7 @@ class CrossSectionalSweepResult(SweepResult):
 
 def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_only=False,
                               executor="serial", start=None, end=None,
-                              initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=252,
+                              initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                               progress=None, batch_size="auto",
                               assets=None) -> CrossSectionalSweepResult:
     """Backtest every parameter set of ``grid`` as a ranked long/short book on one account.
@@ -294,7 +295,8 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     long_only : bool
     executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
     batch_size, assets
-        As in :func:`btcore.run_sweep`.
+        As in :func:`btcore.run_sweep` (``periods_per_year=None`` is inferred from
+        the bar spacing).
 
     Returns
     -------
@@ -364,7 +366,7 @@ class CrossSectionalBacktestResult:
 
 def cross_sectional_backtest(params=None, data=None, *, direction="reversal", long_only=False,
                              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
-                             periods_per_year=252, assets=None) -> CrossSectionalBacktestResult:
+                             periods_per_year=None, assets=None) -> CrossSectionalBacktestResult:
     """One parameter set with per-bar equity, returns, weights and positions.
 
     ``params`` is a dict (missing parameters take their defaults) or a row of a
