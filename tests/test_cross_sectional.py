@@ -60,7 +60,9 @@ def cases(draw):
 
 
 def _kernel(cjob):
-    return run_cross_sectional_task(cjob.payload(), Task(0, 0, 0, 0, cjob.n_sets, 0.0))
+    """Every set of ``cjob`` in one call, in grid order."""
+    out = run_cross_sectional_task(cjob.payload(), Task(0, 0, 0, 0, cjob.n_sets, 0.0))
+    return cjob.to_grid_order(out)
 
 
 def _assert_close(name, got, want):
@@ -176,6 +178,25 @@ def test_executors_agree_bit_for_bit(joblib_executor):
         other = run_cross_sectional_sweep(grid, data, direction="momentum", executor=executor,
                                           batch_size=batch_size)
         pd.testing.assert_frame_equal(serial.table, other.table, check_exact=True)
+
+
+def test_auto_tasks_cover_every_set_once_costliest_first():
+    data = MarketData.synthetic(n_assets=30, start="2015-01-01", end="2020-01-01", seed=2)
+    grid = {"lookback_period": [5, 20, 60], "top_k": [2, 5], "rebalance_every": [126, 21, 5, 1],
+            "gross_leverage": [1.0, 2.0]}
+    cjob = prepare_cross_sectional(grid, data, direction="reversal", long_only=False,
+                                   start=None, end=None, initial_capital=1e6, cost_bps=5.0,
+                                   periods_per_year=None, assets=None)
+    assert (np.diff(cjob.params[:, 2]) >= 0).all()  # frequent rebalancing first
+    for batch_size in ("auto", 7):
+        tasks, _ = cs._plan_tasks(cjob, batch_size, throughput=5e7, slots=2)
+        covered = np.zeros(cjob.n_sets, dtype=int)
+        for task in tasks:
+            covered[task.start:task.stop] += 1
+        assert (covered == 1).all()
+        assert [t.cost for t in tasks] == sorted((t.cost for t in tasks), reverse=True)
+    res = run_cross_sectional_sweep(grid, data, executor="threads")
+    assert res.stats["backtests"] == len(res.table) == 48
 
 
 def test_table_layout(small_data):
