@@ -351,7 +351,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     traded = job.traded_bars
     runner.start()  # a cluster joined by address knows its size only once connected
     slots = runner.n_workers
-    retries_before, lost_before = runner.retries, runner.lost_workers
+    before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
     throughput = None
     if job.debug:  # plain Python: no calibration, one task per column and window
@@ -370,35 +370,63 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     if progress is None:
         estimate = total_param_bars / throughput / max(slots, 1)
         progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+
+    def take(task, result):
+        out, block_sums = result if isinstance(result, tuple) else (result, None)
+        check_targets(job, task, out)
+        sink.add(task, out, block_sums)
+
+    timings = execute_tasks(runner, run_task, job.payload(), tasks, take,
+                            total=n_sets * traded.size, progress=progress,
+                            description=description or f"{job.strategy.name} [{runner.name}]")
+    sink.check_complete()
+    return run_stats(runner, before, n_backtests=n_sets * int(traded.size),
+                     param_bars=total_param_bars, tasks=tasks, batch_size=batch_size,
+                     calibrate_s=calibrate_s, **timings)
+
+
+def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
+                  description) -> dict:
+    """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand
+    each result to ``take(task, result)`` once (a retried task that finished twice
+    has the same bits: the second copy is dropped), with a tqdm bar of ``total``
+    backtests (each task adds its ``n_sets``); the payload is released whatever
+    happens.
+
+    Returns ``{"share_s": ..., "compute_s": ...}``.
+    """
     from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
     share_started = time.perf_counter()
-    handle = runner.share(job.payload())
+    handle = runner.share(payload)
     share_s = time.perf_counter() - share_started
     compute_started = time.perf_counter()
     done = set()
-    with tqdm(total=n_sets * traded.size, unit="bt", disable=not progress, smoothing=0.1,
-              desc=description or f"{job.strategy.name} [{runner.name}]") as bar:
+    with tqdm(total=int(total), unit="bt", disable=not progress, smoothing=0.1,
+              desc=description) as bar:
         try:
-            for task, result in runner.map(run_task, handle, tasks):
-                if task.task_id in done:  # a retried task finished twice: same bits, keep one
+            for task, result in runner.map(fn, handle, tasks):
+                if task.task_id in done:
                     continue
                 done.add(task.task_id)
-                out, block_sums = result if isinstance(result, tuple) else (result, None)
-                check_targets(job, task, out)
-                sink.add(task, out, block_sums)
+                take(task, result)
                 bar.update(task.n_sets)
         finally:
             runner.unshare(handle)
-    compute_s = time.perf_counter() - compute_started
-    sink.check_complete()
+    return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started}
+
+
+def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tasks,
+              batch_size, calibrate_s: float, share_s: float, compute_s: float) -> dict:
+    """The stats dict every workflow returns (``before`` = the executor's
+    ``(retries, lost_workers)`` when the run started)."""
     return {
-        "backtests": n_sets * int(traded.size),
-        "backtests_per_s": n_sets * traded.size / max(compute_s, 1e-9),
-        "param_bars": int(total_param_bars),
-        "param_bars_per_s": total_param_bars / max(compute_s, 1e-9),
-        "executor": runner.name, "workers": slots, "batches": len(tasks),
-        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
-        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
+        "backtests": int(n_backtests),
+        "backtests_per_s": n_backtests / max(compute_s, 1e-9),
+        "param_bars": int(param_bars),
+        "param_bars_per_s": param_bars / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": runner.n_workers, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries - before[0],
+        "lost_workers": runner.lost_workers - before[1], "share_s": share_s,
         "compute_s": compute_s, "calibrate_s": calibrate_s,
     }
 

@@ -24,7 +24,8 @@ import pandas as pd
 
 from btcore import binding
 from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
-from btcore.engine import Task, choose_batch_size, make_tasks
+from btcore.engine import (Task, check_targets, choose_batch_size, execute_tasks, make_tasks,
+                           run_stats)
 from btcore.kernel import INVALID_BAR_ROW, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
@@ -269,7 +270,7 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
     n_sets = job.n_sets
     runner.start()
     slots = runner.n_workers
-    retries_before, lost_before = runner.retries, runner.lost_workers
+    before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
     throughput = _compile_and_calibrate(pjob, batch_size == "auto" or progress is None)
     calibrate_s = time.perf_counter() - calibrate_started
@@ -282,53 +283,23 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
     if progress is None:
         progress = sys.stderr.isatty() and \
             asset_bars * n_sets / throughput / max(slots, 1) > 2.0
-    from tqdm.auto import tqdm
-    share_started = time.perf_counter()
-    handle = runner.share(pjob.payload())
-    share_s = time.perf_counter() - share_started
     out = np.full((PORTFOLIO_OUT_ROWS, n_sets), np.nan)
     filled = np.zeros(n_sets, dtype=np.int64)
-    done = set()
-    compute_started = time.perf_counter()
-    with tqdm(total=n_sets, unit="bt", disable=not progress, smoothing=0.1,
-              desc=f"{job.strategy.name} portfolio [{runner.name}]") as bar:
-        try:
-            for task, result in runner.map(run_portfolio_task, handle, tasks):
-                if task.task_id in done:
-                    continue
-                done.add(task.task_id)
-                _check_targets(pjob, task, result)
-                out[:, task.start:task.stop] = result
-                filled[task.start:task.stop] += 1
-                bar.update(task.n_sets)
-        finally:
-            runner.unshare(handle)
-    compute_s = time.perf_counter() - compute_started
+
+    def take(task, result):
+        check_targets(job, task, result[None])  # same flag row as a sweep's out
+        out[:, task.start:task.stop] = result
+        filled[task.start:task.stop] += 1
+
+    timings = execute_tasks(runner, run_portfolio_task, pjob.payload(), tasks, take,
+                            total=n_sets, progress=progress,
+                            description=f"{job.strategy.name} portfolio [{runner.name}]")
     if not (filled == 1).all():
         raise RuntimeError("internal error: portfolio backtests missing or duplicated")
-    stats = {
-        "backtests": n_sets, "backtests_per_s": n_sets / max(compute_s, 1e-9),
-        "param_bars": int(asset_bars * n_sets),
-        "param_bars_per_s": asset_bars * n_sets / max(compute_s, 1e-9),
-        "executor": runner.name, "workers": slots, "batches": len(tasks),
-        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
-        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
-        "compute_s": compute_s, "calibrate_s": calibrate_s, "assets": pjob.n_assets,
-    }
+    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["assets"] = pjob.n_assets
     return out, stats
-
-
-def _check_targets(pjob: PortfolioJob, task: Task, out: np.ndarray) -> None:
-    invalid = out[INVALID_BAR_ROW]
-    if (invalid >= 0).any():
-        position = int(np.argmax(invalid >= 0))
-        bar = int(invalid[position])
-        job = pjob.job
-        when = job.labels[bar] if job.labels is not None else f"bar {bar}"
-        params = dict(zip(job.strategy.param_names, job.params[task.start + position]))
-        raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
-                         f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
-                         "is -1 (short), 0 (flat) or 1 (long)")
 
 
 def build_portfolio_table(pjob: PortfolioJob, out: np.ndarray) -> pd.DataFrame:
@@ -364,21 +335,7 @@ class PortfolioSweepResult(SweepResult):
     with :func:`portfolio_backtest`."""
 
     def backtest(self, row=0, data=None, **overrides):
-        if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
-            if not -len(self.table) <= row < len(self.table):
-                raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
-            row = self.table.iloc[int(row)]
-        elif not isinstance(row, (pd.Series, dict)):
-            raise TypeError(f"row must be a position in the table or a row of it, got "
-                            f"{type(row).__name__}")
-        import btcore.strategies as strategies
-        spec = strategies.get(self._spec or self.strategy)
-        settings = {key: self.settings[key] for key in
-                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year",
-                     "assets")}
-        settings.update({name: self.settings[name] for name in spec.options
-                         if name in self.settings})
-        settings.update(overrides)
+        row, spec, settings = self._replay(row, overrides, keys=("assets",))
         return portfolio_backtest(row, spec, self._data if data is None else data, **settings)
 
     def pbo(self, asset=None):  # pragma: no cover - not kept for portfolios
@@ -549,7 +506,7 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     record[RECORD_TRANSFER] = 0.0
     task = Task(0, 0, 0, 0, 1, 0.0)
     out = run_portfolio_task(pjob.payload(), task, (record_equity, record))
-    _check_targets(pjob, task, out)
+    check_targets(job, task, out[None])
     first, last = pjob.first_bar, pjob.last_bar
     traded = slice(first, last + 1)
     market = pjob.prepared.data

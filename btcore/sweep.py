@@ -142,6 +142,12 @@ class SweepResult:
             Settings to change, e.g. ``cost_bps=10``.
         """
         from btcore.backtest import backtest
+        row, spec, settings = self._replay(row, overrides)
+        return backtest(row, spec, self._data if data is None else data, **settings)
+
+    def _replay(self, row, overrides: dict, keys: tuple = ()) -> tuple:
+        """``(row, spec, settings)`` to replay ``row`` (a position or a row) with this
+        run's window, capital, costs, options and ``keys``, then ``overrides``."""
         if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
             if not -len(self.table) <= row < len(self.table):
                 raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
@@ -152,11 +158,11 @@ class SweepResult:
         import btcore.strategies as strategies
         spec = strategies.get(self._spec or self.strategy)
         settings = {key: self.settings[key] for key in
-                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year")}
+                    ("start", "end", "initial_capital", "cost_bps", "periods_per_year", *keys)}
         settings.update({name: self.settings[name] for name in spec.options
                          if name in self.settings})
         settings.update(overrides)
-        return backtest(row, spec, self._data if data is None else data, **settings)
+        return row, spec, settings
 
     def plot_heatmap(self, x: str, y: str, metric: str = "sharpe_ratio", agg: str = "max",
                      ax=None):
