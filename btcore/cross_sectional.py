@@ -20,7 +20,7 @@ import pandas as pd
 from btcore.cross_sectional_kernel import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                            REBALANCE_EVERY, TURNOVER_ROW,
                                            cross_sectional_kernel_nb)
-from btcore.engine import Task, choose_batch_size, make_tasks
+from btcore.engine import Task, choose_batch_size, execute_tasks, make_tasks, run_stats
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.sweep import SweepResult
@@ -233,7 +233,7 @@ def run_cross_sectional_job(cjob: CrossSectionalJob, runner, *, batch_size="auto
     n_sets = cjob.n_sets
     runner.start()
     slots = runner.n_workers
-    retries_before, lost_before = runner.retries, runner.lost_workers
+    before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
     throughput = _compile_and_calibrate(cjob, batch_size == "auto" or progress is None)
     calibrate_s = time.perf_counter() - calibrate_started
@@ -242,38 +242,21 @@ def run_cross_sectional_job(cjob: CrossSectionalJob, runner, *, batch_size="auto
     if progress is None:
         progress = sys.stderr.isatty() and \
             asset_bars * n_sets / throughput / max(slots, 1) > 2.0
-    from tqdm.auto import tqdm
-    share_started = time.perf_counter()
-    handle = runner.share(cjob.payload())
-    share_s = time.perf_counter() - share_started
     out = np.full((CS_OUT_ROWS, n_sets), np.nan)
     filled = np.zeros(n_sets, dtype=np.int64)
-    done = set()
-    compute_started = time.perf_counter()
-    with tqdm(total=n_sets, unit="bt", disable=not progress, smoothing=0.1,
-              desc=f"{STRATEGY} [{runner.name}]") as bar:
-        try:
-            for task, result in runner.map(run_cross_sectional_task, handle, tasks):
-                if task.task_id in done:
-                    continue
-                done.add(task.task_id)
-                out[:, task.start:task.stop] = result
-                filled[task.start:task.stop] += 1
-                bar.update(task.n_sets)
-        finally:
-            runner.unshare(handle)
-    compute_s = time.perf_counter() - compute_started
+
+    def take(task, result):
+        out[:, task.start:task.stop] = result
+        filled[task.start:task.stop] += 1
+
+    timings = execute_tasks(runner, run_cross_sectional_task, cjob.payload(), tasks, take,
+                            total=n_sets, progress=progress,
+                            description=f"{STRATEGY} [{runner.name}]")
     if not (filled == 1).all():
         raise RuntimeError("internal error: cross-sectional backtests missing or duplicated")
-    stats = {
-        "backtests": n_sets, "backtests_per_s": n_sets / max(compute_s, 1e-9),
-        "param_bars": int(asset_bars * n_sets),
-        "param_bars_per_s": asset_bars * n_sets / max(compute_s, 1e-9),
-        "executor": runner.name, "workers": slots, "batches": len(tasks),
-        "batch_size": int(batch_size), "retries": runner.retries - retries_before,
-        "lost_workers": runner.lost_workers - lost_before, "share_s": share_s,
-        "compute_s": compute_s, "calibrate_s": calibrate_s, "assets": cjob.n_assets,
-    }
+    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["assets"] = cjob.n_assets
     return out, stats
 
 
