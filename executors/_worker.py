@@ -17,6 +17,7 @@ reachability check for cluster addresses, and argument checks.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -117,6 +118,88 @@ def load_shared(directory: str) -> dict:
 
 
 # ------------------------------------------------------------- driver side
+@contextlib.contextmanager
+def marked_environment(name: str, value: str):
+    """Set ``os.environ[name] = value`` for the block: processes started in it (and
+    their children, which inherit it) carry the mark; see :func:`kill_marked`."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def marked_processes(name: str, value: str) -> list:
+    """Pids of the processes (of this user; not this one) whose environment has
+    ``name=value``, wherever they were reparented. Linux /proc, else psutil, else []."""
+    needle = f"{name}={value}".encode()
+    found = []
+    if os.path.isdir("/proc"):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as file:
+                    if needle in file.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:  # gone, another user's, or a zombie
+                continue
+        return found
+    try:  # pragma: no cover - not Linux
+        import psutil
+    except ImportError:  # pragma: no cover
+        return found
+    for process in psutil.process_iter():  # pragma: no cover
+        try:
+            if process.pid != os.getpid() and process.environ().get(name) == value:
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_marked(name: str, value: str, timeout: float = 5.0) -> list:
+    """SIGKILL every process :func:`marked_processes` finds, and again what appears
+    while they die (a dying parent may have forked a child), until a scan after all
+    of them are gone finds none, or ``timeout`` seconds passed; return the pids killed."""
+    import signal
+    import time
+    killed, deadline = [], time.monotonic() + timeout
+    while True:
+        pids = [pid for pid in marked_processes(name, value) if pid not in killed]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+        if time.monotonic() > deadline:
+            return killed
+        if not pids and not any(_alive(pid) for pid in killed):
+            if not marked_processes(name, value):
+                return killed
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return file.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        if not os.path.isdir("/proc"):  # pragma: no cover - not Linux
+            try:
+                os.kill(pid, 0)
+                return True
+            except OSError:
+                return False
+        return False
+
+
 def check_fault_options(recycle_after, max_retries) -> tuple:
     """Validate the process executors' ``recycle_after`` (None or an int >= 1) and
     ``max_retries`` (an int >= 0); returns them."""

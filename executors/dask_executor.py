@@ -75,10 +75,20 @@ class DaskExecutor(Executor):
     cluster_kwargs : dict, optional
         More keyword arguments for ``LocalCluster``.
 
+    Notes
+    -----
+    A local cluster's workers are spawned processes that re-import the script
+    that started them, so a script must start it under
+    ``if __name__ == "__main__":``; starting one from a script's top level is
+    a ``RuntimeError`` that says so, before any process starts. A worker that
+    dies while the local cluster starts is one
+    :class:`~executors.base.BrokenExecutorError` line.
+
     Examples
     --------
-    >>> with DaskExecutor("tcp://scheduler:8786") as ex:  # doctest: +SKIP
-    ...     res = run_sweep(grid, executor=ex)
+    >>> if __name__ == "__main__":  # doctest: +SKIP
+    ...     with DaskExecutor("tcp://scheduler:8786") as ex:
+    ...         res = run_sweep(grid, executor=ex)
     """
 
     name = "dask"
@@ -125,7 +135,19 @@ class DaskExecutor(Executor):
                        "silence_logs": logging.CRITICAL,
                        # one Numba thread per worker process, before numba is imported there
                        "env": {"NUMBA_NUM_THREADS": "1"}}
-            self._cluster = LocalCluster(**{**options, **self._cluster_kwargs})
+            options.update(self._cluster_kwargs)
+            if options.get("processes", True):
+                check_main_guard()
+            try:
+                self._cluster = LocalCluster(**options)
+            except (RuntimeError, TimeoutError) as err:  # one line, not nanny tracebacks
+                if not (isinstance(err, TimeoutError) or "failed to start" in str(err)):
+                    raise
+                raise BrokenExecutorError(
+                    f"the local Dask cluster could not start its {options['n_workers']} "
+                    f"worker process(es): {_root_cause(err)} (a worker exited while "
+                    "starting: check cluster_kwargs such as preload or env, free memory, "
+                    "and that the worker environment imports btcore)") from None
             self._client = Client(self._cluster, set_as_default=False)
         elif isinstance(self.address, str):
             scheme = self.address.split("://")[0] if "://" in self.address else "tcp"
@@ -269,3 +291,97 @@ class DaskExecutor(Executor):
     def __repr__(self) -> str:
         where = "local" if self.address is None else repr(self.address)
         return f"DaskExecutor({where}, workers={self._slots or self._n_workers or '?'})"
+
+
+# ------------------------------------------------- the main-module guard
+MAIN_GUARD_HINT = """\
+Dask starts its worker processes with multiprocessing's 'spawn': each one re-imports
+your script {script}, and {where} starts the cluster at the script's top level,
+outside `if __name__ == "__main__":`, so every worker would start a cluster of its
+own and the workers fail to start ("Nanny failed to start"). Put the code that runs
+sweeps under a main guard:
+
+    from btcore import run_sweep
+
+    if __name__ == "__main__":
+        result = run_sweep(grid, executor="dask")   # or DaskExecutor(...)
+"""
+
+
+def check_main_guard() -> None:
+    """RuntimeError (with :data:`MAIN_GUARD_HINT`) when a local cluster is being started
+    by the top-level code of a ``__main__`` script, outside its main guard: spawned
+    workers re-import the script and would run that code again.
+
+    Checked in the driver, before any process starts (the line of the script that
+    is running, against the script's syntax tree), and as a fallback in a process
+    that is being spawned (``multiprocessing``'s bootstrapping phase), which then
+    exits with the hint instead of failing inside its nanny.
+    """
+    import multiprocessing
+    import sys
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawned process re-running the script: one message, no nanny tracebacks
+        raise SystemExit("btcore: " + MAIN_GUARD_HINT.format(script=script or "",
+                                                             where="it"))
+    if not script or not _spawns_processes():
+        return
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            break
+        frame = frame.f_back
+    if frame is None:
+        return  # not run by the script's top-level code (a thread, a callback)
+    line = unguarded_line(script, frame.f_lineno)
+    if line is not None:
+        raise RuntimeError(MAIN_GUARD_HINT.format(script=script, where=f"line {line}"))
+
+
+def _spawns_processes() -> bool:
+    """True when Dask's worker processes start by 'spawn' or 'forkserver' (which
+    re-import ``__main__``), not 'fork'."""
+    import dask
+    method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+    return method != "fork"
+
+
+def unguarded_line(path: str, lineno: int) -> int | None:
+    """The first line of the top-level statement of the Python file ``path`` that
+    holds line ``lineno``, unless it is an ``if __name__ == "__main__":`` block; None
+    then, and when the file cannot be read or parsed (no false alarm)."""
+    import ast
+    try:
+        with open(path, encoding="utf-8") as file:
+            tree = ast.parse(file.read(), filename=path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        end = getattr(node, "end_lineno", node.lineno)
+        if node.lineno <= lineno <= end:
+            return None if _is_main_guard(node) else node.lineno
+    return None
+
+
+def _is_main_guard(node) -> bool:
+    import ast
+    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return bool(names and mains)
+
+
+def _root_cause(err: BaseException) -> str:
+    """``Type: first line`` of the innermost cause of ``err``."""
+    while err.__cause__ is not None or (err.__context__ is not None
+                                        and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__
+    text = str(err).strip().split("\n")[0][:200]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

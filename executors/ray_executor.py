@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ from btcore.executors.base import (Executor, ExecutorUnavailableError, TaskLost,
 _INSTALL = "the ray executor needs Ray: pip install 'btcore[ray]'"
 _ADDRESS_HINT = ("start one with `ray start --head`, or pass address=None to start a local "
                  "Ray instance")
+#: environment variable marking the processes a local ``ray.init`` starts (its value is
+#: unique per start), so that an interrupted start-up can find and stop all of them
+_MARK = "BTCORE_RAY_START"
 
 
 @dataclass
@@ -70,6 +74,13 @@ class RayExecutor(Executor):
         their own).
     init_kwargs : dict, optional
         More keyword arguments for ``ray.init``.
+
+    Notes
+    -----
+    An interrupted local start-up (Ctrl-C in ``ray.init``) or a failed one
+    disconnects and stops every process that start had launched, including
+    the raylet's agents that ``ray.shutdown`` does not know of yet (they are
+    found by an environment variable only they inherit), then re-raises.
 
     Attributes
     ----------
@@ -139,13 +150,40 @@ class RayExecutor(Executor):
                                object_store_memory=self._object_store_memory)
             else:
                 options["address"] = self.address
-            ray.init(**options, **self._init_kwargs)
+            # every process this ray.init starts (GCS, raylet, its agents, workers)
+            # inherits the mark, so an interrupted start-up can find them all
+            self._mark = f"{os.getpid()}-{uuid.uuid4().hex}"
+            try:
+                with _worker.marked_environment(_MARK, self._mark):
+                    ray.init(**options, **self._init_kwargs)
+            except BaseException:  # Ctrl-C, or a failed start: leave no processes behind
+                self._abandon_start(ray)
+                raise
             # we connected, so we disconnect on close (a joined cluster keeps running)
             self._owns_ray = True
-        cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._slots = min(self._num_cpus or cluster_cpus, cluster_cpus)
-        self._remote = ray.remote(num_cpus=1, max_retries=0,
-                                  max_calls=self.recycle_after or 0)(_worker.ray_task)
+        try:
+            cluster_cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._slots = min(self._num_cpus or cluster_cpus, cluster_cpus)
+            self._remote = ray.remote(num_cpus=1, max_retries=0,
+                                      max_calls=self.recycle_after or 0)(_worker.ray_task)
+        except BaseException:
+            if self._owns_ray:
+                self._abandon_start(ray)
+            raise
+
+    def _abandon_start(self, ray) -> None:
+        """Undo an interrupted or failed ``_start``: disconnect, and kill what the
+        local instance had started. ``ray.init`` interrupted half-way leaves
+        processes ``ray.shutdown`` does not know of (the raylet's dashboard and
+        runtime-env agents, reparented to PID 1 once the raylet dies)."""
+        self._owns_ray = False
+        try:
+            ray.shutdown()
+        except BaseException:  # noqa: BLE001 - a second Ctrl-C: still kill below
+            pass
+        finally:
+            if self.address is None:
+                _worker.kill_marked(_MARK, self._mark)
 
     def _close(self) -> None:
         if self._owns_ray:
