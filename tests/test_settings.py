@@ -1,6 +1,5 @@
 """Run settings: cost ceiling, periods_per_year inferred from the bar spacing (or an
 explicit value checked against it), and misspelt keywords named with a suggestion."""
-import inspect
 import math
 import warnings
 
@@ -115,20 +114,12 @@ def test_none_without_an_index_is_refused():
         check_settings(1e6, 5.0, -1, pd.bdate_range("2020", periods=10))
 
 
-# Active once run_sweep(periods_per_year=None) is wired (prepare passes market.index to
-# _check_settings): the brief left that edit of sweep.py / backtest.py to its owner.
-WIRED = inspect.signature(run_sweep).parameters["periods_per_year"].default is None
-needs_wiring = pytest.mark.skipif(not WIRED, reason="run_sweep(periods_per_year=None) "
-                                  "is not wired to the data's index yet")
-
-
 def hourly_data():
     index = intraday(7, 120)
     close = 100 * np.exp(np.cumsum(np.random.default_rng(5).normal(0, 0.003, len(index))))
     return MarketData(close, index, ("HOURLY",))
 
 
-@needs_wiring
 def test_sweep_and_backtest_infer_hourly_annualisation():
     data = hourly_data()
     inferred = run_sweep(GRID, data=data, progress=False)
@@ -140,13 +131,11 @@ def test_sweep_and_backtest_infer_hourly_annualisation():
     assert inferred.backtest(0).metrics["sharpe_ratio"] == row["sharpe_ratio"]
 
 
-@needs_wiring
 def test_sweep_warns_about_252_on_hourly_bars():
     with pytest.warns(UserWarning, match=r"periods_per_year=252, but the bars are intraday"):
         run_sweep(GRID, data=hourly_data(), periods_per_year=252, progress=False)
 
 
-@needs_wiring
 def test_daily_data_keeps_252_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
