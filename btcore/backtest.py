@@ -90,7 +90,9 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     import btcore.strategies as strategies
     from btcore.data import as_market_data
     from btcore.sweep import prepare
+    from btcore.settings import check_arguments
     spec = strategies.get(strategy)
+    check_arguments(strategy_options, spec, backtest)  # a misspelt keyword lands there
     params, row_asset = _parameters_of(params, spec)
     market = as_market_data(data)
     asset = asset if asset is not None else row_asset

@@ -428,7 +428,9 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     >>> mc.summary.loc[["5%", "50%", "95%"], ["sharpe_ratio", "max_drawdown"]]  # doctest: +SKIP
     >>> mc.prob_loss, mc.equity_quantiles().plot()  # doctest: +SKIP
     """
+    from btcore.settings import check_arguments
     started = time.perf_counter()
+    check_arguments(strategy_options, strategy, monte_carlo)  # a misspelt keyword lands there
     n_paths = _check_int("n_paths", n_paths, 1)
     seed = _check_int("seed", seed, 0)
     if not isinstance(method, str):

@@ -148,7 +148,9 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     """
     import btcore.executors as executors
     from btcore.sweep import _check_batch_size, _check_progress, prepare
+    from btcore.settings import check_arguments
     started = time.perf_counter()
+    check_arguments(strategy_options, strategy, walk_forward)
     if select not in ("per_asset", "universe"):
         raise ValueError(f"select must be 'per_asset' or 'universe', got {select!r}")
     if not callable(objective) and objective not in METRIC_NAMES:

@@ -171,3 +171,14 @@ def test_valid_options_pass_and_the_check_reads_the_function_signature():
     with pytest.raises(TypeError, match=r"unknown argument 'sped'; did you mean 'speed'\? It "
                                         r"is neither an argument of other\(\)"):
         check_arguments({"sped": 2}, "mean_reversion", other)
+
+
+@pytest.mark.parametrize("function, first", [
+    ("backtest", {"lookback_period": 20}), ("walk_forward", GRID),
+    ("monte_carlo", {"lookback_period": 20})])
+def test_every_workflow_names_a_misspelt_keyword(function, first, no_kernel_runs):
+    import btcore
+    with pytest.raises(TypeError, match=rf"unknown argument 'alow_short'; did you mean "
+                                        rf"'allow_short'\? It is neither an argument of "
+                                        rf"{function}\(\)"):
+        getattr(btcore, function)(first, data=DATA, alow_short=False)
