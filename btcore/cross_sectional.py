@@ -283,13 +283,7 @@ class CrossSectionalSweepResult(SweepResult):
     per parameter set; :meth:`backtest` replays a row with :func:`cross_sectional_backtest`."""
 
     def backtest(self, row=0, data=None, **overrides):
-        if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
-            if not -len(self.table) <= row < len(self.table):
-                raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
-            row = self.table.iloc[int(row)]
-        elif not isinstance(row, (pd.Series, dict)):
-            raise TypeError(f"row must be a position in the table or a row of it, got "
-                            f"{type(row).__name__}")
+        row = self._row(row)
         settings = {key: self.settings[key] for key in
                     ("start", "end", "initial_capital", "cost_bps", "periods_per_year",
                      "assets", "direction", "long_only")}

@@ -145,16 +145,21 @@ class SweepResult:
         row, spec, settings = self._replay(row, overrides)
         return backtest(row, spec, self._data if data is None else data, **settings)
 
-    def _replay(self, row, overrides: dict, keys: tuple = ()) -> tuple:
-        """``(row, spec, settings)`` to replay ``row`` (a position or a row) with this
-        run's window, capital, costs, options and ``keys``, then ``overrides``."""
+    def _row(self, row):
+        """A row of :attr:`table`, given as a position in it or as a row."""
         if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
             if not -len(self.table) <= row < len(self.table):
                 raise IndexError(f"row {row} is outside the table's {len(self.table)} rows")
-            row = self.table.iloc[int(row)]
-        elif not isinstance(row, (pd.Series, dict)):
+            return self.table.iloc[int(row)]
+        if not isinstance(row, (pd.Series, dict)):
             raise TypeError(f"row must be a position in the table or a row of it, got "
                             f"{type(row).__name__}")
+        return row
+
+    def _replay(self, row, overrides: dict, keys: tuple = ()) -> tuple:
+        """``(row, spec, settings)`` to replay ``row`` (a position or a row) with this
+        run's window, capital, costs, options and ``keys``, then ``overrides``."""
+        row = self._row(row)
         import btcore.strategies as strategies
         spec = strategies.get(self._spec or self.strategy)
         settings = {key: self.settings[key] for key in
