@@ -11,12 +11,15 @@ def test_import_beside_a_users_own_strategies_package(tmp_path):
         package.mkdir()
         (package / "__init__.py").write_text(f"OWNER = 'user {name}'\n")
     script = textwrap.dedent("""
-        import strategies, executors
+        import importlib
+        # the user's own top-level packages (not btcore's)
+        user_strategies = importlib.import_module("strategies")
+        user_executors = importlib.import_module("executors")
         import btcore
         import btcore.strategies as bt_strategies
         from btcore.executors import SerialExecutor
-        assert strategies.OWNER == "user strategies", strategies.__file__
-        assert executors.OWNER == "user executors", executors.__file__
+        assert user_strategies.OWNER == "user strategies", user_strategies.__file__
+        assert user_executors.OWNER == "user executors", user_executors.__file__
         assert bt_strategies.get("mean_reversion").name == "mean_reversion"
         assert SerialExecutor.name == "serial"
         print("ok")
