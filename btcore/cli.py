@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="cost per trade in basis points of traded value (default 5)")
     sweep.add_argument("--top", type=_positive_int, default=10, help="rows to print")
     sweep.add_argument("--out", default=None, help="save the full table (.parquet or .csv)")
+    sweep.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                       help="a strategy option, e.g. --option allow_short=false or "
+                            "--option average=ema (repeatable; see `btcore strategies`)")
     sweep.add_argument("--no-progress", action="store_true")
     listing = commands.add_parser("strategies",
                                   help="list strategies with their parameters and options")
@@ -173,6 +176,34 @@ def _strategies(names: list[str]) -> int:
     return status
 
 
+def _parse_options(items: list, spec) -> dict:
+    """``--option NAME=VALUE`` pairs typed by the strategy's declared defaults."""
+    options = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip(), text.strip()
+        if not sep or not name:
+            raise CLIError(f"--option takes NAME=VALUE, got {item!r}")
+        if name not in spec.options:
+            valid = ", ".join(spec.options) or "none"
+            raise CLIError(f"--option {name}: strategy {spec.name!r} has no such option; "
+                           f"valid options: {valid}")
+        default = spec.options[name]
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise CLIError(f"--option {name}: give true or false, got {text!r}")
+            options[name] = lowered in ("true", "1", "yes")
+        elif isinstance(default, tuple):  # named choices: validated by the spec
+            options[name] = text
+        else:
+            try:
+                options[name] = int(text) if isinstance(default, int) else float(text)
+            except ValueError:
+                raise CLIError(f"--option {name}: give a number, got {text!r}") from None
+    return options
+
+
 def _sweep(args) -> int:
     grid = _load_grid(args.grid)
     _check_out(args.out)
@@ -181,9 +212,10 @@ def _sweep(args) -> int:
     from btcore import run_sweep
     import pandas as pd
     started = time.perf_counter()
+    options = _parse_options(args.option, spec)
     result = run_sweep(grid, spec, args.data, executor=args.executor,
                        start=args.start, end=args.end, cost_bps=args.cost_bps,
-                       assets=assets, progress=False if args.no_progress else None)
+                       assets=assets, progress=False if args.no_progress else None, **options)
     elapsed = time.perf_counter() - started
     stats = result.stats
     with pd.option_context("display.width", 200, "display.max_columns", 30):

@@ -398,3 +398,31 @@ def test_btcore_script_finds_a_module_spec_in_the_current_directory():
     printed = line_of(done.stdout, "KO").split()
     assert printed[header.index("sharpe_ratio") + 1] == f"{expected['sharpe_ratio']:.4f}"
     assert printed[header.index("num_trades") + 1] == str(expected["num_trades"])
+
+
+def test_options_are_typed_by_the_strategy(capsys, sample):
+    from btcore import run_sweep
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                               "--option", "allow_short=false", "--option",
+                               "reenter_after_stop=no", "--no-progress")
+    assert status == 0, err
+    expected = run_sweep(json.loads(TINY_JSON), data=sample, assets="KO", allow_short=False,
+                         reenter_after_stop=False, progress=False).table
+    assert f"{expected['num_trades'].iloc[0]}" in out.splitlines()[1]
+    grid = '{"fast_window": [5], "slow_window": [20]}'
+    status, out, err = run_cli(capsys, "sweep", "--strategy", "ma_crossover", "--grid", grid,
+                               "--assets", "KO", "--option", "average=ema", "--no-progress")
+    assert status == 0, err
+
+
+@pytest.mark.parametrize("option, message", [
+    ("nothing", "--option takes NAME=VALUE, got 'nothing'"),
+    ("allow_shor=1", "--option allow_shor: strategy 'mean_reversion' has no such option"),
+    ("allow_short=maybe", "--option allow_short: give true or false, got 'maybe'"),
+])
+def test_bad_options_are_one_line(capsys, option, message, no_kernel_runs):
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--option", option,
+                               "--no-progress")
+    assert (status, out) == (2, "")
+    [line] = error_lines(err)
+    assert message in line
