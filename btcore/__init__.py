@@ -10,6 +10,7 @@ from btcore.data import MarketData
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
 from btcore.monte_carlo import MonteCarloResult, monte_carlo
+from btcore.planning import estimate
 from btcore.portfolio import (PortfolioBacktestResult, PortfolioSweepResult, portfolio_backtest,
                               run_portfolio_sweep)
 from btcore.sweep import SweepResult, run_sweep
@@ -17,7 +18,7 @@ from btcore.walk_forward import WalkForwardResult, walk_forward
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
-           "monte_carlo", "MonteCarloResult",
+           "estimate", "monte_carlo", "MonteCarloResult",
            "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
            "PortfolioBacktestResult",
            "run_cross_sectional_sweep", "cross_sectional_backtest",
