@@ -9,7 +9,6 @@ universe per task) and runs them on any executor.
 """
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -20,7 +19,8 @@ import pandas as pd
 from btcore.cross_sectional_kernel import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                            REBALANCE_EVERY, TURNOVER_ROW,
                                            cross_sectional_kernel_nb)
-from btcore.engine import Task, choose_batch_size, execute_tasks, make_tasks, run_stats
+from btcore.engine import (Task, choose_batch_size, make_tasks, measure_set_batches,
+                           run_set_batches)
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.sweep import SweepResult
@@ -187,16 +187,9 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
 # ---------------------------------------------------------------------- run
 def _compile_and_calibrate(cjob: CrossSectionalJob, measure: bool) -> float:
     """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
-    shared = cjob.payload()
-    run_cross_sectional_task(shared, Task(-1, 0, 0, 0, 1, 0.0))
-    if not measure:
-        return float("nan")
-    probe = Task(-1, 0, 0, 0, min(cjob.n_sets, 4), 0.0)
-    started = time.perf_counter()
-    run_cross_sectional_task(shared, probe)
-    elapsed = max(time.perf_counter() - started, 1e-6)
-    bars = (cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets
-    return bars * probe.n_sets / elapsed
+    return measure_set_batches(run_cross_sectional_task, cjob.payload(), n_sets=cjob.n_sets,
+                               asset_bars=(cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets,
+                               measure=measure)
 
 
 def _plan_tasks(cjob: CrossSectionalJob, batch_size, throughput: float,
@@ -230,32 +223,14 @@ def run_cross_sectional_job(cjob: CrossSectionalJob, runner, *, batch_size="auto
                             progress=None) -> tuple[np.ndarray, dict]:
     """Run every parameter set of ``cjob`` on ``runner``: ``(out in sorted-set order,
     stats)`` (``cjob.to_grid_order`` for the grid's)."""
-    n_sets = cjob.n_sets
-    runner.start()
-    slots = runner.n_workers
-    before = (runner.retries, runner.lost_workers)
-    calibrate_started = time.perf_counter()
-    throughput = _compile_and_calibrate(cjob, batch_size == "auto" or progress is None)
-    calibrate_s = time.perf_counter() - calibrate_started
-    asset_bars = (cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets
-    tasks, batch_size = _plan_tasks(cjob, batch_size, throughput, slots)
-    if progress is None:
-        progress = sys.stderr.isatty() and \
-            asset_bars * n_sets / throughput / max(slots, 1) > 2.0
-    out = np.full((CS_OUT_ROWS, n_sets), np.nan)
-    filled = np.zeros(n_sets, dtype=np.int64)
-
-    def take(task, result):
-        out[:, task.start:task.stop] = result
-        filled[task.start:task.stop] += 1
-
-    timings = execute_tasks(runner, run_cross_sectional_task, cjob.payload(), tasks, take,
-                            total=n_sets, progress=progress,
-                            description=f"{STRATEGY} [{runner.name}]")
-    if not (filled == 1).all():
-        raise RuntimeError("internal error: cross-sectional backtests missing or duplicated")
-    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
-                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    out, stats = run_set_batches(
+        runner, run_cross_sectional_task, cjob.payload(), n_sets=cjob.n_sets,
+        out_rows=CS_OUT_ROWS, asset_bars=(cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets,
+        calibrate_fn=lambda measure: _compile_and_calibrate(cjob, measure),
+        plan_fn=lambda batch_size, throughput, slots: _plan_tasks(cjob, batch_size, throughput,
+                                                                  slots),
+        batch_size=batch_size, progress=progress, description=f"{STRATEGY} [{runner.name}]",
+        kind="cross-sectional")
     stats["assets"] = cjob.n_assets
     return out, stats
 

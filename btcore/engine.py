@@ -385,6 +385,59 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
                      calibrate_s=calibrate_s, **timings)
 
 
+def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
+                        measure: bool) -> float:
+    """Run ``fn`` on one set (compiling or loading the kernel in the driver) and, if
+    ``measure``, return the asset-bars/s of a small batch (else NaN)."""
+    fn(payload, Task(-1, 0, 0, 0, 1, 0.0))
+    if not measure:
+        return float("nan")
+    probe = Task(-1, 0, 0, 0, min(n_sets, 4), 0.0)
+    started = time.perf_counter()
+    fn(payload, probe)
+    return asset_bars * probe.n_sets / max(time.perf_counter() - started, 1e-6)
+
+
+def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_bars: float,
+                    calibrate_fn, plan_fn, batch_size, progress, description: str,
+                    check=None, kind: str = "") -> tuple[np.ndarray, dict]:
+    """Run a job whose tasks are ranges of parameter sets over one whole universe
+    (portfolio and cross-sectional sweeps): ``(out (out_rows, n_sets) in sorted-set
+    order, stats)``.
+
+    ``calibrate_fn(measure)`` compiles the kernel in the driver and returns the
+    measured asset-bars/s (NaN unless ``measure``); ``plan_fn(batch_size,
+    throughput, slots)`` returns ``(tasks, batch_size)``; ``check(task, result)``
+    may refuse a result (e.g. an invalid target).
+    """
+    runner.start()
+    slots = runner.n_workers
+    before = (runner.retries, runner.lost_workers)
+    calibrate_started = time.perf_counter()
+    throughput = calibrate_fn(batch_size == "auto" or progress is None)
+    calibrate_s = time.perf_counter() - calibrate_started
+    tasks, batch_size = plan_fn(batch_size, throughput, slots)
+    if progress is None:
+        estimate = asset_bars * n_sets / throughput / max(slots, 1)
+        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+    out = np.full((out_rows, n_sets), np.nan)
+    filled = np.zeros(n_sets, dtype=np.int64)
+
+    def take(task, result):
+        if check is not None:
+            check(task, result)
+        out[:, task.start:task.stop] = result
+        filled[task.start:task.stop] += 1
+
+    timings = execute_tasks(runner, fn, payload, tasks, take, total=n_sets, progress=progress,
+                            description=description)
+    if not (filled == 1).all():
+        raise RuntimeError(f"internal error: {kind} backtests missing or duplicated")
+    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    return out, stats
+
+
 def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
                   description) -> dict:
     """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand

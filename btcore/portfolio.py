@@ -13,7 +13,6 @@ import hashlib
 import math
 import pathlib
 import re
-import sys
 import time
 from dataclasses import dataclass
 from typing import Mapping
@@ -24,8 +23,8 @@ import pandas as pd
 
 from btcore import binding
 from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
-from btcore.engine import (Task, check_targets, choose_batch_size, execute_tasks, make_tasks,
-                           run_stats)
+from btcore.engine import (Task, check_targets, choose_batch_size, make_tasks,
+                           measure_set_batches, run_set_batches)
 from btcore.kernel import INVALID_BAR_ROW, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
@@ -247,19 +246,12 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
 # ---------------------------------------------------------------------- run
 def _compile_and_calibrate(pjob: PortfolioJob, measure: bool) -> float:
     """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
-    shared = pjob.payload()
     try:
-        run_portfolio_task(shared, Task(-1, 0, 0, 0, 1, 0.0))
+        return measure_set_batches(run_portfolio_task, pjob.payload(), n_sets=pjob.job.n_sets,
+                                   asset_bars=(pjob.last_bar - pjob.first_bar + 1)
+                                   * pjob.n_assets, measure=measure)
     except numba.core.errors.NumbaError as err:
         raise compile_error(pjob.job.strategy, err) from None
-    if not measure:
-        return float("nan")
-    probe = Task(-1, 0, 0, 0, min(pjob.job.n_sets, 4), 0.0)
-    started = time.perf_counter()
-    run_portfolio_task(shared, probe)
-    elapsed = max(time.perf_counter() - started, 1e-6)
-    bars = (pjob.last_bar - pjob.first_bar + 1) * pjob.n_assets
-    return bars * probe.n_sets / elapsed
 
 
 def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
@@ -268,36 +260,22 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
     stats)``. Mirrors ``btcore.engine.run_job`` with one universe per task."""
     job = pjob.job
     n_sets = job.n_sets
-    runner.start()
-    slots = runner.n_workers
-    before = (runner.retries, runner.lost_workers)
-    calibrate_started = time.perf_counter()
-    throughput = _compile_and_calibrate(pjob, batch_size == "auto" or progress is None)
-    calibrate_s = time.perf_counter() - calibrate_started
-    bars = pjob.last_bar - pjob.first_bar + 1
-    asset_bars = bars * pjob.n_assets
-    if batch_size == "auto":
-        batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
-    tasks = make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size),
-                       job.strategy.cost_factor)
-    if progress is None:
-        progress = sys.stderr.isatty() and \
-            asset_bars * n_sets / throughput / max(slots, 1) > 2.0
-    out = np.full((PORTFOLIO_OUT_ROWS, n_sets), np.nan)
-    filled = np.zeros(n_sets, dtype=np.int64)
+    asset_bars = (pjob.last_bar - pjob.first_bar + 1) * pjob.n_assets
 
-    def take(task, result):
-        check_targets(job, task, result[None])  # same flag row as a sweep's out
-        out[:, task.start:task.stop] = result
-        filled[task.start:task.stop] += 1
+    def plan(batch_size, throughput, slots):
+        if batch_size == "auto":
+            batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
+        return make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size),
+                          job.strategy.cost_factor), batch_size
 
-    timings = execute_tasks(runner, run_portfolio_task, pjob.payload(), tasks, take,
-                            total=n_sets, progress=progress,
-                            description=f"{job.strategy.name} portfolio [{runner.name}]")
-    if not (filled == 1).all():
-        raise RuntimeError("internal error: portfolio backtests missing or duplicated")
-    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
-                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    out, stats = run_set_batches(
+        runner, run_portfolio_task, pjob.payload(), n_sets=n_sets,
+        out_rows=PORTFOLIO_OUT_ROWS, asset_bars=asset_bars,
+        calibrate_fn=lambda measure: _compile_and_calibrate(pjob, measure), plan_fn=plan,
+        batch_size=batch_size, progress=progress,
+        description=f"{job.strategy.name} portfolio [{runner.name}]",
+        # the flag row is where a sweep's out has it
+        check=lambda task, result: check_targets(job, task, result[None]), kind="portfolio")
     stats["assets"] = pjob.n_assets
     return out, stats
 
