@@ -5,38 +5,15 @@ is one asset's float64 closes (NaN before the asset lists, finite and > 0
 afterwards), ``out`` arrives filled with NaN and each kernel writes ``out[t]``
 only where its indicator is defined, from closes up to bar t. All are
 O(n_bars). The exact definitions are in ``docs/builtin_strategies.md``.
-
-This module is self-contained on purpose (its helpers are not imported from
-``btcore.indicators``): btcore digests the source files of a strategy's own
-functions to name its cached kernel module, and helpers imported from other
-``btcore.*`` modules are not part of that digest.
 """
-import math
 
 import numpy as np
 from numba import njit
 
+from btcore.indicators import _compensated_add, first_valid_nb
+
 #: ``average`` option of ma_crossover: index of each choice
 SMA, EMA = 0, 1
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def first_listed_nb(close):
-    """Index of the first non-NaN close (len(close) if there is none)."""
-    for t in range(close.shape[0]):
-        if not math.isnan(close[t]):
-            return t
-    return close.shape[0]
-
-
-@njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _two_sum(total, compensation, value):
-    """``total + value`` with its exact rounding error added to ``compensation``
-    (Knuth's branch-free TwoSum); returns (new total, new compensation)."""
-    new_total = total + value
-    virtual = new_total - total
-    compensation += (total - (new_total - virtual)) + (value - virtual)
-    return new_total, compensation
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -46,7 +23,7 @@ def _compensated_sum(close, start, stop):
     total = 0.0
     compensation = 0.0
     for i in range(start, stop):
-        total, compensation = _two_sum(total, compensation, close[i])
+        total, compensation = _compensated_add(total, compensation, close[i])
     return total, compensation
 
 
@@ -61,7 +38,7 @@ def trailing_sma_nb(close, window, out):
     relative whatever the price history (jumps, scale).
     """
     n_bars = close.shape[0]
-    first = first_listed_nb(close)
+    first = first_valid_nb(close)
     start = first + window - 1  # first bar with a full window
     if start >= n_bars:
         return
@@ -78,8 +55,8 @@ def trailing_sma_nb(close, window, out):
                 bars_to_resum = window
                 total, compensation = _compensated_sum(close, t - window + 1, t + 1)
             else:
-                total, compensation = _two_sum(total, compensation, close[t])
-                total, compensation = _two_sum(total, compensation, -close[t - window])
+                total, compensation = _compensated_add(total, compensation, close[t])
+                total, compensation = _compensated_add(total, compensation, -close[t - window])
         if equal_run >= window:
             out[t] = close[t]
         else:
@@ -95,7 +72,7 @@ def trailing_ema_nb(close, window, out):
     ``ema_t = ema_{t-1} + alpha * (close_t - ema_{t-1})``; NaN before the seed.
     """
     n_bars = close.shape[0]
-    first = first_listed_nb(close)
+    first = first_valid_nb(close)
     start = first + window - 1
     if start >= n_bars:
         return
@@ -131,7 +108,7 @@ def _prior_extreme_nb(close, window, sign, out):
     ``window`` bars before t), where ``window`` valid closes precede t.
     A monotonic deque of bar indices: O(n_bars), and the value is an exact close."""
     n_bars = close.shape[0]
-    first = first_listed_nb(close)
+    first = first_valid_nb(close)
     if first + window >= n_bars:
         return
     queue = np.empty(n_bars - first, dtype=np.int64)
@@ -182,7 +159,7 @@ def wilder_rsi_nb(close, period, out):
     G = 0 < L, and 50 when G = L = 0.
     """
     n_bars = close.shape[0]
-    first = first_listed_nb(close)
+    first = first_valid_nb(close)
     start = first + period
     if start >= n_bars:
         return
@@ -193,9 +170,9 @@ def wilder_rsi_nb(close, period, out):
     for i in range(first + 1, start + 1):
         change = close[i] - close[i - 1]
         if change > 0.0:
-            gains, gains_comp = _two_sum(gains, gains_comp, change)
+            gains, gains_comp = _compensated_add(gains, gains_comp, change)
         elif change < 0.0:
-            losses, losses_comp = _two_sum(losses, losses_comp, -change)
+            losses, losses_comp = _compensated_add(losses, losses_comp, -change)
     average_gain = (gains + gains_comp) / period
     average_loss = (losses + losses_comp) / period
     out[start] = _rsi_value(average_gain, average_loss)
