@@ -7,8 +7,7 @@ check ``btcore.cross_sectional_kernel`` against it.
 """
 import math
 
-from reference import (annual_volatility_ref, cagr_ref, calmar_ratio_ref, max_drawdown_ref,
-                       sharpe_ratio_ref, sortino_ratio_ref)
+from reference import return_metrics_ref
 
 
 def _marked(cash, shares, close, t):
@@ -105,14 +104,9 @@ def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookb
         shares_curve.append(list(shares))
     years = n_traded / periods_per_year
     mean_equity = sum(equity_curve) / n_traded
-    drawdown = max_drawdown_ref(equity_curve, initial_capital)
-    cagr = cagr_ref(equity, initial_capital, n_traded, periods_per_year)
+    assert len(equity_curve) == n_traded and equity_curve[-1] == equity
     return {
-        "total_return": equity / initial_capital - 1.0, "final_value": equity,
-        "sharpe_ratio": sharpe_ratio_ref(returns, periods_per_year),
-        "sortino_ratio": sortino_ratio_ref(returns, periods_per_year),
-        "annual_volatility": annual_volatility_ref(returns, periods_per_year),
-        "max_drawdown": drawdown, "cagr": cagr, "calmar_ratio": calmar_ratio_ref(cagr, drawdown),
+        **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
         "num_trades": num_trades, "exposure": bars_in_market / n_traded,
         "win_rate": wins / round_trips if round_trips else math.nan,
         "turnover": traded_value / mean_equity / years if mean_equity > 0 else math.nan,

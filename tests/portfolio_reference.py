@@ -6,8 +6,7 @@ check ``btcore.portfolio_kernel`` against it.
 """
 import math
 
-from reference import (annual_volatility_ref, cagr_ref, calmar_ratio_ref, max_drawdown_ref,
-                       sharpe_ratio_ref, sortino_ratio_ref)
+from reference import return_metrics_ref
 
 INF = math.inf
 
@@ -199,20 +198,11 @@ def portfolio_reference(close, first_bars, last_bar, rules, *, initial_capital=1
         equity_curve.append(equity)
         shares_curve.append(list(shares))
     n_bars = last_bar - first + 1
-    final_value = equity_curve[-1]
-    max_drawdown = max_drawdown_ref(equity_curve, initial_capital)
-    cagr = cagr_ref(final_value, initial_capital, n_bars, periods_per_year)
+    assert len(equity_curve) == n_bars
     wins = sum(1 for pnl, close_out in trips if pnl > 0 and not close_out)
     mean_equity = math.fsum(equity_curve) / n_bars
     return {
-        "total_return": final_value / initial_capital - 1,
-        "final_value": final_value,
-        "sharpe_ratio": sharpe_ratio_ref(returns, periods_per_year),
-        "sortino_ratio": sortino_ratio_ref(returns, periods_per_year),
-        "annual_volatility": annual_volatility_ref(returns, periods_per_year),
-        "max_drawdown": max_drawdown,
-        "cagr": cagr,
-        "calmar_ratio": calmar_ratio_ref(cagr, max_drawdown),
+        **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
         "exposure": bars_in_market / n_bars,
         "win_rate": wins / len(trips) if trips else math.nan,
         "round_trips": len(trips),

@@ -123,6 +123,23 @@ def calmar_ratio_ref(cagr, max_drawdown):
     return math.nan if math.isinf(ratio) else ratio
 
 
+def return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year):
+    """The return-based metrics of an equity curve and its per-bar returns."""
+    final_value = equity_curve[-1]
+    max_drawdown = max_drawdown_ref(equity_curve, initial_capital)
+    cagr = cagr_ref(final_value, initial_capital, len(equity_curve), periods_per_year)
+    return {
+        "total_return": final_value / initial_capital - 1,
+        "final_value": final_value,
+        "sharpe_ratio": sharpe_ratio_ref(returns, periods_per_year),
+        "sortino_ratio": sortino_ratio_ref(returns, periods_per_year),
+        "annual_volatility": annual_volatility_ref(returns, periods_per_year),
+        "max_drawdown": max_drawdown,
+        "cagr": cagr,
+        "calmar_ratio": calmar_ratio_ref(cagr, max_drawdown),
+    }
+
+
 def simulate_reference(close, first_bar, last_bar, rule, *, initial_capital=1_000_000.0,
                        cost_bps=5.0, periods_per_year=252):
     """The shared accounting of ``docs/semantics.md`` for any signal rule.
@@ -203,20 +220,10 @@ def simulate_reference(close, first_bar, last_bar, rule, *, initial_capital=1_00
             bars_in_market += 1
 
     n_bars = last_bar - first_bar + 1
-    final_value = equity_curve[-1]
-    max_drawdown = max_drawdown_ref(equity_curve, initial_capital)
-    cagr = cagr_ref(final_value, initial_capital, n_bars, periods_per_year)
     closed = [trade for trade in trades if trade["exit_bar"] is not None]
     wins = sum(1 for trade in closed if trade["pnl"] > 0)
     return {
-        "total_return": final_value / initial_capital - 1,
-        "final_value": final_value,
-        "sharpe_ratio": sharpe_ratio_ref(returns, periods_per_year),
-        "sortino_ratio": sortino_ratio_ref(returns, periods_per_year),
-        "annual_volatility": annual_volatility_ref(returns, periods_per_year),
-        "max_drawdown": max_drawdown,
-        "cagr": cagr,
-        "calmar_ratio": calmar_ratio_ref(cagr, max_drawdown),
+        **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
         "num_trades": num_trades,
         "exposure": bars_in_market / n_bars,
         "win_rate": wins / len(closed) if closed else math.nan,
