@@ -8,9 +8,9 @@ A :class:`Job` holds validated arrays with explicit axes:
   checkpoint of each trading window (a sweep has one window, one checkpoint;
   anchored walk-forward folds share a window with one checkpoint per fold),
   with ``first_bar`` (n_columns, n_windows) int64 its first traded bar;
-- parameter sets ``params`` (n_sets, n_params), sorted by indicator arguments,
-  with ``order`` back to grid order, and the indicator series they need
-  (``series`` table, ``set_series``).
+- parameter sets ``sets`` (:mod:`btcore.sets`) in an order sorted by indicator
+  arguments: a task reads its range's parameters, grid rows and indicator
+  series from it, so a Cartesian grid is never materialised.
 
 :func:`run_job` runs it: calibrate -> batch size -> tasks (column x window x
 set range, longest first) -> executor (which retries lost tasks) -> progress ->
@@ -32,6 +32,7 @@ from btcore.binding import (KernelRef, StrategyCompileError, compile_error, debu
 from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, batch_kernel_nb,
                            empty_record, no_blocks)
 from btcore.metrics import METRIC_NAMES
+from btcore.sets import plan_series, sort_sets
 
 #: seconds one task should take; long enough to amortise per-task overhead
 #: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
@@ -63,10 +64,7 @@ class Job:
     close: np.ndarray               # (n_bars, n_columns)
     first_bar: np.ndarray           # (n_columns, n_windows) int64
     windows: np.ndarray             # (n_windows, n_checks) int64
-    params: np.ndarray              # (n_sets, n_params), sorted
-    order: np.ndarray               # (n_sets,): grid row of each sorted set
-    series: np.ndarray              # (n_series, 1 + n_values): which, argument values
-    set_series: np.ndarray          # (n_sets, n_indicators) int64
+    sets: object                    # TableSets or ProductSets, sorted order
     options: np.ndarray             # (n_options,)
     initial_capital: float
     cost_bps: float
@@ -82,7 +80,36 @@ class Job:
 
     @property
     def n_sets(self) -> int:
-        return self.params.shape[0]
+        return self.sets.n_sets
+
+    # every set at once, for the small jobs of walk-forward, Monte Carlo and
+    # portfolios (a sweep's tasks read their own range from ``sets``)
+    @property
+    def params(self) -> np.ndarray:
+        """(n_sets, n_params) in sorted order."""
+        return self._all("params")
+
+    @property
+    def order(self) -> np.ndarray:
+        """(n_sets,) grid row of each sorted set."""
+        return self._all("grid_rows")
+
+    @property
+    def series(self) -> np.ndarray:
+        """(n_series, 1 + n_values): which function, argument values."""
+        return self.sets.series
+
+    @property
+    def set_series(self) -> np.ndarray:
+        """(n_sets, n_indicators) int64."""
+        return self._all("set_series")
+
+    def _all(self, what: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_materialised", {})
+        if what not in cache:
+            cache[what] = getattr(self.sets, what)(0, self.n_sets)
+            cache[what].flags.writeable = False
+        return cache[what]
 
     @property
     def n_columns(self) -> int:
@@ -97,46 +124,13 @@ class Job:
     def payload(self) -> dict:
         """What the executor ships to workers once (arrays and a KernelRef)."""
         return {"kernel": self.kernel, "close": self.close, "first_bar": self.first_bar,
-                "windows": self.windows, "params": self.params, "series": self.series,
-                "set_series": self.set_series, "options": self.options,
+                "windows": self.windows, "sets": self.sets, "options": self.options,
                 "settings": np.array([self.initial_capital, self.cost_bps,
                                       self.periods_per_year]),
                 "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug}
 
 
 # ------------------------------------------------------------------- planning
-def sort_sets(spec, params: np.ndarray) -> np.ndarray:
-    """Permutation sorting ``params`` rows by the indicator parameters (stable), so
-    a batch of neighbouring sets shares few indicator series."""
-    columns = [spec.param_names.index(n) for n in spec.indicator_params]
-    if not columns:
-        return np.arange(len(params), dtype=np.int64)
-    return np.lexsort(params[:, columns].T[::-1]).astype(np.int64)
-
-
-def plan_series(spec, params: np.ndarray, options: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The unique indicator series of ``params`` and each set's series per indicator.
-
-    A series is (which function, argument values); two indicators with the same
-    function and arguments share one. Returns ``series`` (n_series, 1 + n_values)
-    and ``set_series`` (n_sets, n_indicators) int64.
-    """
-    kinds = indicator_kinds(spec)
-    n_values = max(len(i.names) for i in spec.indicators)
-    n_sets = len(params)
-    rows = np.zeros((len(spec.indicators), n_sets, 1 + n_values))
-    for i, indicator in enumerate(spec.indicators):
-        rows[i, :, 0] = kinds.index((indicator.fn, spec.argument_kinds(indicator)))
-        for j, name in enumerate(indicator.names):
-            if name in spec.param_names:
-                rows[i, :, 1 + j] = params[:, spec.param_names.index(name)]
-            else:
-                rows[i, :, 1 + j] = options[list(spec.options).index(name)]
-    series, inverse = np.unique(rows.reshape(-1, 1 + n_values), axis=0, return_inverse=True)
-    set_series = inverse.reshape(len(spec.indicators), n_sets).T
-    return series, np.ascontiguousarray(set_series, dtype=np.int64)
-
-
 def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
                cost_factor: float = 1.0) -> list[Task]:
     """Cut every (column, window)'s sets into batches; return tasks longest-first.
@@ -188,10 +182,10 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
     sees the same types (one compiled specialisation) whatever the transport.
     """
-    rows = slice(task.start, task.stop)
-    set_series = shared["set_series"][rows]
+    sets = shared["sets"]
+    set_series = sets.set_series(task.start, task.stop)
     needed, local = np.unique(set_series, return_inverse=True)
-    series = shared["series"][needed]
+    series = sets.series[needed]
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
     # indicators are causal (out[t] uses closes up to t): bars after the window's
@@ -208,7 +202,7 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
             np.ascontiguousarray(series[:, 1:]),
             np.ascontiguousarray(local.reshape(set_series.shape), dtype=np.int64),
-            np.array(shared["params"][rows], dtype=np.float64),
+            np.array(sets.params(task.start, task.stop), dtype=np.float64),
             np.array(shared["options"], dtype=np.float64), capital, cost_bps,
             periods_per_year, bar_block, block_sums, out,
             empty_record() if record is None else record)
@@ -295,14 +289,14 @@ class TopKSink:
         self.row = METRIC_NAMES.index(metric)
         self.k, self.sign = int(k), (1.0 if lower_is_better else -1.0)
         shape = (job.n_columns, job.windows.shape[0], job.windows.shape[1])
-        self._order = job.order
+        self._sets = job.sets
         self._candidates = {index: [] for index in np.ndindex(*shape)}
         self._shape = shape
         self._seen = np.zeros(shape[:2], dtype=np.int64)
         self._n_sets = job.n_sets
 
     def add(self, task: Task, out: np.ndarray, block_sums=None) -> None:
-        grid_rows = self._order[task.start:task.stop]
+        grid_rows = self._sets.grid_rows(task.start, task.stop)
         for check in range(out.shape[0]):
             values = out[check, self.row]
             keep = ~np.isnan(values) & (out[check, RUINED_ROW] == 0.0)
@@ -492,7 +486,8 @@ def check_targets(job: Job, task: Task, out: np.ndarray) -> None:
         bar = int(invalid[position])
         when = job.labels[bar] if job.labels is not None else f"bar {bar}"
         params = {param.name: int(value) if param.kind is int else float(value)
-                  for param, value in zip(job.strategy.params, job.params[task.start + position])}
+                  for param, value in zip(job.strategy.params,
+                                          job.sets.params(task.start, task.stop)[position])}
         raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
                          f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
                          "is -1 (short), 0 (flat) or 1 (long)")

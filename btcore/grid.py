@@ -1,12 +1,14 @@
-"""Parameter grids, stored columnar (one float64 array per parameter).
+"""Parameter grids: a lazy Cartesian product, or columns (one float64 array each).
 
-A grid is never a list of dicts internally: it is ``{name: array}`` with all
-arrays the same length, so a batch is an index range and a million parameter
-sets cost a few arrays.
+A dict of lists is never expanded: the grid keeps each parameter's distinct
+values (its *axes*) and finds set ``i`` by mixed-radix arithmetic (last axis
+fastest, like ``itertools.product``), so ``len(grid)`` and ``grid[i]`` are
+instant at 10^9 sets and a task materialises only its own rows. A constraint
+keeps the product positions it passes (8 bytes per kept set, evaluated in
+chunks). Frames, lists of dicts and random grids are stored as columns.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -46,12 +48,25 @@ class Grid:
     4
     """
 
+    #: materialised ``{name: values}``; None for a product
+    _columns = None
+    #: a product's ``{name: distinct values}`` (last varies fastest); None for columns
+    _axes = None
+    #: product positions kept by a constraint (sorted int64), or None: all
+    _kept = None
+
     def __init__(self, spec, constraint: Callable | str | None = None):
         if isinstance(spec, Grid):
-            columns = dict(spec.columns)
-        elif isinstance(spec, Mapping):
-            columns = _product(spec)
-        elif isinstance(spec, pd.DataFrame):
+            self._columns, self._axes, self._kept = spec._columns, spec._axes, spec._kept
+            if constraint is not None:
+                self._apply_constraint(constraint)
+            return
+        if isinstance(spec, Mapping):
+            self._axes = _axes(spec)
+            if constraint is not None:
+                self._apply_constraint(constraint)
+            return
+        if isinstance(spec, pd.DataFrame):
             if spec.columns.duplicated().any():
                 duplicated = sorted(set(spec.columns[spec.columns.duplicated()]))
                 raise ValueError(f"the grid frame has duplicate columns {duplicated}")
@@ -68,8 +83,7 @@ class Grid:
         if n_rows == 0:
             raise ValueError("the grid is empty (0 parameter sets); give every parameter at "
                              "least one value")
-        if not isinstance(spec, (Grid, Mapping)):  # a product of distinct values is distinct
-            _check_distinct(columns)
+        _check_distinct(columns)
         if constraint is not None:
             mask = _constraint_mask(constraint, columns, n_rows)
             columns = {name: values[mask] for name, values in columns.items()}
@@ -78,6 +92,25 @@ class Grid:
         for values in columns.values():
             values.flags.writeable = False
         self._columns = columns
+
+    def _apply_constraint(self, constraint) -> None:
+        """Keep the rows ``constraint`` passes, evaluated on chunks of rows."""
+        if self._columns is not None:
+            mask = _constraint_mask(constraint, self._columns, len(self))
+            self._columns = {name: _frozen(values[mask]) for name, values in
+                             self._columns.items()}
+            if not mask.any():
+                raise ValueError(f"the constraint {constraint!r} removes every parameter set")
+            return
+        kept = []
+        for start in range(0, len(self), CONSTRAINT_CHUNK):
+            rows = np.arange(start, min(start + CONSTRAINT_CHUNK, len(self)), dtype=np.int64)
+            mask = _constraint_mask(constraint, self.take(rows), len(rows))
+            kept.append(self._product_positions(rows)[mask])
+        kept = np.concatenate(kept)
+        if kept.size == 0:
+            raise ValueError(f"the constraint {constraint!r} removes every parameter set")
+        self._kept = _frozen(kept)
 
     @classmethod
     def random(cls, space: Mapping[str, object], n: int, seed: int = 0,
@@ -137,23 +170,107 @@ class Grid:
 
     # ------------------------------------------------------------------ access
     @property
+    def is_product(self) -> bool:
+        """True for a lazy Cartesian product (a dict of lists), constrained or not."""
+        return self._axes is not None
+
+    @property
+    def axes(self) -> dict:
+        """A product's ``{name: distinct values}`` in grid order (last varies fastest)."""
+        if self._axes is None:
+            raise ValueError("this grid is a table of parameter sets, not a product")
+        return dict(self._axes)
+
+    @property
+    def kept(self):
+        """Product positions a constraint kept (int64, ascending), or None for all."""
+        return self._kept
+
+    @property
     def columns(self) -> dict:
-        """``{name: read-only float64 array}`` in insertion order."""
-        return dict(self._columns)
+        """``{name: read-only float64 array}`` in insertion order (a product is
+        materialised here: use :meth:`take` for a slice of a large grid)."""
+        if self._columns is not None:
+            return dict(self._columns)
+        cached = self.__dict__.get("_materialised")
+        if cached is None:
+            cached = {name: _frozen(values) for name, values in
+                      self.take(np.arange(len(self), dtype=np.int64)).items()}
+            if len(self) <= CONSTRAINT_CHUNK:  # small: keep it for repeated reads
+                self._materialised = cached
+        return dict(cached)
 
     @property
     def names(self) -> tuple:
-        return tuple(self._columns)
+        return tuple(self._axes if self._axes is not None else self._columns)
 
     def __len__(self) -> int:
+        if self._kept is not None:
+            return len(self._kept)
+        if self._axes is not None:
+            return math.prod(len(values) for values in self._axes.values())
         return len(next(iter(self._columns.values())))
 
+    def __getitem__(self, position) -> dict:
+        """Parameter set ``position`` as ``{name: value}`` (negative counts from the end)."""
+        if isinstance(position, bool) or not isinstance(position, (int, np.integer)):
+            raise TypeError(f"a grid is indexed by an int position, got {position!r}; "
+                            "use take() for many")
+        size = len(self)
+        if not -size <= position < size:
+            raise IndexError(f"position {position} is outside the grid's {size:,} sets")
+        rows = self.take(np.array([position % size], dtype=np.int64))
+        return {name: float(values[0]) for name, values in rows.items()}
+
+    def take(self, positions) -> dict:
+        """``{name: float64 values}`` of the sets at ``positions`` (grid order)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self._columns is not None:
+            return {name: values[positions] for name, values in self._columns.items()}
+        digits = self.digits(positions)
+        return {name: values[digits[name]] for name, values in self._axes.items()}
+
+    def digits(self, positions) -> dict:
+        """A product's ``{name: index into its axis}`` of the sets at ``positions``."""
+        remaining = self._product_positions(np.asarray(positions, dtype=np.int64))
+        digits = {}
+        for name, values in reversed(list(self._axes.items())):
+            remaining, digits[name] = np.divmod(remaining, len(values))
+        return {name: digits[name] for name in self._axes}
+
+    def _product_positions(self, positions: np.ndarray) -> np.ndarray:
+        return positions if self._kept is None else self._kept[positions]
+
     def __repr__(self) -> str:
+        if self._axes is not None:
+            sizes = ", ".join(f"{k}: {len(v)} values" for k, v in self._axes.items())
+            kept = " (constrained)" if self._kept is not None else ""
+            return f"Grid({len(self):,} parameter sets{kept}; {sizes})"
         sizes = ", ".join(f"{k}: {len(np.unique(v))} values" for k, v in self._columns.items())
         return f"Grid({len(self)} parameter sets; {sizes})"
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self._columns)
+        return pd.DataFrame(self.columns)
+
+    def value_range(self, name: str) -> tuple:
+        """``(min, max)`` of parameter ``name`` over the grid's sets (a product's
+        axis range; a constrained product may not reach both ends)."""
+        values = self._axes[name] if self._axes is not None else self._columns[name]
+        return float(values.min()), float(values.max())
+
+    def check(self, spec) -> None:
+        """Validate names and values against a strategy spec without materialising
+        (a product checks its axes).
+
+        Raises
+        ------
+        ValueError
+            Unknown parameter names, values outside a parameter's range.
+        """
+        grid = self.with_defaults(spec)
+        values = grid._axes if grid._axes is not None else grid._columns
+        for param in spec.params:
+            param.check(values[param.name])
 
     def batches(self, batch_size: int) -> Iterator[range]:
         """Consecutive index ranges of at most ``batch_size`` rows."""
@@ -172,10 +289,15 @@ class Grid:
             Names that are not parameters of ``spec``.
         """
         self._check_names(spec)
-        missing = [p for p in spec.params if p.name not in self._columns]
+        missing = [p for p in spec.params if p.name not in self.names]
         if not missing:
             return self
         grid = Grid.__new__(Grid)
+        grid._kept = self._kept
+        if self._axes is not None:  # a one-value axis at the end keeps every position
+            grid._axes = {**self._axes, **{p.name: _frozen(np.array([float(p.default)]))
+                                           for p in missing}}
+            return grid
         columns = dict(self._columns)
         for param in missing:
             column = np.full(len(self), float(param.default))
@@ -194,10 +316,9 @@ class Grid:
         ValueError
             Unknown parameter names, values outside a parameter's range.
         """
-        columns = self.with_defaults(spec)._columns
+        self.check(spec)
+        columns = self.with_defaults(spec).columns
         expected = spec.param_names
-        for param in spec.params:
-            param.check(columns[param.name])
         matrix = np.column_stack([columns[n] for n in expected]).astype(np.float64)
         matrix = np.ascontiguousarray(matrix)
         matrix.flags.writeable = False
@@ -205,7 +326,7 @@ class Grid:
 
 
     def _check_names(self, spec) -> None:
-        unknown = [n for n in self._columns if n not in spec.param_names]
+        unknown = [n for n in self.names if n not in spec.param_names]
         if unknown:
             raise ValueError(f"unknown parameter(s) {unknown} for strategy {spec.name!r}; its "
                              f"parameters are:\n{spec.describe()}")
@@ -218,7 +339,25 @@ def as_grid(grid, spec=None) -> Grid:
     return grid if spec is None else grid.with_defaults(spec)
 
 
-def _product(spec: Mapping) -> dict:
+#: rows per chunk when a constraint is evaluated on a product
+CONSTRAINT_CHUNK = 1 << 20
+
+
+def _frozen(values: np.ndarray) -> np.ndarray:
+    values = np.ascontiguousarray(values)
+    values.flags.writeable = False
+    return values
+
+
+def _axes(spec: Mapping) -> dict:
+    """``{name: read-only float64 distinct values}`` of a product spec."""
+    lists = _value_lists(spec)
+    if not lists:
+        raise ValueError("the grid has no parameters; give at least one name -> values")
+    return {name: _frozen(_numeric(name, values)) for name, values in lists.items()}
+
+
+def _value_lists(spec: Mapping) -> dict:
     lists = {}
     for name, values in spec.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
@@ -237,8 +376,7 @@ def _product(spec: Mapping) -> dict:
                                  "twice: give each value once")
             seen[key] = position
         lists[str(name)] = values
-    rows = list(itertools.product(*lists.values()))
-    return {name: np.array([row[i] for row in rows]) for i, name in enumerate(lists)}
+    return lists
 
 
 def _from_records(records: Sequence) -> dict:

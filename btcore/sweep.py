@@ -17,7 +17,8 @@ import btcore.strategies as strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.settings import check_arguments, check_settings
-from btcore.engine import DenseSink, Job, plan_series, run_job, sort_sets
+from btcore.engine import DenseSink, Job, run_job
+from btcore.sets import job_sets
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
 from btcore.strategies.base import check_rule
@@ -309,7 +310,7 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
         check_rule(spec, options=option_values)
         checked.add(tuple(option_values))
     grid = as_grid(grid, spec)  # parameters left out take their defaults
-    params = grid.matrix(spec)
+    grid.check(spec)
     market = as_market_data(data)
     capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year,
                                           market.index)
@@ -321,7 +322,8 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
             symbol = market.symbols[asset_index[position]]
             raise ValueError(f"asset {symbol!r} has {max(last - bar + 1, 0)} bar(s) in the "
                              "window; exclude it with assets= or widen start/end")
-    longest_window = spec.max_window(params)
+    longest_window = max((math.ceil(grid.value_range(p.name)[1]) for p in spec.params
+                          if p.is_window), default=0)
     for asset in asset_index:
         history = last + 1 - int(market.first_valid[asset])
         if longest_window >= history:
@@ -329,13 +331,10 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
             raise ValueError(f"a window parameter of {longest_window:.6g} bars is at least the "
                              f"{history:,} bars of data{where} up to the window end; use "
                              "shorter windows, more data, or leave the asset out (assets=)")
-    order = sort_sets(spec, params)
-    sorted_params = params[order]
-    series, set_series = plan_series(spec, sorted_params, option_values)
     close = market.close[:, asset_index]  # time-major (bars, assets)
     job = Job(spec, _frozen(close), _frozen(first_bar[:, None]),
-              _frozen(np.array([[last]], dtype=np.int64)), _frozen(sorted_params),
-              _frozen(order), _frozen(series), _frozen(set_series), _frozen(option_values),
+              _frozen(np.array([[last]], dtype=np.int64)),
+              job_sets(spec, grid, option_values), _frozen(option_values),
               capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index)
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,

@@ -74,17 +74,17 @@ def test_each_unique_window_is_computed_once(data, monkeypatch):
     """A 4 x 4 fast x slow grid computes 8 moving averages, not 16 pairs."""
     import btcore.engine as engine
     seen = []
-    original = engine.plan_series
+    original = engine.run_task
 
-    def spy(spec, params, options):
-        series, set_series = original(spec, params, options)
-        seen.append(series)
-        return series, set_series
+    def spy(shared, task, record=None):
+        seen.append(shared["sets"].series[np.unique(shared["sets"].set_series(task.start,
+                                                                             task.stop))])
+        return original(shared, task, record)
 
-    monkeypatch.setattr("btcore.sweep.plan_series", spy)
+    monkeypatch.setattr("btcore.engine.run_task", spy)
     run_sweep({"fast_window": [2, 3, 4, 5], "slow_window": [10, 11, 12, 13], "band": [0.0]},
-              crossover.SPEC, data, progress=False)
-    [series] = seen
+              crossover.SPEC, data, progress=False, batch_size=16)
+    series = seen[-1]  # the one task of the sweep (earlier calls calibrate)
     assert len(series) == 8
     assert sorted(series[:, 1]) == [2, 3, 4, 5, 10, 11, 12, 13]
 
