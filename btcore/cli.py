@@ -1013,6 +1013,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("btcore: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:  # the executor lost its workers past the retries
+        from btcore.executors import BrokenExecutorError
+        if not isinstance(err, BrokenExecutorError):
+            raise
+        _print_error(err)
+        return 1
 
 
 if __name__ == "__main__":
