@@ -180,7 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"btcore {__version__}",
                         help="print btcore's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                     metavar="command")
+                                     metavar="command",
+                                     help="one of these (`btcore command --help` for its "
+                                          "flags):")
 
     def command(name, help, example):
         return commands.add_parser(name, help=help, description=help[0].upper() + help[1:]

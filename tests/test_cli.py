@@ -426,3 +426,533 @@ def test_bad_options_are_one_line(capsys, option, message, no_kernel_runs):
     assert (status, out) == (2, "")
     [line] = error_lines(err)
     assert message in line
+
+
+# ==================================================================== the full CLI
+import inspect  # noqa: E402
+
+import btcore  # noqa: E402
+import btcore.cli as cli  # noqa: E402
+
+WINDOW = ["--start", "2020-01-01", "--end", "2021-12-31"]
+WINDOW_KW = {"start": "2020-01-01", "end": "2021-12-31"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: tests of run_sweep(out=, keep=, sort_by=, overwrite=), which another change adds
+needs_streaming = pytest.mark.skipif(
+    "out" not in inspect.signature(btcore.run_sweep).parameters,
+    reason="run_sweep(out=) not landed yet")
+
+
+def run_module(*argv, cwd=None, timeout=300):
+    """``python -m btcore ARGV`` as a real process."""
+    return subprocess.run([sys.executable, "-m", "btcore", *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=_env())
+
+
+def block_rows(text: str) -> tuple[list, list]:
+    """(header tokens, rows of tokens) of a printed frame (its index first in each row)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0].split(), [line.split() for line in lines[1:]]
+
+
+def f4(value) -> str:
+    return f"{value:.4f}"
+
+
+# ------------------------------------------------------------------- --grid
+@pytest.mark.parametrize("tokens, expected", [
+    (["lookback_period=20:100:20"], {"lookback_period": [20, 40, 60, 80, 100]}),
+    (["lookback_period=20:90:20"], {"lookback_period": [20, 40, 60, 80]}),
+    (["x=0.1:0.3:0.1"], {"x": [0.1, 0.2, 0.3]}),            # 0.2 / 0.1 = 2.0000000000000004
+    (["x=0:1:0.3"], {"x": [0.0, 0.3, 0.6, 0.9]}),
+    (["x=2:3:0.5"], {"x": [2.0, 2.5, 3.0]}),
+    (["x=1.5:2.5:0.5", "y=5"], {"x": [1.5, 2.0, 2.5], "y": [5]}),
+    (["a=1,2,3", "b=1.5, 2.0", "c=inf"], {"a": [1, 2, 3], "b": [1.5, 2.0],
+                                          "c": [float("inf")]}),
+    (["x=-1:1:1"], {"x": [-1, 0, 1]}),
+    (['{"a": [1, 2]}'], {"a": [1, 2]}),
+    (['[{"a": 1}, {"a": 2}]'], [{"a": 1}, {"a": 2}]),
+])
+def test_grid_tokens(tokens, expected):
+    grid = cli._load_grid(tokens)
+    assert grid == expected
+    assert [type(v) for vs in (grid.values() if isinstance(grid, dict) else []) for v in vs] \
+        == [type(v) for vs in (expected.values() if isinstance(expected, dict) else [])
+            for v in vs]
+
+
+def test_range_tokens_sweep_like_the_api(capsys):
+    status, out, err = run_cli(capsys, "sweep", "--grid", "lookback_period=20:60:20",
+                               "entry_threshold=1.5,2.0", "--assets", "KO", *WINDOW,
+                               "--no-progress", "--top", "6")
+    assert status == 0, err
+    expected = run_sweep({"lookback_period": [20, 40, 60], "entry_threshold": [1.5, 2.0]},
+                         assets="KO", progress=False, **WINDOW_KW).table
+    header, rows = block_rows(out.split("\n\n")[0])
+    assert len(rows) == 6
+    sharpe = header.index("sharpe_ratio") + 1
+    assert [int(r[1]) for r in rows] == list(expected["lookback_period"])
+    assert [r[2] for r in rows] == [f4(v) for v in expected["entry_threshold"]]
+    assert [r[sharpe] for r in rows] == [f4(v) for v in expected["sharpe_ratio"]]
+    assert "6 backtests (6 rows)" in out
+
+
+def test_data_file_and_capital(capsys, tmp_path, sample):
+    path = tmp_path / "prices.csv"
+    frame = pd.DataFrame(sample.close, index=sample.index, columns=list(sample.symbols))
+    frame.index.name = "date"
+    frame[["KO", "PEP"]].loc["2019-01-01":"2021-12-31"].to_csv(path)
+    status, out, err = run_cli(capsys, "sweep", "--data", str(path), "--grid", TINY_JSON,
+                               "--capital", "50000", "--no-progress", "--start", "2020-01-01")
+    assert status == 0, err
+    expected = run_sweep(TINY, data=str(path), initial_capital=50_000.0, start="2020-01-01",
+                         progress=False).table
+    header, rows = block_rows(out.split("\n\n")[0])
+    final = header.index("final_value") + 1
+    assert [r[5] for r in rows] == list(expected["asset"])
+    assert [r[final] for r in rows] == [f4(v) for v in expected["final_value"]]
+
+
+def test_data_sample_is_the_bundled_sample(capsys, tiny_ko):
+    status, out, err = run_cli(capsys, "sweep", "--data", "sample", "--grid", TINY_JSON,
+                               "--assets", "KO", "--no-progress")
+    assert status == 0, err
+    assert f4(tiny_ko.table["sharpe_ratio"].iloc[0]) in line_of(out, "KO")
+
+
+# ------------------------------------------------------------------- errors
+WORKFLOW_ERRORS = [
+    (["sweep", "--grid", "lookback_period=20:100"], "bad token 'lookback_period=20:100': a "
+                                                    "range is start:stop:step"),
+    (["sweep", "--grid", "lookback_period=20:100:0"], "needs step > 0 and start <= stop"),
+    (["sweep", "--grid", "lookback_period=100:20:20"], "needs step > 0 and start <= stop"),
+    (["sweep", "--grid", "lookback_period=abc"], "'abc' is not a number"),
+    (["sweep", "--grid", "lookback_period="], "bad token 'lookback_period='"),
+    (["sweep", "--grid", "lookback_period"], "bad token 'lookback_period': not name=values"),
+    (["sweep", "--grid", "a=1", "a=2"], "'a' is given twice"),
+    (["sweep", "--grid", "a=1", TINY_JSON], "among name=values tokens"),
+    (["sweep", "--grid", TINY_JSON, TINY_JSON], "one JSON string or file"),
+    (["sweep", "--grid", "x=0:1e9:1"], "more than 1,000,000"),
+    (["sweep", "--out", "{tmp}/t.xlsx"], "has extension .xlsx; give a directory"),
+    (["sweep", "--out", "{tmp}/missing/results/"], "/missing' does not exist"),
+    (["sweep", "--out", "{tmp}/missing/results"], "/missing' does not exist"),
+    (["sweep", "--out", "{tmp}/afile"], "is an existing file without an extension"),
+    (["sweep", "--sort-by", "sharpe"], "--sort-by: unknown metric 'sharpe'"),
+    (["sweep", "--keep", "0"], "--keep: expected a positive integer"),
+    (["sweep", "--executor", "threads", "--address", "auto"],
+     "--address joins a Ray or Dask cluster: use it with --executor ray or --executor dask, "
+     "not 'threads'"),
+    (["sweep", "--address", "auto"], "not 'serial'"),
+    (["sweep", "--executor", "joblib", "--address", "tcp://h:1"], "not 'joblib'"),
+    (["sweep", "--plot", "{tmp}/h.gif"], "--plot: '{tmp}/h.gif' has extension .gif"),
+    (["sweep", "--plot", "{tmp}/missing/h.png"], "/missing' does not exist"),
+    (["sweep", "--plot", "{tmp}/h.png"], "--plot draws a heatmap over two parameters, but "
+                                         "the grid varies 0"),
+    (["sweep", "--capital", "lots"], "--capital: expected a number"),
+    (["walk-forward", "--objective", "sharp"], "--objective: unknown metric 'sharp'"),
+    (["walk-forward", "--executor", "spark"], "unknown executor 'spark'"),
+    (["walk-forward", "--out", "{tmp}/folds/"], "streamed results are for `btcore sweep`"),
+    (["walk-forward", "--folds", "1"], "n_splits must be"),
+    (["walk-forward", "--anchored", "--train-bars", "50"], "train_bars sets the rolling"),
+    (["walk-forward", "--grid", "lookbak=20"], "unknown parameter(s) ['lookbak']"),
+    (["monte-carlo", "--params", "lookback_period=20,40"], "one value each"),
+    (["monte-carlo", "--params", "lookback_period=20", "--grid", "lookback_period=20"],
+     "not both"),
+    (["monte-carlo", "--assets", "KO,PEP"], "monte-carlo resamples one asset"),
+    (["monte-carlo", "--assets", ""], "the data has 20: give --asset NAME"),
+    (["monte-carlo", "--asset", "KO", "--method", "normal"], "--method: invalid choice"),
+    (["monte-carlo", "--asset", "KO", "--seed", "-1"], "seed must be"),
+    (["monte-carlo", "--asset", "KO", "--paths", "0"], "--paths: expected a positive integer"),
+    (["portfolio", "--portfolio-stop-drawdown", "2"], "portfolio_stop_drawdown"),
+    (["portfolio", "--out", "{tmp}/p.json"], "has extension .json; give a .parquet or a .csv"),
+    (["estimate", "--cpus", "1,two"], "--cpus: expected comma-separated whole numbers"),
+    (["estimate", "--cpus", "0"], "--cpus: expected CPU counts >= 1"),
+    (["estimate", "--executor", "spark"], "estimate models dask, joblib, ray, serial, "
+                                          "threads, not 'spark'"),
+    (["estimate", "--price-per-cpu-hour", "-1"], "price_per_cpu_hour must be a number >= 0"),
+    (["bench", "--executors", "serial,spark"], "--executors: unknown executor 'spark'"),
+    (["bench", "--repeats", "0"], "--repeats: expected a positive integer"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", WORKFLOW_ERRORS,
+                         ids=[" ".join(a[:2]) + ": " + m[:40] for a, m in WORKFLOW_ERRORS])
+def test_workflow_errors_are_one_line_before_any_work(capsys, tmp_path, no_kernel_runs,
+                                                      monkeypatch, argv, message):
+    import btcore.engine
+    import btcore.portfolio
+    forbidden = btcore.engine.run_job
+    monkeypatch.setattr(btcore.portfolio, "run_portfolio_job", forbidden)
+    monkeypatch.setattr(sys.modules["btcore.monte_carlo"], "run_job", forbidden)
+    monkeypatch.setattr(sys.modules["btcore.planning"], "calibrate", forbidden)
+    (tmp_path / "afile").write_text("")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    if argv[0] in ("sweep", "walk-forward", "portfolio", "estimate") and "--grid" not in argv:
+        argv += ["--grid", TINY_JSON]
+    status, out, err = run_cli(capsys, *argv)
+    assert (status, out) == (2, ""), err
+    [line] = error_lines(err)
+    assert err.startswith(line) and "Traceback" not in err
+    assert message.replace("{tmp}", str(tmp_path)) in line
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(capsys, tmp_path,
+                                                                no_kernel_runs, monkeypatch):
+    """os.access says no (as for a read-only folder, whoever runs the tests)."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(cli.os, "access",
+                        lambda path, mode: False if str(path).startswith(str(locked))
+                        else real_access(path, mode))
+    for flag, target in (("--out", "t.parquet"), ("--out", "t.csv"), ("--out", "results/"),
+                         ("--out", ""), ("--plot", "h.png")):
+        status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--no-progress",
+                                   flag, str(locked / target))
+        assert (status, out) == (2, "")
+        [line] = error_lines(err)
+        assert f"{flag}: the folder '{locked}' is not writable" in line
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes to read-only folders")
+def test_a_read_only_folder_is_refused(capsys, tmp_path, no_kernel_runs):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        for target in ("t.parquet", "results/"):
+            status, _, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--out",
+                                     str(locked / target))
+            assert status == 2
+            [line] = error_lines(err)
+            assert "is not writable" in line
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_directory_out_needs_run_sweep_out(capsys, tmp_path, monkeypatch, no_kernel_runs):
+    """While run_sweep takes no out=/keep=/sort_by=, those flags are one clear line."""
+    def old_run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial",
+                      **kwargs):
+        raise AssertionError("must not be called")
+    monkeypatch.setattr(btcore, "run_sweep", old_run_sweep)
+    for argv, flag in ((["--out", str(tmp_path / "results")], "--out DIR"),
+                       (["--keep", "5"], "--keep"), (["--sort-by", "cagr"], "--sort-by")):
+        status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, *argv)
+        assert (status, out) == (2, "")
+        [line] = error_lines(err)
+        assert line.startswith(f"btcore: error: {flag}: this version of btcore's run_sweep "
+                               "does not take")
+
+
+def test_streaming_flags_are_passed_to_run_sweep(capsys, tmp_path, monkeypatch):
+    """--out DIR, --keep, --sort-by and --overwrite reach run_sweep as keywords (a
+    stand-in run_sweep that takes them records them)."""
+    real = btcore.run_sweep
+    calls = []
+
+    def streaming_run_sweep(grid, strategy="mean_reversion", data=None, *, out=None,
+                            keep=None, sort_by=None, overwrite=False, on_progress=None,
+                            **kwargs):
+        calls.append({"out": out, "keep": keep, "sort_by": sort_by, "overwrite": overwrite,
+                      "executor": kwargs["executor"]})
+        if kwargs["executor"] == "auto":  # may not be a name the real run_sweep takes yet
+            kwargs["executor"] = "serial"
+        return real(grid, strategy, data, **kwargs)
+    monkeypatch.setattr(btcore, "run_sweep", streaming_run_sweep)
+    folder = tmp_path / "results"
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                               "--out", str(folder), "--keep", "3", "--sort-by", "cagr",
+                               "--overwrite", "--no-progress", "--executor", "auto")
+    assert status == 0, err
+    assert calls.pop() == {"out": str(folder), "keep": 3, "sort_by": "cagr",
+                           "overwrite": True, "executor": "auto"}
+    assert f"results in {folder}" in out
+    status, _, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                             "--out", str(tmp_path / "t.parquet"), "--no-progress")
+    assert status == 0, err
+    assert calls.pop() == {"out": None, "keep": None, "sort_by": None, "overwrite": False,
+                           "executor": "serial"}  # a file is written by the CLI
+
+
+# ---------------------------------------------- streamed results (pending run_sweep(out=))
+STREAM_GRID = ["lookback_period=20,40,60", "entry_threshold=1.5,2.0"]
+STREAM_DICT = {"lookback_period": [20, 40, 60], "entry_threshold": [1.5, 2.0]}
+
+
+@needs_streaming
+def test_out_directory_streams_and_resumes(capsys, tmp_path):
+    folder = tmp_path / "results"
+    argv = ["sweep", "--grid", *STREAM_GRID, "--assets", "KO,PEP", *WINDOW, "--no-progress",
+            "--out", str(folder) + "/"]
+    status, first, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert folder.is_dir() and any(folder.iterdir())
+    expected = run_sweep(STREAM_DICT, assets=["KO", "PEP"], progress=False, **WINDOW_KW,
+                         out=str(tmp_path / "api"))
+    header, rows = block_rows(first.split("\n\n")[0])
+    sharpe = header.index("sharpe_ratio") + 1
+    assert [r[sharpe] for r in rows] == [f4(v) for v in expected.table["sharpe_ratio"][:10]]
+    status, again, err = run_cli(capsys, *argv)  # resumed: the same rows
+    assert status == 0, err
+    assert again.split("\n\n")[0] == first.split("\n\n")[0]
+    status, restarted, err = run_cli(capsys, *argv, "--overwrite")
+    assert status == 0, err
+    assert restarted.split("\n\n")[0] == first.split("\n\n")[0]
+
+
+@needs_streaming
+def test_out_directory_without_extension_is_a_directory(capsys, tmp_path):
+    folder = tmp_path / "run1"
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                               "--no-progress", "--out", str(folder))
+    assert status == 0, err
+    assert folder.is_dir()
+    assert f"results in {folder}" in out
+
+
+@needs_streaming
+def test_keep_and_sort_by_match_the_api(capsys):
+    status, out, err = run_cli(capsys, "sweep", "--grid", *STREAM_GRID, "--assets", "KO,PEP",
+                               *WINDOW, "--keep", "3", "--sort-by", "calmar_ratio",
+                               "--no-progress")
+    assert status == 0, err
+    expected = run_sweep(STREAM_DICT, assets=["KO", "PEP"], progress=False, keep=3,
+                         sort_by="calmar_ratio", **WINDOW_KW).table
+    header, rows = block_rows(out.split("\n\n")[0])
+    calmar = header.index("calmar_ratio") + 1
+    assert len(rows) == len(expected) <= 3
+    assert [r[calmar] for r in rows] == [f4(v) for v in expected["calmar_ratio"]]
+
+
+@needs_streaming
+def test_python_m_btcore_sweep_out_directory(tmp_path):
+    done = run_module("sweep", "--grid", TINY_JSON, "--assets", "KO", "--no-progress",
+                      "--out", str(tmp_path / "streamed") + "/", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "streamed").is_dir()
+
+
+# ----------------------------------------------------------- --address
+def test_address_builds_a_cluster_executor_and_closes_it(capsys, monkeypatch, tiny_ko):
+    import btcore.executors as executors
+    from btcore.executors.serial import SerialExecutor
+    made = []
+
+    class Joined(SerialExecutor):
+        def __init__(self, address=None):
+            super().__init__()
+            self.address, self.closed = address, False
+            made.append(self)
+
+        def close(self):
+            self.closed = True
+            super().close()
+    real = executors.executor_class
+    monkeypatch.setattr(executors, "executor_class",
+                        lambda name: Joined if name in ("ray", "dask") else real(name))
+    for name, address in (("ray", "auto"), ("dask", "tcp://10.0.0.1:8786")):
+        status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                                   "--executor", name, "--address", address, "--no-progress")
+        assert status == 0, err
+        joined = made.pop()
+        assert (joined.address, joined.closed) == (address, True)
+        assert f4(tiny_ko.table["sharpe_ratio"].iloc[0]) in line_of(out, "KO")
+
+
+def test_an_unreachable_dask_address_is_one_line(capsys):
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
+                               "--executor", "dask", "--address", "tcp://127.0.0.1:1",
+                               "--no-progress")
+    assert (status, out) == (2, "")
+    [line] = error_lines(err)
+    assert err.startswith(line) and "cannot reach a cluster at 'tcp://127.0.0.1:1'" in line
+
+
+# ------------------------------------------------------- help, version, pipes
+def test_every_flag_has_help():
+    parser = cli._parser()
+    [commands] = [a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction)]
+    assert set(commands.choices) == {"sweep", "walk-forward", "monte-carlo", "portfolio",
+                                     "estimate", "strategies", "bench"}
+    for name, sub in [("btcore", parser), *commands.choices.items()]:
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    sweep = commands.choices["sweep"]
+    flags = {flag for action in sweep._actions for flag in action.option_strings}
+    assert {"--strategy", "--grid", "--data", "--assets", "--start", "--end", "--executor",
+            "--address", "--capital", "--cost-bps", "--option", "--top", "--plot",
+            "--no-progress", "--out", "--keep", "--sort-by", "--overwrite"} <= flags
+
+
+def test_version_and_help_in_process(capsys):
+    status, out, err = run_cli(capsys, "--version")
+    assert (status, out, err) == (0, f"btcore {btcore.__version__}\n", "")
+    status, out, _ = run_cli(capsys, "walk-forward", "--help")
+    assert status == 0 and "--folds" in out and "example:" in out
+
+
+def test_python_m_btcore_version():
+    done = run_module("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"btcore {btcore.__version__}\n",
+                                                           "")
+
+
+def _pipe(command: str):
+    return subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True,
+                          text=True, timeout=300, env=_env(), cwd=HERE)
+
+
+def test_output_piped_to_head_exits_quietly():
+    python = f"'{sys.executable}' -m btcore"
+    listing = _pipe(f"{python} strategies | head -1")
+    assert (listing.returncode, listing.stderr) == (0, "")
+    assert listing.stdout.count("\n") == 1
+    # 2,700 rows (>> a pipe's buffer): the write after head has gone fails
+    sweep = _pipe(f"{python} sweep --top 3000 --no-progress | head -2")
+    assert (sweep.returncode, sweep.stderr) == (0, "")
+    assert sweep.stdout.splitlines()[0].split()[:2] == ["lookback_period", "entry_threshold"]
+
+
+# -------------------------------------------------------------- workflows
+WF_GRID = ["lookback_period=20,40", "entry_threshold=1.5,2.0"]
+WF_DICT = {"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0]}
+
+
+def test_walk_forward_prints_folds_and_oos_metrics(tmp_path):
+    plot, out = tmp_path / "wf.png", tmp_path / "folds.csv"
+    done = run_module("walk-forward", "--grid", *WF_GRID, "--assets", "KO,PEP", *WINDOW,
+                      "--folds", "3", "--objective", "calmar_ratio", "--no-progress",
+                      "--plot", str(plot), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+    expected = btcore.walk_forward(WF_DICT, assets=["KO", "PEP"], n_splits=3,
+                                   objective="calmar_ratio", progress=False, **WINDOW_KW)
+    text = done.stdout
+    assert text.startswith("3 rolling folds of 126 out-of-sample bars, chosen by calmar_ratio")
+    folds_text, oos_text = text.split("\n\n")[0], text.split("\n\n")[1]
+    header, rows = block_rows("\n".join(folds_text.splitlines()[1:]))
+    rows = [r for r in rows if r[0] != "fold"]  # the index name's line
+    assert len(rows) == len(expected.folds) == 6
+    for row, (_, fold) in zip(rows, expected.folds.iterrows()):
+        got = dict(zip(["fold", *header], row))
+        assert (int(got["fold"]), got["asset"]) == (fold["fold"], fold["asset"])
+        assert got["oos_start"] == str(fold["oos_start"].date())
+        assert int(got["lookback_period"]) == fold["lookback_period"]
+        assert got["entry_threshold"] == f4(fold["entry_threshold"])
+        for column in ("is_calmar_ratio", "oos_calmar_ratio", "efficiency"):
+            assert got[column] == f4(fold[column])
+    header, rows = block_rows(oos_text.split(":\n", 1)[1])
+    for row in rows:
+        asset = row[0]
+        assert row[header.index("sharpe_ratio") + 1] == f4(
+            expected.oos_metrics.loc[asset, "sharpe_ratio"])
+        assert row[header.index("efficiency") + 1] == f4(expected.efficiency[asset])
+    assert "3 folds, 24 in-sample backtests" in text
+    assert plot.read_bytes().startswith(PNG_MAGIC)
+    saved = pd.read_csv(out)
+    assert list(saved.columns) == list(expected.folds.columns)
+    assert list(saved["oos_total_return"]) == pytest.approx(
+        list(expected.folds["oos_total_return"]), rel=1e-12)
+
+
+def test_walk_forward_anchored_in_process(capsys):
+    status, out, err = run_cli(capsys, "walk-forward", "--grid", *WF_GRID, "--assets", "KO",
+                               *WINDOW, "--folds", "2", "--anchored", "--gap", "5",
+                               "--no-progress")
+    assert status == 0, err
+    expected = btcore.walk_forward(WF_DICT, assets="KO", n_splits=2, anchored=True, gap=5,
+                                   progress=False, **WINDOW_KW)
+    assert out.startswith("2 anchored folds")
+    assert f4(expected.oos_metrics["sharpe_ratio"].iloc[0]) in out.split("\n\n")[1]
+
+
+def test_monte_carlo_prints_the_summary(tmp_path):
+    plot = tmp_path / "mc.png"
+    done = run_module("monte-carlo", "--params", "lookback_period=40", "entry_threshold=2.5",
+                      "--asset", "KO", *WINDOW, "--paths", "40", "--method", "block",
+                      "--seed", "3", "--no-progress", "--plot", str(plot), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+    expected = btcore.monte_carlo({"lookback_period": 40, "entry_threshold": 2.5}, asset="KO",
+                                  n_paths=40, method="block", seed=3, progress=False,
+                                  **WINDOW_KW)
+    first, summary = done.stdout.split("\n", 1)
+    assert first == ("mean_reversion on KO: 40 block paths (seed 3), lookback_period=40, "
+                     "entry_threshold=2.5, exit_threshold=0.5, stop_loss_z=3")
+    header, rows = block_rows(summary.split("\n\n")[0])
+    assert header == ["statistic", "mean", "std", "5%", "25%", "50%", "75%", "95%"]
+    table = expected.summary
+    assert [r[0] for r in rows] == list(table.columns)
+    for row in rows:
+        assert row[1:] == [f4(table.loc[stat, row[0]]) for stat in header[1:]]
+    assert f"prob_loss {expected.prob_loss:.4f}" in done.stdout
+    assert "40 backtests in" in done.stdout
+    assert plot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_monte_carlo_takes_the_first_set_of_a_grid(capsys, tmp_path):
+    out = tmp_path / "paths.parquet"
+    status, text, err = run_cli(capsys, "monte-carlo", "--grid", "lookback_period=30,60",
+                                "stop_loss_z=2.5", "--assets", "PEP", *WINDOW, "--paths", "20",
+                                "--no-progress", "--out", str(out))
+    assert status == 0, err
+    expected = btcore.monte_carlo({"lookback_period": 30, "stop_loss_z": 2.5}, asset="PEP",
+                                  n_paths=20, progress=False, **WINDOW_KW)
+    assert "lookback_period=30," in text.splitlines()[0]
+    assert_tables_identical(pd.read_parquet(out), expected.table)
+
+
+def test_portfolio_prints_the_top_rows(tmp_path):
+    plot = tmp_path / "pf.png"
+    done = run_module("portfolio", "--grid", *WF_GRID, "--assets", "KO,PEP", *WINDOW,
+                      "--rebalance-every", "21", "--top", "3", "--no-progress",
+                      "--plot", str(plot), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr == ""
+    expected = btcore.run_portfolio_sweep(WF_DICT, assets=["KO", "PEP"], rebalance_every=21,
+                                          progress=False, **WINDOW_KW).table
+    lines = done.stdout.split("\n\n")[0].splitlines()
+    assert lines[0] == "portfolio of 2 assets: KO, PEP"
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert len(rows) == 3
+    for column in ("sharpe_ratio", "final_value", "rebalance_every"):
+        assert [r[header.index(column) + 1] for r in rows] == [f4(v) for v in
+                                                               expected[column][:3]]
+    assert "4 portfolio backtests (4 rows)" in done.stdout
+    assert plot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_estimate_prints_the_table(tmp_path):
+    done = run_module("estimate", "--grid", *WF_GRID, "--assets", "KO", *WINDOW,
+                      "--cpus", "1,2,16,320", "--price-per-cpu-hour", "0.015", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = btcore.estimate(WF_DICT, assets="KO", cpus=[1, 2, 16, 320],
+                               price_per_cpu_hour=0.015, **WINDOW_KW)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("4 parameter sets at $0.015 per CPU-hour")
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert header == list(expected.columns)
+    assert [(int(r[0]), r[1]) for r in rows] == list(zip(expected["cpus"],
+                                                         expected["executor"]))
+    for row in rows:  # measured times differ run to run; the arithmetic does not
+        cpus, seconds, hours, cost = int(row[0]), float(row[2]), float(row[3]), float(row[4])
+        assert hours == pytest.approx(seconds * cpus / 3600, rel=2e-3)
+        assert cost == pytest.approx(hours * 0.015, rel=2e-3)
+
+
+def test_bench_measures_serial_and_threads():
+    done = run_module("bench", "--repeats", "1", "--start", "2020-01-01")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "135-set grid" in lines[0] and "best of 1" in lines[0]
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert header == ["executor", "workers", "backtests", "best_s", "backtests_per_s",
+                      "M_param_bars_per_s"]
+    assert [r[0] for r in rows] == ["serial", "threads"]
+    for row in rows:
+        assert int(row[2]) == 2700
+        assert float(row[3]) > 0 and float(row[4].replace(",", "")) > 0 \
+            and float(row[5].replace(",", "")) > 0
