@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -28,7 +29,7 @@ import numba
 import numpy as np
 
 from btcore.binding import (KernelRef, StrategyCompileError, compile_error, debug_functions,
-                            indicator_kinds, kernel_ref, load_kernel)
+                            kernel_ref, load_kernel)
 from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, batch_kernel_nb,
                            empty_record, no_blocks)
 from btcore.metrics import METRIC_NAMES
@@ -335,11 +336,16 @@ def best_per_window_sink(job: Job, metric: str = "sharpe_ratio",
 
 # --------------------------------------------------------------------- run
 def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
-            description: str = "") -> dict:
+            description: str = "", on_progress=None, resume=None) -> dict:
     """Run every task of ``job`` on the started-or-not executor ``runner`` into ``sink``.
 
-    Returns the run's stats (timings, throughput, tasks, retries). The executor
-    is left open (its owner closes it).
+    ``batch_size`` may be a callable ``(slots) -> int`` (a resumable run's fixed
+    plan); ``resume(tasks)`` returns the ids of tasks already done (their rows
+    are the caller's to load), which are not run again. ``on_progress(done,
+    total, backtests_per_s)`` is called after each task.
+
+    Returns the run's stats (timings, throughput, tasks, retries, task-time
+    quantiles). The executor is left open (its owner closes it).
     """
     n_sets = job.n_sets
     traded = job.traded_bars
@@ -348,6 +354,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
     throughput = None
+    if callable(batch_size):
+        batch_size = batch_size(slots)
     if job.debug:  # plain Python: no calibration, one task per column and window
         batch_size = n_sets if batch_size == "auto" else batch_size
         progress = sys.stderr.isatty() if progress is None else progress
@@ -360,6 +368,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
                                        slots)
     tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
+    done = set(resume(tasks)) if resume is not None else set()
+    todo = [task for task in tasks if task.task_id not in done]
     total_param_bars = float(traded.sum()) * n_sets
     if progress is None:
         estimate = total_param_bars / throughput / max(slots, 1)
@@ -370,13 +380,18 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         check_targets(job, task, out)
         sink.add(task, out, block_sums)
 
-    timings = execute_tasks(runner, run_task, job.payload(), tasks, take,
+    timings = execute_tasks(runner, run_task, job.payload(), todo, take,
                             total=n_sets * traded.size, progress=progress,
-                            description=description or f"{job.strategy.name} [{runner.name}]")
+                            description=description or f"{job.strategy.name} [{runner.name}]",
+                            on_progress=on_progress,
+                            initial=sum(t.n_sets for t in tasks if t.task_id in done))
     sink.check_complete()
-    return run_stats(runner, before, n_backtests=n_sets * int(traded.size),
-                     param_bars=total_param_bars, tasks=tasks, batch_size=batch_size,
-                     calibrate_s=calibrate_s, **timings)
+    stats = run_stats(runner, before, n_backtests=sum(t.n_sets for t in todo),
+                      param_bars=float(sum(traded[t.column, t.window] * t.n_sets
+                                           for t in todo)),
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["tasks_resumed"], stats["tasks_computed"] = len(tasks) - len(todo), len(todo)
+    return stats
 
 
 def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
@@ -432,41 +447,62 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
     return out, stats
 
 
+def timed_call(fn, shared, task):
+    """``(fn(shared, task), seconds it took in the worker)``."""
+    started = time.perf_counter()
+    result = fn(shared, task)
+    return result, time.perf_counter() - started
+
+
 def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
-                  description) -> dict:
+                  description, on_progress=None, initial: int = 0) -> dict:
     """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand
     each result to ``take(task, result)`` once (a retried task that finished twice
     has the same bits: the second copy is dropped), with a tqdm bar of ``total``
-    backtests (each task adds its ``n_sets``); the payload is released whatever
-    happens.
+    backtests (each task adds its ``n_sets``; ``initial`` were done before) and
+    ``on_progress(done, total, backtests_per_s)`` after each task; the payload is
+    released whatever happens.
 
-    Returns ``{"share_s": ..., "compute_s": ...}``.
+    Returns ``{"share_s", "compute_s", "task_seconds"}``: the last is each task's
+    time in its worker, by task id.
     """
     from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError(f"on_progress must be a callable (done, total, backtests_per_s), "
+                        f"got {on_progress!r}")
     share_started = time.perf_counter()
     handle = runner.share(payload)
     share_s = time.perf_counter() - share_started
     compute_started = time.perf_counter()
-    done = set()
-    with tqdm(total=int(total), unit="bt", disable=not progress, smoothing=0.1,
-              desc=description) as bar:
+    seconds = {}
+    finished = initial
+    with tqdm(total=int(total), initial=int(initial), unit="bt", disable=not progress,
+              smoothing=0.1, desc=description) as bar:
         try:
-            for task, result in runner.map(fn, handle, tasks):
-                if task.task_id in done:
+            for task, (result, took) in runner.map(partial(timed_call, fn), handle, tasks):
+                if task.task_id in seconds:
                     continue
-                done.add(task.task_id)
+                seconds[task.task_id] = took
                 take(task, result)
                 bar.update(task.n_sets)
+                finished += task.n_sets
+                if on_progress is not None:
+                    rate = (finished - initial) / max(time.perf_counter() - compute_started,
+                                                      1e-9)
+                    on_progress(finished, int(total), rate)
         finally:
             runner.unshare(handle)
-    return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started}
+    return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started,
+            "task_seconds": seconds}
 
 
 def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tasks,
-              batch_size, calibrate_s: float, share_s: float, compute_s: float) -> dict:
+              batch_size, calibrate_s: float, share_s: float, compute_s: float,
+              task_seconds: dict | None = None) -> dict:
     """The stats dict every workflow returns (``before`` = the executor's
-    ``(retries, lost_workers)`` when the run started)."""
-    return {
+    ``(retries, lost_workers)`` when the run started): with ``task_seconds``,
+    quantiles of the tasks' times and the stragglers (over 3x the median)."""
+    stats = {
         "backtests": int(n_backtests),
         "backtests_per_s": n_backtests / max(compute_s, 1e-9),
         "param_bars": int(param_bars),
@@ -476,6 +512,20 @@ def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tas
         "lost_workers": runner.lost_workers - before[1], "share_s": share_s,
         "compute_s": compute_s, "calibrate_s": calibrate_s,
     }
+    if task_seconds:
+        times = np.fromiter(task_seconds.values(), dtype=np.float64)
+        quantiles = np.quantile(times, [0.5, 0.9, 0.99])
+        stats["task_s"] = {"p50": float(quantiles[0]), "p90": float(quantiles[1]),
+                           "p99": float(quantiles[2]), "max": float(times.max())}
+        by_id = {task.task_id: task for task in tasks}
+        slow = sorted((t for t in task_seconds.items() if t[1] > 3 * quantiles[0]),
+                      key=lambda t: -t[1])[:5]
+        stats["stragglers"] = [{"task": task_id, "seconds": took,
+                                "column": by_id[task_id].column,
+                                "window": by_id[task_id].window,
+                                "sets": [by_id[task_id].start, by_id[task_id].stop]}
+                               for task_id, took in slow if task_id in by_id]
+    return stats
 
 
 def check_targets(job: Job, task: Task, out: np.ndarray) -> None:

@@ -7,8 +7,10 @@ validation happens before any executor starts or any kernel runs.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -17,14 +19,12 @@ import btcore.strategies as strategies
 from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.settings import check_arguments, check_settings
-from btcore.engine import DenseSink, Job, run_job
+from btcore.engine import Job, run_job
+from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, task_rows
 from btcore.sets import job_sets
-from btcore.kernel import RUINED_ROW
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.metrics import METRIC_NAMES
 from btcore.strategies.base import check_rule
 
-#: metrics where a lower value is better (``SweepResult.best``)
-LOWER_IS_BETTER = frozenset({"annual_volatility"})
 
 
 @dataclass
@@ -217,6 +217,7 @@ class SweepResult:
 def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", start=None,
               end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
               batch_size="auto", progress=None, debug=False, assets=None, blocks=None,
+              out=None, keep=None, sort_by="sharpe_ratio", overwrite=False, on_progress=None,
               **strategy_options) -> SweepResult:
     """Backtest every parameter set of ``grid`` (on every asset of ``data``).
 
@@ -251,6 +252,24 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     blocks : int, optional
         Keep per-block sums of r and r^2 over this many equal blocks of the traded
         bars (even, >= 2; 16 is usual), for :meth:`SweepResult.pbo`.
+    out : str or path, optional
+        A directory to stream every row to, one Parquet part per finished task,
+        under a manifest of the sweep (strategy code, grid, data, settings).
+        Re-running the same call after a crash or Ctrl-C computes only the missing
+        tasks and returns the same table; a different sweep in ``out`` is an error
+        unless ``overwrite=True``. Read it with :func:`btcore.open_results`.
+    keep : int, optional
+        Keep only the best ``keep`` rows in memory (by ``sort_by``), so memory stays
+        flat however large the sweep; None keeps every row. A sweep whose full
+        table would not fit in memory is refused before any work unless ``keep``
+        is given.
+    sort_by : str, default "sharpe_ratio"
+        The metric that ranks the table (highest first; lowest for
+        ``annual_volatility``); NaN last, ties in grid order.
+    overwrite : bool
+        Replace results of a different sweep found in ``out``.
+    on_progress : callable, optional
+        ``on_progress(done, total, backtests_per_s)`` after each finished task.
     **strategy_options
         Strategy options, e.g. ``allow_short=False`` for mean_reversion.
 
@@ -273,17 +292,22 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     """
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, run_sweep)  # a misspelt keyword lands there
+    _check_batch_size(batch_size)
+    _check_progress(progress)
+    _check_output(keep, sort_by, overwrite, on_progress, out, blocks)
     prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
                   debug=debug, options=strategy_options, n_blocks=_check_blocks(blocks))
-    _check_batch_size(batch_size)
-    _check_progress(progress)
     if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    check_memory(prepared, keep)
+    store = None if out is None else ResultStore.open(out, prepared, batch_size=batch_size,
+                                                       overwrite=overwrite)
     import btcore.executors as executors
     runner, owned = executors.get_executor(executor)
     try:
-        return _execute(prepared, runner, batch_size, progress, started)
+        return _execute(prepared, runner, batch_size, progress, started,
+                        RowsSink(prepared, sort_by, keep), store, on_progress)
     finally:
         if owned:
             runner.close()
@@ -355,53 +379,72 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _execute(prepared: Prepared, runner, batch_size, progress, started) -> SweepResult:
+def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: RowsSink,
+             store=None, on_progress=None) -> SweepResult:
     job = prepared.job
-    sink = DenseSink(job)
-    stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress)
-    table = build_table(prepared, sink.metrics[:, 0, -1])
+    resume = None
+    if store is not None:
+        requested = batch_size
+        batch_size = lambda slots: store.plan(job, slots, requested)  # noqa: E731
+        resume = partial(_resume, store, sink)
+        sink = _Streamed(sink, store)
+    stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
+                    on_progress=on_progress, resume=resume)
+    rows = sink.table()
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
-    block_sums = counts = None
+    if store is not None:
+        store.complete(stats, sink.sort_by)
+        stats["out"] = str(store.path)
+    counts = None
     if job.n_blocks:
-        position = np.empty(job.n_sets, dtype=np.int64)
-        position[job.order] = np.arange(job.n_sets)
-        block_sums = sink.block_sums[:, 0][:, position]  # grid order
         counts = np.array([[len(b) for b in np.array_split(
             np.arange(first, int(job.windows[0, -1]) + 1), job.n_blocks)]
             for first in job.first_bar[:, 0]])
-    return SweepResult(table, stats, job.strategy.name, prepared.settings, job.strategy,
-                       prepared.data, block_sums, counts)
+    return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
+                       prepared.data, sink.block_sums, counts)
 
 
-def build_table(prepared: Prepared, metrics: np.ndarray) -> pd.DataFrame:
-    """Rows in original grid order (x asset), then sorted by Sharpe, best first.
+def _resume(store, sink: RowsSink, tasks) -> dict:
+    """Load the rows of ``tasks`` already in ``store`` into ``sink``; their ids."""
+    done = store.finished(tasks)
+    for part in done.values():
+        sink.add_rows(store.read(part))
+    return done
 
-    ``metrics`` is (n_assets, OUT_ROWS, n_sets) in sorted-set order. Sorting
-    happens on numpy arrays and the metrics are gathered once into a single
-    block: reordering or stacking a built frame costs ~1 s per million rows.
-    """
-    job = prepared.job
-    n_assets, _, n_sets = metrics.shape
-    position = np.empty(n_sets, dtype=np.int64)  # sorted position of each grid row
-    position[job.order] = np.arange(n_sets)
-    sharpe = metrics[:, METRIC_NAMES.index("sharpe_ratio"), :][:, position].T.reshape(-1)
-    order = np.argsort(-np.nan_to_num(sharpe, nan=-np.inf), kind="stable")
-    row_set, row_asset = np.divmod(order, n_assets)
-    block = metrics[row_asset, :, position[row_set]]  # (rows, OUT_ROWS), one gather
-    front = {}
-    for param in job.strategy.params:
-        values = prepared.grid.columns[param.name][row_set]
-        front[param.name] = values.astype(np.int64) if param.kind is int else values
-    if prepared.data.n_assets > 1 or n_assets > 1:
-        symbols = np.array([prepared.data.symbols[i] for i in prepared.asset_index],
-                           dtype=object)
-        front["asset"] = symbols[row_asset]
-    table = pd.concat([pd.DataFrame(front),
-                       pd.DataFrame(block[:, :N_METRICS], columns=list(METRIC_NAMES))], axis=1)
-    for name in INTEGER_METRICS:
-        table[name] = table[name].astype(np.int64)
-    table["ruined"] = block[:, RUINED_ROW] != 0.0
-    return table
+
+class _Streamed:
+    """A :class:`RowsSink` whose every finished task is first written to ``store``."""
+
+    def __init__(self, sink: RowsSink, store):
+        self._sink, self._store = sink, store
+
+    def add(self, task, out, block_sums=None):
+        rows = task_rows(self._sink.prepared, task, out)
+        self._store.write(task, rows)
+        self._sink.add_rows(rows)
+
+    def __getattr__(self, name):
+        return getattr(self._sink, name)
+
+
+def _check_output(keep, sort_by, overwrite, on_progress, out, blocks) -> None:
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer))
+                             or keep < 1):
+        raise ValueError(f"keep must be a positive int (rows kept in memory) or None, got "
+                         f"{keep!r}")
+    if sort_by not in METRIC_NAMES:
+        raise ValueError(f"sort_by={sort_by!r} is not a metric; choose from "
+                         f"{list(METRIC_NAMES)}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError(f"on_progress must be a callable (done, total, backtests_per_s), got "
+                        f"{on_progress!r}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a directory path, got {type(out).__name__}")
+    if out is not None and blocks is not None:
+        raise ValueError("blocks= (for pbo()) cannot be combined with out= yet: the per-block "
+                         "sums are not stored; run the blocks= sweep without out=")
 
 
 def _check_settings(initial_capital, cost_bps, periods_per_year, index=None):
