@@ -20,6 +20,12 @@ The load average at start and end says how busy the (shared) machine was.
     python benchmarks/bench_estimate.py               # ~2 minutes on 2 cores
     python benchmarks/bench_estimate.py --quick       # smaller sweeps, ~30 s
     python benchmarks/bench_estimate.py --markdown    # the table as Markdown
+    python benchmarks/bench_estimate.py --guide       # docs/cluster.md's figures, ~1 minute
+
+``--guide`` prints instead the figures of ``docs/cluster.md``: measured kernel
+throughput per core, ``estimate()`` on 1, 16 and 320 CPUs for the seed's
+1,000-set sweep and for the 500,000-backtest study (with the same sweeps
+measured on this machine), and where Ray on 16 CPUs overtakes threads on 2.
 """
 from __future__ import annotations
 
@@ -117,6 +123,84 @@ def run(args) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------- docs/cluster.md's figures
+#: on-demand and spot dollars per CPU-hour
+ON_DEMAND, SPOT = 0.05, 0.015
+#: grid sizes (x 20 assets, 2010-2022) for the threads-vs-Ray crossover
+CROSSOVER_SETS = (5_000, 15_000, 30_000, 40_000, 50_000, 60_000, 150_000, 500_000)
+
+
+def best_rate(grid, executor: str, repeats: int, **kwargs) -> float:
+    """Best ``stats["param_bars_per_s"]`` (kernel throughput) of ``repeats`` sweeps."""
+    from btcore import run_sweep
+    return max(run_sweep(grid, executor=executor, progress=False, **kwargs)
+               .stats["param_bars_per_s"] for _ in range(repeats))
+
+
+def best_wall(grid, executor: str, repeats: int, **kwargs) -> float:
+    from btcore import run_sweep
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run_sweep(grid, executor=executor, progress=False, **kwargs)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def costed(table):
+    """estimate()'s table with the spot cost beside the on-demand one."""
+    table = table.rename(columns={"cost_usd": "on_demand_usd"})
+    table["spot_usd"] = table["cpu_hours"] * SPOT
+    table["kernel_M/s"] = table.pop("kernel_param_bars_per_s") / 1e6
+    return table
+
+
+def guide(args) -> None:
+    """The figures of docs/cluster.md, as Markdown tables."""
+    import pandas as pd
+
+    from btcore import Grid, estimate
+    one = {"assets": "AAPL", "start": "2010-01-01"}
+    print("\n## Kernel throughput, mean_reversion, 1,000-set grid, 3,270 bars from 2010")
+    serial = best_rate(GRID_1000, "serial", 15, **one)
+    threads = best_rate(GRID_1000, "threads", 5, start="2010-01-01")
+    print(f"- serial, AAPL: {serial / 1e6:.0f} M param-bars/s on one core")
+    print(f"- threads, 20 assets x 1,000 sets: {threads / 1e6:.0f} M param-bars/s on 2 cores "
+          f"= {threads / 2e6:.0f} per core")
+
+    print("\n## (a) the seed's 1,000-set sweep, AAPL 1990-2022 (8,313 bars)")
+    table = costed(estimate(GRID_1000, assets="AAPL", cpus=(1, 16, 320),
+                            price_per_cpu_hour=ON_DEMAND))
+    print(markdown(table))
+    for executor in ("serial", "threads"):
+        wall = best_wall(GRID_1000, executor, 5, assets="AAPL")
+        print(f"- measured here, {executor}: {wall:.3f} s (best of 5)")
+
+    print("\n## (b) the study: 500,000 mean_reversion backtests of 3,270 bars (AAPL 2010-2022)")
+    study = Grid.random(SPACE, 500_000, seed=0)
+    table = costed(estimate(study, cpus=(1, 16, 320), price_per_cpu_hour=ON_DEMAND, **one))
+    print(markdown(table))
+    for executor in ("serial", "threads"):
+        wall = best_wall(study, executor, 2, **one)
+        print(f"- measured here, {executor}: {wall:.2f} s (best of 2)")
+
+    print("\n## When to distribute: threads on 2 CPUs vs Ray on 16 and 320 (20 assets, 2010-2022)")
+    rows = []
+    for n_sets in CROSSOVER_SETS:
+        grid = Grid.random(SPACE, n_sets, seed=1)
+        # each call calibrates afresh: keep the fastest of 3 (a calibration is ~5 ms
+        # of kernel, easily slowed by the other users of a shared machine)
+        local = min((estimate(grid, start="2010-01-01", cpus=2, executor="threads").iloc[0]
+                     for _ in range(3)), key=lambda row: row["predicted_s"])
+        ray = min((estimate(grid, start="2010-01-01", cpus=(16, 320), executor="ray")
+                   for _ in range(3)), key=lambda table: table["predicted_s"].iloc[0])
+        rows.append({"backtests": 20 * n_sets, "threads_2cpu_s": float(local["predicted_s"]),
+                     "ray_16cpu_s": float(ray["predicted_s"].iloc[0]),
+                     "ray_320cpu_s": float(ray["predicted_s"].iloc[1]),
+                     "kernel_M/s": float(local["kernel_param_bars_per_s"]) / 1e6})
+    print(markdown(pd.DataFrame(rows)))
+
+
 def markdown(frame) -> str:
     """``frame`` as a Markdown table (floats to 3 significant digits)."""
     def cell(value):
@@ -135,6 +219,8 @@ def main(argv=None) -> None:
                         "(best of)")
     parser.add_argument("--quick", action="store_true", help="smaller random grids")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--guide", action="store_true", help="print docs/cluster.md's figures "
+                        "instead")
     args = parser.parse_args(argv)
 
     import btcore
@@ -142,6 +228,10 @@ def main(argv=None) -> None:
     start_load = load()
     print(f"btcore {btcore.__version__} from {os.path.dirname(btcore.__file__)}, "
           f"{cpu_count()} CPUs; load average (1/5/15 min) at start: {start_load}", flush=True)
+    if args.guide:
+        guide(args)
+        print(f"\nload average (1/5/15 min) at start: {start_load}, at end: {load()}")
+        return
     rows = run(args)
     frame = pd.DataFrame(rows)
     within = ((frame["ratio"] >= 0.5) & (frame["ratio"] <= 2.0))
