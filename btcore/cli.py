@@ -752,20 +752,41 @@ def _sweep_keywords(args, inputs: _Inputs, run_sweep) -> dict:
     return extra
 
 
+#: run_sweep's streaming keywords in its messages -> the flags that set them
+_FLAG_WORDS = ((re.compile(r"\boverwrite=True\b"), "--overwrite"),
+               (re.compile(r"\bout=(?=['\"])"), "--out "),
+               (re.compile(r"\bout= "), "--out "),
+               (re.compile(r"\bkeep=(?=\d)"), "--keep "),
+               (re.compile(r"\bsort_by=(?=['\"])"), "--sort-by "))
+
+
+def _as_flags(message: str) -> str:
+    for pattern, flag in _FLAG_WORDS:
+        message = pattern.sub(flag, message)
+    return message
+
+
 def _sweep(args) -> int:
     import btcore
     inputs = _Inputs(args, directory=True)
     axes = _heatmap_axes(inputs)
     extra = _sweep_keywords(args, inputs, btcore.run_sweep)
     started = time.perf_counter()
-    with _executor(args, auto=True) as executor:
-        result = btcore.run_sweep(inputs.grid, inputs.spec, inputs.data, executor=executor,
-                                  assets=inputs.assets, progress=_progress(args),
-                                  **inputs.common, **extra)
+    try:
+        with _executor(args, auto=True) as executor:
+            result = btcore.run_sweep(inputs.grid, inputs.spec, inputs.data,
+                                      executor=executor, assets=inputs.assets,
+                                      progress=_progress(args), **inputs.common, **extra)
+    except (ValueError, TypeError) as err:  # name the flags, not run_sweep's keywords
+        raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
     notes = []  # files first: output cut short by a closed pipe loses none of them
     if inputs.out_kind == "dir":
-        notes.append(f"results in {inputs.out}")
+        stats = result.stats
+        resumed, computed = stats.get("tasks_resumed", 0), stats.get("tasks_computed", 0)
+        notes.append(f"results in {inputs.out}" + (
+            f" (resumed: {resumed:,} of {resumed + computed:,} tasks were already there)"
+            if resumed else ""))
     elif inputs.out_kind:
         notes.append(_save_table(result.table, inputs.out, inputs.out_kind, result))
     if axes:

@@ -704,6 +704,20 @@ def test_out_directory_streams_and_resumes(capsys, tmp_path):
 
 
 @needs_streaming
+def test_a_different_sweep_in_the_out_directory_names_the_flag(capsys, tmp_path):
+    folder = str(tmp_path / "results")
+    base = ["sweep", "--assets", "KO", "--no-progress", "--out", folder]
+    status, _, err = run_cli(capsys, *base, "--grid", TINY_JSON)
+    assert status == 0, err
+    status, out, err = run_cli(capsys, *base, "--grid", "lookback_period=30")
+    assert (status, out) == (2, "")
+    [line] = error_lines(err)
+    assert "--overwrite" in line and "overwrite=True" not in line
+    status, out, err = run_cli(capsys, *base, "--grid", "lookback_period=30", "--overwrite")
+    assert status == 0, err
+
+
+@needs_streaming
 def test_out_directory_without_extension_is_a_directory(capsys, tmp_path):
     folder = tmp_path / "run1"
     status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
