@@ -11,6 +11,7 @@ from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
 from btcore.monte_carlo import MonteCarloResult, monte_carlo
 from btcore.planning import estimate
+from btcore.results import StoredResults, open_results
 from btcore.portfolio import (PortfolioBacktestResult, PortfolioSweepResult, portfolio_backtest,
                               run_portfolio_sweep)
 from btcore.sweep import SweepResult, run_sweep
@@ -22,4 +23,4 @@ __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult"
            "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
            "PortfolioBacktestResult",
            "run_cross_sectional_sweep", "cross_sectional_backtest",
-           "run_sweep", "walk_forward", "WalkForwardResult", "__version__"]
+           "run_sweep", "open_results", "StoredResults", "walk_forward", "WalkForwardResult", "__version__"]

@@ -224,6 +224,9 @@ class ResultStore:
                              "collects one Parquet part per task (save a single file with "
                              "SweepResult.to_parquet)")
         parent = path if path.exists() else _existing_parent(path)
+        if not parent.is_dir():
+            raise ValueError(f"cannot write results to {str(out)!r}: {str(parent)!r} is a "
+                             "file, not a directory; choose another out= directory")
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ValueError(f"cannot write results to {str(out)!r}: {str(parent)!r} is not "
                              "writable; choose another out= directory")
@@ -253,7 +256,11 @@ class ResultStore:
                     store._clean_temporary()
                     return store
             shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot create the out= directory {str(out)!r} ({exc}); choose "
+                             "another") from None
         manifest = {"format": FORMAT, "strategy": prepared.job.strategy.name, "keys": keys,
                     "batch_size": None, "settings": prepared.settings, "complete": False}
         store = cls(path, manifest)
