@@ -373,11 +373,11 @@ def _grid_tokens(tokens: list[str]) -> dict:
     return grid
 
 
-def _load_grid(tokens, default=None):
-    """The grid of ``--grid``: tokens, inline JSON (starts with ``{`` or ``[``) or a
-    JSON file; ``default`` (the seed grid when None) without the flag."""
+def _load_grid(tokens):
+    """The grid of ``--grid``: name=values tokens, inline JSON (starts with ``{`` or
+    ``[``) or a JSON file; the seed grid without the flag."""
     if tokens is None:
-        return dict(SEED_GRID) if default is None else default
+        return dict(SEED_GRID)
     if isinstance(tokens, str):
         tokens = [tokens]
     if any("=" in t and not t.lstrip().startswith(("{", "[")) and not os.path.isfile(t)
@@ -425,6 +425,12 @@ def _default_grid(spec) -> dict:
 
 def _varying(grid) -> list[str]:
     """Parameters that take several values in ``grid``, in its order."""
+    if isinstance(grid, dict):  # a product: its lists say it, nothing is expanded
+        try:
+            return [name for name, values in grid.items()
+                    if isinstance(values, list) and len(set(values)) > 1]
+        except TypeError:  # unhashable values: the grid's own checks name them
+            pass
     from btcore.grid import Grid
     import numpy as np
     columns = Grid(grid).columns
@@ -964,8 +970,9 @@ def _bench(args) -> int:
     # validation, and the compiled kernel loaded, before anything is timed
     btcore.run_sweep({k: v[:1] for k, v in SEED_GRID.items()}, assets=None, progress=False,
                      **window)
-    print(f"btcore {btcore.__version__} bench: the seed's {math.prod(map(len, SEED_GRID.values()))}"
-          f"-set grid on the bundled sample, best of {args.repeats}")
+    n_sets = math.prod(map(len, SEED_GRID.values()))
+    print(f"btcore {btcore.__version__} bench: the seed's {n_sets}-set grid on the bundled "
+          f"sample, best of {args.repeats}")
     rows = []
     for name in names:
         best = None
