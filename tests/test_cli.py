@@ -1,6 +1,10 @@
-"""The command line: ``btcore sweep`` and ``btcore strategies``, in-process through
-``btcore.cli.main`` and as real processes (``python -m btcore``, the ``btcore``
-script); errors print one ``btcore: error:`` line and exit 2 without a traceback."""
+"""The command line: every command (sweep, walk-forward, monte-carlo, portfolio,
+estimate, strategies, bench), in-process through ``btcore.cli.main`` and as real
+processes (``python -m btcore``, the ``btcore`` script), checked against the Python
+API on the same inputs; errors print one ``btcore: error:`` line and exit 2 without
+a traceback, before any work. Tests of ``run_sweep(out=, keep=, sort_by=,
+overwrite=)`` end to end are marked ``needs_streaming`` (skipped while run_sweep
+does not take ``out=``)."""
 import json
 import os
 import pathlib
