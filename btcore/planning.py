@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from btcore.engine import TARGET_TASK_SECONDS, calibrate
+from btcore.engine import calibrate, choose_batch_size
 
 #: measured one-off and per-task costs: (start-up s, CPU s per task, s per MB shared)
 OVERHEADS = {
@@ -67,28 +67,77 @@ def estimate(grid, strategy="mean_reversion", data=None, *, cpus=(1, 2, 16, 320)
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
                   debug=False, options=strategy_options).job
     throughput = calibrate(job, repeats=3)  # param-bars/s of one core
-    traded = job.traded_bars
-    param_bars = float(traded.sum()) * job.n_sets
-    kernel_s = param_bars / throughput
-    shared_mb = job.close.nbytes / 1e6
-    per_set_s = float(traded.mean()) / throughput
     local = cpu_count()
     rows = []
     for n in counts:
         name = executor or ("threads" if n <= local else "ray")
-        if name == "serial":
-            n = 1
-        start_s, task_s, mb_s = OVERHEADS[name]
-        if n > local:
-            start_s += CLUSTER_START_S
-        sets_per_task = max(1, min(job.n_sets, int(TARGET_TASK_SECONDS / max(per_set_s, 1e-12))))
-        n_tasks = traded.size * math.ceil(job.n_sets / sets_per_task)
-        wall = start_s + shared_mb * mb_s + (kernel_s + n_tasks * task_s) / n
+        n = 1 if name == "serial" else n
+        wall = predict_seconds(job, throughput, name, n, local)
         rows.append({"cpus": n, "executor": name, "predicted_s": wall,
                      "cpu_hours": wall * n / 3600.0,
                      "cost_usd": wall * n / 3600.0 * price_per_cpu_hour,
                      "kernel_param_bars_per_s": throughput})
     return pd.DataFrame(rows)
+
+
+def predict_seconds(job, throughput: float, executor: str, cpus: int,
+                    local_cpus: int) -> float:
+    """Predicted wall seconds of ``job`` on ``cpus`` CPUs of ``executor``, from the
+    kernel's measured param-bars/s on one core and the executor's overheads."""
+    traded = job.traded_bars
+    kernel_s = float(traded.sum()) * job.n_sets / throughput
+    start_s, task_s, mb_s = OVERHEADS[executor]
+    if cpus > local_cpus:
+        start_s += CLUSTER_START_S
+    sets_per_task = choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+                                      throughput, cpus)
+    n_tasks = traded.size * math.ceil(job.n_sets / sets_per_task)
+    # a task is the smallest unit of work: fewer tasks than CPUs leaves CPUs idle
+    busy = max(1, min(cpus, n_tasks))
+    return start_s + job.close.nbytes / 1e6 * mb_s + (kernel_s + n_tasks * task_s) / busy
+
+
+def cluster_cpus() -> dict:
+    """CPUs of clusters this process is already connected to: ``{"ray": n}`` when
+    Ray is initialised, ``{"dask": n}`` when a Dask client is the default."""
+    import sys
+    found = {}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        found["ray"] = int(ray.cluster_resources().get("CPU", 0))
+    if "distributed" in sys.modules:
+        from distributed import default_client
+        try:
+            client = default_client()
+        except ValueError:  # no client
+            client = None
+        if client is not None:
+            found["dask"] = int(sum(client.nthreads().values()))
+    return found
+
+
+def choose_executor(job, throughput: float) -> dict:
+    """The executor ``executor="auto"`` runs ``job`` on, and why.
+
+    Candidates: ``serial`` (one core), ``threads`` (this machine's cores) and any
+    Ray or Dask cluster this process is already connected to; the one with the
+    least predicted wall time wins (serial on a tie: nothing to start).
+
+    Returns ``{"executor", "reason", "predicted_s": {name: seconds}}``.
+    """
+    from btcore.executors.base import cpu_count
+    local = cpu_count()
+    candidates = {"serial": 1, "threads": local, **cluster_cpus()}
+    predicted = {name: predict_seconds(job, throughput, name, cpus, local)
+                 for name, cpus in candidates.items() if cpus > 0}
+    chosen = min(predicted, key=predicted.get)
+    shown = ", ".join(f"{name} x{candidates[name]} {seconds:.3g} s"
+                      for name, seconds in predicted.items())
+    reason = (f"predicted {shown} from the measured kernel speed "
+              f"({throughput / 1e6:.0f} M param-bars/s per core) and each executor's "
+              "start-up and per-task overheads")
+    return {"executor": chosen, "reason": reason, "predicted_s": predicted,
+            "cpus": candidates[chosen]}
 
 
 def _cpu_counts(cpus) -> list[int]:
@@ -103,4 +152,4 @@ def _cpu_counts(cpus) -> list[int]:
     return counts
 
 
-__all__ = ["estimate", "OVERHEADS"]
+__all__ = ["estimate", "OVERHEADS", "choose_executor", "predict_seconds"]

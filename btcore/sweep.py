@@ -231,6 +231,9 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     executor : str or Executor, default "serial"
         "serial", "threads", "joblib", "ray", "dask", or an Executor instance
         (left open for reuse; an executor created from a name is closed here).
+        "auto" measures the kernel on this job and picks the executor with the
+        least predicted time: serial, threads, or a Ray/Dask cluster this process
+        is connected to; ``stats["executor_choice"]`` says which and why.
     start, end : date-like, optional
         Trading window (inclusive); earlier bars only warm up indicators.
     initial_capital, cost_bps : float
@@ -298,16 +301,24 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
                   cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
                   debug=debug, options=strategy_options, n_blocks=_check_blocks(blocks))
-    if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
+    if debug and not (executor in ("serial", "auto") or getattr(executor, "name", None) ==
+                      "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
     check_memory(prepared, keep)
+    choice = None
+    if isinstance(executor, str) and executor == "auto":
+        choice = _choose_executor(prepared.job)
+        executor = choice["executor"]
     store = None if out is None else ResultStore.open(out, prepared, batch_size=batch_size,
                                                        overwrite=overwrite)
     import btcore.executors as executors
     runner, owned = executors.get_executor(executor)
     try:
-        return _execute(prepared, runner, batch_size, progress, started,
-                        RowsSink(prepared, sort_by, keep), store, on_progress)
+        result = _execute(prepared, runner, batch_size, progress, started,
+                          RowsSink(prepared, sort_by, keep), store, on_progress)
+        if choice is not None:
+            result.stats["executor_choice"] = choice
+        return result
     finally:
         if owned:
             runner.close()
@@ -402,6 +413,17 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
             for first in job.first_bar[:, 0]])
     return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
                        prepared.data, sink.block_sums, counts)
+
+
+def _choose_executor(job: Job) -> dict:
+    """``executor="auto"``: the executor with the least predicted time
+    (:func:`btcore.planning.choose_executor`); serial in debug mode."""
+    from btcore.engine import calibrate
+    from btcore.planning import choose_executor
+    if job.debug:
+        return {"executor": "serial", "reason": "debug=True runs plain Python in this "
+                "process", "predicted_s": {}, "cpus": 1}
+    return choose_executor(job, calibrate(job))
 
 
 def _resume(store, sink: RowsSink, tasks) -> dict:

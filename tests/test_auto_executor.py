@@ -1,0 +1,57 @@
+"""executor="auto": the executor with the least predicted time, and why."""
+import pandas as pd
+import pytest
+
+import btcore.planning as planning
+from btcore import run_sweep
+from btcore.sweep import prepare
+
+WINDOW = dict(assets=["AAPL"], start="2018-01-01", end="2020-12-31", progress=False)
+
+
+def job_of(grid, **kwargs):
+    return prepare(grid, "mean_reversion", None, start=WINDOW["start"], end=WINDOW["end"],
+                   initial_capital=1e6, cost_bps=5.0, periods_per_year=None,
+                   assets=WINDOW["assets"], debug=False, options={}, **kwargs).job
+
+
+def test_auto_runs_a_tiny_sweep_in_process_and_says_why():
+    grid = {"lookback_period": [20, 40]}
+    result = run_sweep(grid, executor="auto", **WINDOW)
+    choice = result.stats["executor_choice"]
+    assert result.stats["executor"] == choice["executor"] in ("serial", "threads")
+    assert set(choice["predicted_s"]) >= {"serial", "threads"}
+    assert "M param-bars/s per core" in choice["reason"]
+    pd.testing.assert_frame_equal(result.table, run_sweep(grid, **WINDOW).table)
+
+
+def test_auto_in_debug_mode_is_serial():
+    result = run_sweep({"lookback_period": [20]}, executor="auto", debug=True, **WINDOW)
+    assert result.stats["executor_choice"]["executor"] == result.stats["executor"] == "serial"
+
+
+def test_a_connected_cluster_wins_a_long_sweep_and_loses_a_short_one(monkeypatch):
+    monkeypatch.setattr(planning, "cluster_cpus", lambda: {"ray": 320})
+    monkeypatch.setattr("btcore.executors.base.cpu_count", lambda: 2)
+    job = job_of({"lookback_period": list(range(10, 650))})
+    assert planning.choose_executor(job, throughput=1e12)["executor"] == "serial"
+    # an hour of kernel time on one core: 320 CPUs pay for Ray's start-up
+    long = planning.choose_executor(job, throughput=float(job.traded_bars.sum()) *
+                                    job.n_sets / 3600.0)
+    assert long["executor"] == "ray" and long["cpus"] == 320
+    assert long["predicted_s"]["ray"] < long["predicted_s"]["threads"] \
+        < long["predicted_s"]["serial"]
+
+
+def test_predictions_fall_with_cpus_and_never_below_one_task():
+    job = job_of({"lookback_period": list(range(10, 110))})
+    seconds = [planning.predict_seconds(job, 1e5, "threads", n, 2) for n in (1, 2)]
+    assert seconds[1] < seconds[0]
+    one_task = job_of({"lookback_period": [20]})
+    assert planning.predict_seconds(one_task, 1e8, "ray", 320, 2) >= \
+        planning.predict_seconds(one_task, 1e8, "ray", 1, 2) - 1e-12 + planning.CLUSTER_START_S
+
+
+def test_an_unknown_executor_name_is_still_an_error():
+    with pytest.raises(ValueError, match="auto|serial|threads"):
+        run_sweep({"lookback_period": [20]}, executor="automatic", **WINDOW)
