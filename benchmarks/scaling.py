@@ -1,7 +1,10 @@
 """Scaling study: throughput vs parameter sets, bars and assets; memory vs sets;
 and a model of a 320-CPU cluster from measured per-task times and overheads.
 
-Run: ``python benchmarks/scaling.py [--quick] [--sections combos,bars,assets,cluster]``.
+Run: ``python benchmarks/scaling.py [--quick] [--sections combos,bars,assets,cluster,memory]``.
+The ``memory`` section runs each case in a fresh process and reports its peak RSS
+over the baseline after import: 5M sets in memory, 5M with ``out=`` and
+``keep=1000``, and 10^8 sets with ``keep=1000``, end to end.
 All figures come from this run (best of ``--repeats`` for the short cases).
 """
 from __future__ import annotations
@@ -146,8 +149,70 @@ def measure_ray_overheads(quick):
     return {"start_s": start_s, "put_s": put_s, "task_s": task_s}
 
 
+MEMORY_CASE = """
+import json, resource, sys, tempfile, time
+import btcore
+from btcore import Grid, run_sweep
+from btcore.datasets import sp500_sample
+data = sp500_sample()
+grid = Grid(json.loads(sys.argv[1]))
+kwargs = json.loads(sys.argv[2])
+run_sweep({"lookback_period": [20]}, data=data, assets=["AAPL"], progress=False)  # compile
+baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with tempfile.TemporaryDirectory(dir=".") as folder:
+    if kwargs.pop("out", False):
+        kwargs["out"] = folder + "/results"
+    started = time.perf_counter()
+    result = run_sweep(grid, data=data, executor="threads", progress=False, **kwargs)
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"sets": len(grid), "rows": len(result.table), "elapsed_s": elapsed,
+                      "baseline_mb": baseline / 1e6, "growth_mb": (peak - baseline) / 1e6,
+                      "backtests_per_s": result.stats["backtests_per_s"],
+                      "param_bars_per_s": result.stats["param_bars_per_s"],
+                      "batches": result.stats["batches"]}))
+"""
+
+
+def section_memory(quick, repeats):
+    """Peak RSS growth of big sweeps, each in a fresh process (ru_maxrss)."""
+    import json
+    import subprocess
+    import sys
+
+    def axis(low, count, step):
+        return [round(low + step * k, 6) for k in range(count)]
+
+    five_million = {"lookback_period": list(range(10, 110)), "entry_threshold": axis(1, 50, 0.04),
+                    "exit_threshold": axis(0, 20, 0.04), "stop_loss_z": axis(2.5, 50, 0.04)}
+    hundred_million = {"lookback_period": list(range(10, 110)),
+                       "entry_threshold": axis(1, 100, 0.02),
+                       "exit_threshold": axis(0, 100, 0.008), "stop_loss_z": axis(2.5, 100, 0.02)}
+    if quick:  # 500k and 10M sets
+        five_million["stop_loss_z"] = five_million["stop_loss_z"][:5]
+        hundred_million["stop_loss_z"] = hundred_million["stop_loss_z"][:10]
+    window = {"assets": ["AAPL"], "start": "2016-01-01", "end": "2022-12-31"}
+    cases = [("in memory", five_million, window),
+             ("out= keep=1000", five_million, {**window, "out": True, "keep": 1000}),
+             ("keep=1000, 2022 only", hundred_million,
+              {**window, "start": "2022-01-01", "keep": 1000})]
+    rows = []
+    for label, grid, kwargs in cases:
+        process = subprocess.run([sys.executable, "-c", MEMORY_CASE, json.dumps(grid),
+                                  json.dumps(kwargs)], capture_output=True, text=True)
+        if process.returncode != 0:
+            print(f"{label}: failed\n{process.stderr[-2000:]}")
+            continue
+        case = json.loads(process.stdout.strip().splitlines()[-1])
+        rows.append((label, case["sets"], case["rows"], case["elapsed_s"],
+                     case["param_bars_per_s"] / 1e6, case["baseline_mb"], case["growth_mb"]))
+    print_rows("Memory: peak RSS growth over the post-import baseline (fresh process each, "
+               "threads executor, AAPL)",
+               ("case", "sets", "rows kept", "wall s", "M pb/s", "base MB", "growth MB"), rows)
+
+
 SECTIONS = {"combos": section_combos, "bars": section_bars, "assets": section_assets,
-            "cluster": section_cluster}
+            "cluster": section_cluster, "memory": section_memory}
 
 
 def main(argv=None):

@@ -39,6 +39,9 @@ from btcore.sets import plan_series, sort_sets
 #: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
 TARGET_TASK_SECONDS = 0.5
 MIN_TASK_SECONDS, MAX_TASK_SECONDS = 0.2, 2.0
+#: most sets in one task: bounds a task's result arrays (~15 floats per set) and
+#: the driver's memory while tasks are in flight, however short the bars
+MAX_TASK_SETS = 1 << 16
 _AUTO_PROGRESS_SECONDS = 2.0
 
 
@@ -152,8 +155,9 @@ def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
 
 def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughput: float,
                       slots: int, target_seconds: float = TARGET_TASK_SECONDS) -> int:
-    """Sets per task so tasks last about ``target_seconds`` (0.2-2 s), with enough
-    tasks to keep ``slots`` workers busy when the job is big enough.
+    """Sets per task so tasks last about ``target_seconds`` (0.2-2 s, at most
+    ``MAX_TASK_SETS`` sets), with enough tasks to keep ``slots`` workers busy
+    when the job is big enough.
 
     ``n_blocks`` is the number of (column, window) blocks each set runs on.
     """
@@ -164,6 +168,7 @@ def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughp
     if total_seconds / (4 * slots) >= MIN_TASK_SECONDS:
         size = min(size, int(np.ceil(n_sets * n_blocks / (4 * slots))))
     size = min(size, int(MAX_TASK_SECONDS / max(per_set_seconds, 1e-12)))
+    size = min(size, MAX_TASK_SETS)
     return int(max(1, min(size, n_sets)))
 
 

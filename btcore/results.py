@@ -72,6 +72,17 @@ def rank(rows: dict, sort_by: str, n_assets: int) -> np.ndarray:
     return np.lexsort((key, score))
 
 
+def ranked_frame(rows: dict, sort_by: str, n_assets: int, keep: int | None = None):
+    """The best ``keep`` of ``rows`` (all if None) as the table's DataFrame, one
+    column gathered at a time (a million rows cost ~16 MB per column)."""
+    order = rank(rows, sort_by, n_assets)[:keep]
+    frame = pd.DataFrame(index=pd.RangeIndex(len(order)))
+    for name, values in rows.items():
+        if name not in ("set", "_asset"):
+            frame[name] = values[order]
+    return frame
+
+
 def _concat(blocks: list) -> dict:
     return {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
 
@@ -119,9 +130,8 @@ class RowsSink:
     def table(self) -> pd.DataFrame:
         """The ranked table (the best ``keep`` rows), without the bookkeeping columns."""
         rows = _concat(self._blocks)
-        order = rank(rows, self.sort_by, self.n_assets)[:self.keep]
-        return pd.DataFrame({name: values[order] for name, values in rows.items()
-                             if name not in ("set", "_asset")})
+        self._blocks = [rows]
+        return ranked_frame(rows, self.sort_by, self.n_assets, self.keep)
 
 
 # --------------------------------------------------------------- memory
@@ -390,9 +400,7 @@ class StoredResults:
                 for name in table.column_names}
         if not rows or len(rows["set"]) == 0:
             raise ValueError(f"{str(self.path)!r} has no finished tasks yet")
-        order = rank(rows, sort_by, int(rows["_asset"].max()) + 1)
-        return pd.DataFrame({name: values[order] for name, values in rows.items()
-                             if name not in ("set", "_asset")})
+        return ranked_frame(rows, sort_by, int(rows["_asset"].max()) + 1)
 
     def __repr__(self) -> str:
         state = "complete" if self.complete else "incomplete"

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 
 from btcore import run_sweep
 from btcore.engine import (DenseSink, TopKSink, choose_batch_size, make_tasks, run_job,
-                           MAX_TASK_SECONDS, MIN_TASK_SECONDS)
+                           MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS)
 from btcore.executors import get_executor
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import METRIC_NAMES, N_METRICS
@@ -45,14 +45,14 @@ def test_tasks_cover_every_block_once_longest_first(n_columns, n_windows, n_sets
        bars=st.integers(2, 10_000), throughput=st.floats(1e5, 1e9), slots=st.integers(1, 64))
 def test_batch_size_keeps_tasks_within_bounds(n_sets, n_blocks, bars, throughput, slots):
     size = choose_batch_size(n_sets, n_blocks, bars, throughput, slots)
-    assert 1 <= size <= n_sets
+    assert 1 <= size <= min(n_sets, MAX_TASK_SETS)
     per_set = bars / throughput
     if size > 1:
         assert size * per_set <= MAX_TASK_SECONDS + 1e-9
     total = n_sets * n_blocks * per_set
     if total / (4 * slots) >= MIN_TASK_SECONDS:  # big enough: >= ~4 tasks per slot
         tasks = n_blocks * -(-n_sets // size)
-        assert tasks >= min(4 * slots, n_sets * n_blocks) or size == 1
+        assert tasks >= min(4 * slots, n_sets * n_blocks) or size in (1, MAX_TASK_SETS)
 
 
 def _run(job, sink_factory=DenseSink):
