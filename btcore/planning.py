@@ -81,13 +81,16 @@ def estimate(grid, strategy="mean_reversion", data=None, *, cpus=(1, 2, 16, 320)
 
 
 def predict_seconds(job, throughput: float, executor: str, cpus: int,
-                    local_cpus: int) -> float:
+                    local_cpus: int, connected: bool = False) -> float:
     """Predicted wall seconds of ``job`` on ``cpus`` CPUs of ``executor``, from the
-    kernel's measured param-bars/s on one core and the executor's overheads."""
+    kernel's measured param-bars/s on one core and the executor's overheads
+    (``connected``: a cluster this process has already joined, no start-up)."""
     traded = job.traded_bars
     kernel_s = float(traded.sum()) * job.n_sets / throughput
     start_s, task_s, mb_s = OVERHEADS[executor]
-    if cpus > local_cpus:
+    if connected:
+        start_s = 0.0  # already up: no start-up to pay
+    elif cpus > local_cpus:
         start_s += CLUSTER_START_S
     sets_per_task = choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
                                       throughput, cpus)
@@ -128,7 +131,8 @@ def choose_executor(job, throughput: float) -> dict:
     from btcore.executors.base import cpu_count
     local = cpu_count()
     candidates = {"serial": 1, "threads": local, **cluster_cpus()}
-    predicted = {name: predict_seconds(job, throughput, name, cpus, local)
+    predicted = {name: predict_seconds(job, throughput, name, cpus, local,
+                                       connected=name in ("ray", "dask"))
                  for name, cpus in candidates.items() if cpus > 0}
     chosen = min(predicted, key=predicted.get)
     shown = ", ".join(f"{name} x{candidates[name]} {seconds:.3g} s"

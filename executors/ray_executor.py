@@ -49,7 +49,9 @@ class RayExecutor(Executor):
     ----------
     address : {None, "auto", "host:port", "ray://host:port"}
         None starts a local Ray instance (quietly: no dashboard, no worker
-        logs) and shuts it down on ``close()``. An address joins an existing
+        logs) and shuts it down on ``close()``, unless the ``RAY_ADDRESS``
+        environment variable names a cluster (as on a Ray head node or in a Ray
+        job): then that cluster is joined. An address joins an existing
         cluster (``"auto"``: the one found by ``RAY_ADDRESS`` or
         ``ray start``); ``close()`` disconnects and leaves it running. If this
         process is already connected to Ray, that connection is used and left
@@ -104,6 +106,8 @@ class RayExecutor(Executor):
             raise ExecutorUnavailableError(_INSTALL)
         if address is not None and not isinstance(address, str):
             raise TypeError(f"address must be None or a str, got {type(address).__name__}")
+        if address is None and os.environ.get("RAY_ADDRESS"):
+            address = os.environ["RAY_ADDRESS"]  # what ray.init would join: say so up front
         self.address = address
         self._num_cpus = None if num_cpus is None else check_worker_count("num_cpus", num_cpus)
         self.recycle_after, self.max_retries = _worker.check_fault_options(recycle_after,

@@ -322,6 +322,20 @@ def test_ray_refuses_a_second_cluster_address(ray_executor):
             RayExecutor(address).start()
 
 
+def test_ray_joins_the_cluster_named_by_ray_address(monkeypatch):
+    """On a Ray head node RAY_ADDRESS is set: executor="ray" joins that cluster
+    (ray.init refuses num_cpus there), and says where before connecting."""
+    pytest.importorskip("ray")
+    from btcore.executors.ray_executor import RayExecutor
+    monkeypatch.setenv("RAY_ADDRESS", "no-port")
+    executor = RayExecutor()
+    assert executor.address == "no-port"
+    with pytest.raises(ValueError, match="no-port"):  # joined, not a local instance started
+        executor.start()
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert RayExecutor().address is None
+
+
 @pytest.mark.parametrize("module, cls, address", [
     ("btcore.executors.ray_executor", "RayExecutor", "no-port"),
     ("btcore.executors.dask_executor", "DaskExecutor", "tcp://no-port"),
