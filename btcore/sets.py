@@ -135,6 +135,10 @@ class ProductSets:
             self._order = _frozen(np.argsort(self._sorted_index(self._kept), kind="stable")
                                   .astype(np.int64))
         self.series, self._lookups = self._plan_series(spec, options)
+        self._last = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_last": None}
 
     @property
     def n_sets(self) -> int:
@@ -156,7 +160,16 @@ class ProductSets:
         return digits
 
     def digits(self, start: int, stop: int) -> dict:
-        """``{axis: sorted digit}`` of sorted positions ``start:stop``."""
+        """``{axis: sorted digit}`` of sorted positions ``start:stop`` (the last
+        range's are remembered: a task asks for its parameters, then its series)."""
+        last = self._last
+        if last is not None and last[0] == start and last[1] == stop:
+            return last[2]
+        digits = self._digits(start, stop)
+        self._last = (start, stop, digits)  # one immutable tuple: safe across threads
+        return digits
+
+    def _digits(self, start: int, stop: int) -> dict:
         if self._kept is not None:
             grid_digits = self._grid_digits(self._kept[self._order[start:stop]])
             return {name: self.from_grid_digit[name][grid_digits[name]]
