@@ -97,6 +97,11 @@ class SweepResult:
         kurtosis from its replay.
         """
         from btcore.stats import deflated_sharpe_ratio
+        if self.stats.get("keep") is not None:
+            raise ValueError(f"the deflated Sharpe ratio counts every trial, but this sweep "
+                             f"kept only its best {self.stats['keep']:,} rows (keep=); run "
+                             "it without keep=, or compute it from open_results(out) rows "
+                             "with btcore.stats.deflated_sharpe_ratio")
         table = self.table if asset is None else self.table[self.table["asset"] == asset]
         if "asset" in table.columns and asset is None and table["asset"].nunique() > 1:
             raise ValueError("the sweep ran several assets; pick one with asset=")
@@ -403,6 +408,7 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
                     on_progress=on_progress, resume=resume)
     rows = sink.table()
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
+    stats["keep"], stats["sort_by"] = sink.keep, sink.sort_by
     if store is not None:
         store.complete(stats, sink.sort_by)
         stats["out"] = str(store.path)

@@ -229,3 +229,10 @@ def test_the_stored_plan_does_not_depend_on_timing(tmp_path, monkeypatch):
     assert run_sweep(GRID, out=tmp_path / "b", **WINDOW).stats["batch_size"] == first
     manifest = json.loads((tmp_path / "b" / "_btcore.json").read_text())
     assert manifest["batch_size"] == first and manifest["complete"]
+
+
+def test_deflated_sharpe_needs_every_trial():
+    kept = run_sweep(GRID, keep=10, **{**WINDOW, "assets": ["AAPL"]})
+    with pytest.raises(ValueError, match="kept only its best 10 rows"):
+        kept.deflated_sharpe()
+    assert kept.stats["keep"] == 10 and kept.stats["sort_by"] == "sharpe_ratio"
