@@ -457,7 +457,8 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                        options=strategy_options)
     _check_batch_size(batch_size)
     _check_progress(progress)
-    if debug and not (executor == "serial" or getattr(executor, "name", None) == "serial"):
+    if debug and not (executor in ("serial", "auto") or getattr(executor, "name", None) ==
+                      "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
     base = prepared.job.close[:, 0]
     generator = PathGenerator.fit(base, method, seed, block_size)
@@ -468,6 +469,8 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     first_bar.flags.writeable = False
     job = replace(prepared.job, first_bar=first_bar, paths=generator)
     import btcore.executors as executors
+    from btcore.planning import resolve_auto
+    executor, choice = resolve_auto(executor, job)
     runner, owned = executors.get_executor(executor)
     try:
         sink = DenseSink(job)
@@ -478,6 +481,8 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
             runner.close()
     table, sets = _build_table(job, prepared.grid, sink.metrics[:, 0, -1], grid_table=not one_set)
     stats["n_paths"] = n_paths
+    if choice is not None:
+        stats["executor_choice"] = choice
     stats["elapsed_s"] = time.perf_counter() - started
     settings = {**prepared.settings, "n_paths": n_paths, "method": method,
                 "block_size": block_size, "seed": seed,

@@ -144,6 +144,20 @@ def choose_executor(job, throughput: float) -> dict:
             "cpus": candidates[chosen]}
 
 
+def resolve_auto(executor, job):
+    """``(executor, choice)``: ``executor`` unchanged with choice None, or for
+    ``"auto"`` the name :func:`choose_executor` picks for ``job`` (serial in debug
+    mode) and its ``{"executor", "reason", "predicted_s", "cpus"}``."""
+    if not (isinstance(executor, str) and executor == "auto"):
+        return executor, None
+    if job.debug:
+        choice = {"executor": "serial", "reason": "debug=True runs plain Python in this "
+                  "process", "predicted_s": {}, "cpus": 1}
+    else:
+        choice = choose_executor(job, calibrate(job))
+    return choice["executor"], choice
+
+
 def _cpu_counts(cpus) -> list[int]:
     if isinstance(cpus, (int, np.integer)) and not isinstance(cpus, bool):
         cpus = [cpus]
@@ -156,4 +170,4 @@ def _cpu_counts(cpus) -> list[int]:
     return counts
 
 
-__all__ = ["estimate", "OVERHEADS", "choose_executor", "predict_seconds"]
+__all__ = ["estimate", "OVERHEADS", "choose_executor", "predict_seconds", "resolve_auto"]

@@ -20,6 +20,7 @@ from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.settings import check_arguments, check_settings
 from btcore.engine import Job, run_job
+from btcore.planning import resolve_auto
 from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, task_rows
 from btcore.sets import job_sets
 from btcore.metrics import METRIC_NAMES
@@ -310,10 +311,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
                       "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
     check_memory(prepared, keep)
-    choice = None
-    if isinstance(executor, str) and executor == "auto":
-        choice = _choose_executor(prepared.job)
-        executor = choice["executor"]
+    executor, choice = resolve_auto(executor, prepared.job)
     store = None if out is None else ResultStore.open(out, prepared, batch_size=batch_size,
                                                        overwrite=overwrite)
     import btcore.executors as executors
@@ -419,17 +417,6 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
             for first in job.first_bar[:, 0]])
     return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
                        prepared.data, sink.block_sums, counts)
-
-
-def _choose_executor(job: Job) -> dict:
-    """``executor="auto"``: the executor with the least predicted time
-    (:func:`btcore.planning.choose_executor`); serial in debug mode."""
-    from btcore.engine import calibrate
-    from btcore.planning import choose_executor
-    if job.debug:
-        return {"executor": "serial", "reason": "debug=True runs plain Python in this "
-                "process", "predicted_s": {}, "cpus": 1}
-    return choose_executor(job, calibrate(job))
 
 
 def _resume(store, sink: RowsSink, tasks) -> dict:

@@ -184,6 +184,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                                      first_bar=np.tile(folds[:, 0], (n_assets, 1)))
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
+    from btcore.planning import resolve_auto
+    executor, choice = resolve_auto(executor, is_job)
     runner, owned = executors.get_executor(executor)
     if debug and runner.name != "serial":
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
@@ -199,6 +201,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     chosen = _choose(prepared, sink, objective, select, anchored, lower, dense)
     result = _out_of_sample(prepared, folds, chosen, is_metrics=_is_metrics(sink, anchored))
     stats.update(folds=len(folds), elapsed_s=time.perf_counter() - started)
+    if choice is not None:
+        stats["executor_choice"] = choice
     settings = dict(prepared.settings, n_splits=len(folds), anchored=anchored, gap=gap,
                     test_bars=int(folds[0, 3] - folds[0, 2] + 1),
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),

@@ -51,6 +51,10 @@ def get_executor(executor, **kwargs) -> tuple[Executor, bool]:
     """
     if isinstance(executor, Executor):
         return executor, False
+    if executor == "auto":
+        raise ValueError("executor='auto' is chosen by run_sweep, walk_forward and "
+                         "monte_carlo from a measured prediction; here name one of "
+                         f"{', '.join(available())}")
     if isinstance(executor, str):
         return executor_class(executor)(**kwargs), True
     raise TypeError(f"executor must be a name ({', '.join(available())}) or an Executor "

@@ -55,3 +55,23 @@ def test_predictions_fall_with_cpus_and_never_below_one_task():
 def test_an_unknown_executor_name_is_still_an_error():
     with pytest.raises(ValueError, match="auto|serial|threads"):
         run_sweep({"lookback_period": [20]}, executor="automatic", **WINDOW)
+
+
+def test_walk_forward_and_monte_carlo_take_auto_too():
+    from btcore import monte_carlo, walk_forward
+    grid = {"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0]}
+    wf = walk_forward(grid, n_splits=3, executor="auto", **WINDOW)
+    assert wf.stats["executor_choice"]["executor"] == wf.stats["executor"]
+    pd.testing.assert_frame_equal(wf.folds, walk_forward(grid, n_splits=3, **WINDOW).folds)
+    params = {"lookback_period": 20}
+    mc = monte_carlo(params, n_paths=8, executor="auto", asset="AAPL", progress=False)
+    assert mc.stats["executor_choice"]["executor"] == mc.stats["executor"]
+    pd.testing.assert_frame_equal(mc.table, monte_carlo(params, n_paths=8, asset="AAPL",
+                                                        progress=False).table)
+
+
+def test_workflows_without_auto_say_where_it_works():
+    from btcore import run_portfolio_sweep
+    with pytest.raises(ValueError, match="chosen by run_sweep, walk_forward and monte_carlo"):
+        run_portfolio_sweep({"lookback_period": [20]}, executor="auto",
+                            assets=["AAPL", "MSFT"], start="2019-01-01", progress=False)
