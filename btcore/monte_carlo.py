@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from btcore.engine import DenseSink, Task, run_job, run_task
+from btcore.results import check_out, stored_job
 from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
 
@@ -373,7 +374,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                 method: str = "bootstrap", block_size: float = 20, seed: int = 0,
                 executor="serial", asset=None, start=None, end=None,
                 initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
-                batch_size="auto", progress=None, debug=False,
+                batch_size="auto", progress=None, debug=False, out=None, overwrite=False,
                 **strategy_options) -> MonteCarloResult:
     """Run a strategy on ``n_paths`` simulated price paths of one asset.
 
@@ -409,6 +410,11 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     debug, **strategy_options
         As in :func:`btcore.run_sweep` (``batch_size`` counts parameter sets; a
         task is one path x a batch of sets).
+    out : str or path, optional
+        A directory keeping every finished task, so re-running the same call
+        after a crash or Ctrl-C simulates only the missing paths (a different
+        run there is an error unless ``overwrite=True``); the final ``table`` is
+        saved there as ``table.parquet``.
 
     Returns
     -------
@@ -438,6 +444,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
     block_size = _check_block_size(block_size)
+    check_out(out, overwrite)
     import btcore.strategies as strategies
     from btcore.backtest import _parameters_of
     from btcore.data import as_market_data
@@ -470,12 +477,19 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     job = replace(prepared.job, first_bar=first_bar, paths=generator)
     import btcore.executors as executors
     from btcore.planning import resolve_auto
+    store = stored_job(out, prepared, job, batch_size=batch_size, overwrite=overwrite,
+                       extra={"n_paths": n_paths, "method": method, "block_size": block_size,
+                              "seed": seed}, workflow="monte_carlo")
     executor, choice = resolve_auto(executor, job)
     runner, owned = executors.get_executor(executor)
     try:
         sink = DenseSink(job)
-        stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
-                        description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]")
+        resume, runs_into = None, sink
+        if store is not None:
+            batch_size, resume, runs_into = store.attach(job, sink, batch_size)
+        stats = run_job(job, runner, runs_into, batch_size=batch_size, progress=progress,
+                        description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]",
+                        resume=resume)
     finally:
         if owned:
             runner.close()
@@ -488,6 +502,10 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                 "block_size": block_size, "seed": seed,
                 "n_log_returns": int(generator.log_returns.size),
                 "log_return_mean": generator.mean, "log_return_std": generator.std}
+    if store is not None:
+        store.save_table("table", table)
+        store.complete(stats, "sharpe_ratio")
+        stats["out"] = str(store.path)
     return MonteCarloResult(table, stats, spec.name, settings, job, sets, market.index)
 
 

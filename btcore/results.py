@@ -174,8 +174,9 @@ def check_memory(prepared, keep: int | None) -> None:
 
 
 # ---------------------------------------------------------------- store
-def fingerprints(prepared, n_blocks: int) -> dict:
-    """Hashes of what decides every row: strategy code and options, grid, data, settings."""
+def fingerprints(prepared, n_blocks: int, extra: dict | None = None) -> dict:
+    """Hashes of what decides every row: strategy code and options, grid, data,
+    settings (with ``extra``: a workflow's own settings, e.g. its folds)."""
     job = prepared.job
 
     def digest(*parts) -> str:
@@ -203,8 +204,15 @@ def fingerprints(prepared, n_blocks: int) -> dict:
         "grid": digest(*grid_parts),
         "data": digest(np.ascontiguousarray(job.close).tobytes(),
                        index.asi8.tobytes(), str(index.tz), *prepared.settings["assets"]),
-        "settings": digest(json.dumps(settings, default=str, sort_keys=True), n_blocks),
+        "settings": digest(json.dumps(settings, default=str, sort_keys=True), n_blocks,
+                           json.dumps(extra or {}, default=_jsonable, sort_keys=True)),
     }
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
 
 
 def deterministic_batch_size(job, slots: int) -> int:
@@ -217,14 +225,24 @@ def deterministic_batch_size(job, slots: int) -> int:
 
 @dataclass
 class ResultStore:
-    """A results directory: manifest plus one Parquet part per finished task."""
+    """A results directory: manifest plus one part per finished task.
+
+    ``kind`` "rows": a sweep's rows as Parquet parts (the dataset
+    :func:`open_results` reads); "arrays": a task's raw metric block as ``.npy``
+    (walk-forward and Monte Carlo resume from them and save their own tables).
+    """
 
     path: pathlib.Path
     manifest: dict
 
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "rows")
+
     @classmethod
-    def open(cls, out, prepared, *, batch_size, overwrite: bool) -> "ResultStore":
-        """Create ``out`` or check that it holds this very sweep (before any work).
+    def open(cls, out, prepared, *, batch_size, overwrite: bool, kind: str = "rows",
+             extra: dict | None = None, workflow: str = "run_sweep") -> "ResultStore":
+        """Create ``out`` or check that it holds this very run (before any work).
 
         ``batch_size`` is the caller's: "auto" takes the stored plan's on a resume.
         """
@@ -240,7 +258,8 @@ class ResultStore:
         if not os.access(parent, os.W_OK | os.X_OK):
             raise ValueError(f"cannot write results to {str(out)!r}: {str(parent)!r} is not "
                              "writable; choose another out= directory")
-        keys = fingerprints(prepared, prepared.job.n_blocks)
+        keys = fingerprints(prepared, prepared.job.n_blocks, extra)
+        keys["workflow"] = f"{workflow}/{kind}"
         manifest_file = path / MANIFEST
         if path.exists() and any(path.iterdir()):
             if not manifest_file.exists():
@@ -258,7 +277,7 @@ class ResultStore:
                                    f"{batch_size} given)")
                 if changed and not overwrite:
                     raise ValueError(
-                        f"out={str(out)!r} holds results of a different sweep (its "
+                        f"out={str(out)!r} holds results of a different run (its "
                         f"{', '.join(changed)} differ); pass overwrite=True to replace "
                         "them, or choose another out= directory")
                 if not changed:
@@ -271,8 +290,9 @@ class ResultStore:
         except OSError as exc:
             raise ValueError(f"cannot create the out= directory {str(out)!r} ({exc}); choose "
                              "another") from None
-        manifest = {"format": FORMAT, "strategy": prepared.job.strategy.name, "keys": keys,
-                    "batch_size": None, "settings": prepared.settings, "complete": False}
+        manifest = {"format": FORMAT, "kind": kind, "workflow": workflow,
+                    "strategy": prepared.job.strategy.name, "keys": keys, "batch_size": None,
+                    "settings": prepared.settings, "complete": False}
         store = cls(path, manifest)
         store._write_manifest()
         return store
@@ -298,7 +318,8 @@ class ResultStore:
             if not part.exists():
                 continue
             try:
-                rows = pq.read_metadata(part).num_rows
+                rows = pq.read_metadata(part).num_rows if self.kind == "rows" else \
+                    np.load(part, mmap_mode="r").shape[-1]
             except Exception as exc:
                 raise ValueError(f"{part} is corrupt ({exc}); delete it to recompute that "
                                  "task, or pass overwrite=True") from None
@@ -308,21 +329,56 @@ class ResultStore:
             done[task.task_id] = part
         return done
 
-    def read(self, part: pathlib.Path) -> dict:
+    def read(self, part: pathlib.Path):
+        """A part's rows (``{name: array}``) or raw block (an array)."""
+        if self.kind == "arrays":
+            return np.load(part)
         import pyarrow.parquet as pq
         table = pq.read_table(part)
         return {name: table.column(name).to_numpy(zero_copy_only=False)
                 for name in table.column_names}
 
-    def write(self, task, rows: dict) -> None:
-        """Write a task's rows: to a temporary file, then renamed into place."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        table = pa.table({name: values for name, values in rows.items()})
+    def write(self, task, payload) -> None:
+        """Write a task's rows (or raw block): to a temporary file, then renamed
+        into place."""
         final = self._part(task.task_id)
         temporary = self.path / f".{final.name}.{os.getpid()}.tmp"
-        pq.write_table(table, temporary)
+        if self.kind == "arrays":
+            with open(temporary, "wb") as file:
+                np.save(file, payload)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            pq.write_table(pa.table(dict(payload)), temporary)
         os.replace(temporary, final)
+
+    def save_table(self, name: str, frame: pd.DataFrame) -> pathlib.Path:
+        """Save a workflow's result table as ``<out>/<name>.parquet`` (atomically)."""
+        final = self.path / f"{name}.parquet"
+        temporary = self.path / f".{final.name}.{os.getpid()}.tmp"
+        frame.to_parquet(temporary)
+        os.replace(temporary, final)
+        return final
+
+    def attach(self, job, sink, batch_size, prepared=None):
+        """``(batch_size, resume, sink)`` for :func:`btcore.engine.run_job`: the
+        stored plan, a resume that loads finished tasks into ``sink``, and a sink
+        that writes every new task here first (rows need ``prepared``)."""
+        requested = batch_size
+
+        def plan(slots):
+            return self.plan(job, slots, requested)
+
+        def resume(tasks):
+            done = self.finished(tasks)
+            by_id = {task.task_id: task for task in tasks}
+            for task_id, part in done.items():
+                if self.kind == "arrays":
+                    sink.add(by_id[task_id], self.read(part))
+                else:
+                    sink.add_rows(self.read(part))
+            return done
+        return plan, resume, _Stored(sink, self, prepared)
 
     def complete(self, stats: dict, sort_by: str) -> None:
         self.manifest.update(complete=True, stats=stats, sort_by=sort_by)
@@ -330,7 +386,8 @@ class ResultStore:
 
     # ---------------------------------------------------------- files
     def _part(self, task_id: int) -> pathlib.Path:
-        return self.path / f"part-{task_id:07d}.parquet"
+        suffix = "npy" if self.kind == "arrays" else "parquet"
+        return self.path / f"part-{task_id:07d}.{suffix}"
 
     def _write_manifest(self) -> None:
         temporary = self.path / f".{MANIFEST}.{os.getpid()}.tmp"
@@ -340,6 +397,44 @@ class ResultStore:
     def _clean_temporary(self) -> None:
         for leftover in self.path.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+class _Stored:
+    """A sink whose every finished task is first written to ``store``."""
+
+    def __init__(self, sink, store: ResultStore, prepared=None):
+        self._sink, self._store, self._prepared = sink, store, prepared
+
+    def add(self, task, out, block_sums=None):
+        if self._store.kind == "arrays":
+            self._store.write(task, out)
+            self._sink.add(task, out, block_sums)
+            return
+        rows = task_rows(self._prepared, task, out)
+        self._store.write(task, rows)
+        self._sink.add_rows(rows)
+
+    def __getattr__(self, name):
+        return getattr(self._sink, name)
+
+
+def check_out(out, overwrite) -> None:
+    """TypeError for an ``out=`` that is not a path or an ``overwrite`` not a bool."""
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a directory path, got {type(out).__name__}")
+
+
+def stored_job(out, prepared, job, *, batch_size, overwrite, extra: dict, workflow: str):
+    """The arrays store of a walk-forward or Monte Carlo ``job`` in ``out`` (None
+    without ``out``): its key adds the job's windows and first bars to ``extra``."""
+    if out is None:
+        return None
+    extra = {**extra, "windows": job.windows, "first_bar": job.first_bar,
+             "columns": job.n_columns}
+    return ResultStore.open(out, prepared, batch_size=batch_size, overwrite=overwrite,
+                            kind="arrays", extra=extra, workflow=workflow)
 
 
 def _existing_parent(path: pathlib.Path) -> pathlib.Path:
@@ -381,6 +476,10 @@ class StoredResults:
             raise ValueError(f"{str(path)!r} holds no btcore results (no {MANIFEST}); write "
                              "some with run_sweep(..., out=...)")
         manifest = _read_manifest(manifest_file)
+        if manifest.get("kind", "rows") != "rows":
+            tables = sorted(p.name for p in self.path.glob("*.parquet"))
+            raise ValueError(f"{str(path)!r} holds {manifest.get('workflow')} results: read "
+                             f"its tables {tables} with pandas.read_parquet")
         self.strategy, self.settings = manifest["strategy"], manifest["settings"]
         self.stats, self.complete = manifest.get("stats", {}), bool(manifest["complete"])
         self.sort_by = manifest.get("sort_by", "sharpe_ratio")

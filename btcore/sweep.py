@@ -7,10 +7,8 @@ validation happens before any executor starts or any kernel runs.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -21,7 +19,7 @@ from btcore.grid import as_grid
 from btcore.settings import check_arguments, check_settings
 from btcore.engine import Job, run_job
 from btcore.planning import resolve_auto
-from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, task_rows
+from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, check_out
 from btcore.sets import job_sets
 from btcore.metrics import METRIC_NAMES
 from btcore.strategies.base import check_rule
@@ -398,10 +396,7 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
     job = prepared.job
     resume = None
     if store is not None:
-        requested = batch_size
-        batch_size = lambda slots: store.plan(job, slots, requested)  # noqa: E731
-        resume = partial(_resume, store, sink)
-        sink = _Streamed(sink, store)
+        batch_size, resume, sink = store.attach(job, sink, batch_size, prepared)
     stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
                     on_progress=on_progress, resume=resume)
     rows = sink.table()
@@ -419,29 +414,6 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
                        prepared.data, sink.block_sums, counts)
 
 
-def _resume(store, sink: RowsSink, tasks) -> dict:
-    """Load the rows of ``tasks`` already in ``store`` into ``sink``; their ids."""
-    done = store.finished(tasks)
-    for part in done.values():
-        sink.add_rows(store.read(part))
-    return done
-
-
-class _Streamed:
-    """A :class:`RowsSink` whose every finished task is first written to ``store``."""
-
-    def __init__(self, sink: RowsSink, store):
-        self._sink, self._store = sink, store
-
-    def add(self, task, out, block_sums=None):
-        rows = task_rows(self._sink.prepared, task, out)
-        self._store.write(task, rows)
-        self._sink.add_rows(rows)
-
-    def __getattr__(self, name):
-        return getattr(self._sink, name)
-
-
 def _check_output(keep, sort_by, overwrite, on_progress, out, blocks) -> None:
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer))
                              or keep < 1):
@@ -450,13 +422,10 @@ def _check_output(keep, sort_by, overwrite, on_progress, out, blocks) -> None:
     if sort_by not in METRIC_NAMES:
         raise ValueError(f"sort_by={sort_by!r} is not a metric; choose from "
                          f"{list(METRIC_NAMES)}")
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    check_out(out, overwrite)
     if on_progress is not None and not callable(on_progress):
         raise TypeError(f"on_progress must be a callable (done, total, backtests_per_s), got "
                         f"{on_progress!r}")
-    if out is not None and not isinstance(out, (str, os.PathLike)):
-        raise TypeError(f"out must be a directory path, got {type(out).__name__}")
     if out is not None and blocks is not None:
         raise ValueError("blocks= (for pbo()) cannot be combined with out= yet: the per-block "
                          "sums are not stored; run the blocks= sweep without out=")

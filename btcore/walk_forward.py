@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from btcore.engine import DenseSink, Task, TopKSink, run_job, run_task
+from btcore.results import check_out, stored_job
 from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, equity_metrics
 
@@ -121,7 +122,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                  test_bars=None, gap=0, anchored=False, objective="sharpe_ratio",
                  select="per_asset", executor="serial", start=None, end=None, progress=None,
                  batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
-                 periods_per_year=None, debug=False, **strategy_options) -> WalkForwardResult:
+                 periods_per_year=None, debug=False, out=None, overwrite=False,
+                 **strategy_options) -> WalkForwardResult:
     """Walk-forward optimisation of ``grid`` (see the module docstring for the folds).
 
     Parameters
@@ -141,6 +143,12 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         (higher is better) on a fold's in-sample table (grid order, one asset).
     select : {"per_asset", "universe"}
         Choose per asset, or the set with the best mean objective over assets.
+    out : str or path, optional
+        A directory keeping every finished in-sample task, so re-running the
+        same call after a crash or Ctrl-C computes only the missing ones (a
+        different study there is an error unless ``overwrite=True``); the
+        result's ``folds``, ``oos_equity`` and ``oos_metrics`` are saved there as
+        Parquet. The objective and ``select`` may change between runs.
 
     Returns
     -------
@@ -160,6 +168,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         raise TypeError(f"anchored must be True or False, got {anchored!r}")
     _check_batch_size(batch_size)
     _check_progress(progress)
+    check_out(out, overwrite)
     prepared = prepare(grid, strategy, data, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=assets, debug=debug,
@@ -185,6 +194,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
     from btcore.planning import resolve_auto
+    store = stored_job(out, prepared, is_job, batch_size=batch_size, overwrite=overwrite,
+                       extra={"anchored": anchored}, workflow="walk_forward")
     executor, choice = resolve_auto(executor, is_job)
     runner, owned = executors.get_executor(executor)
     if debug and runner.name != "serial":
@@ -192,8 +203,12 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     try:
         sink = (DenseSink(is_job) if dense else
                 TopKSink(is_job, objective, k=1, lower_is_better=lower))
-        stats = run_job(is_job, runner, sink, batch_size=batch_size, progress=progress,
-                        description=f"walk-forward {job.strategy.name} [{runner.name}]")
+        resume, runs_into = None, sink
+        if store is not None:
+            batch_size, resume, runs_into = store.attach(is_job, sink, batch_size)
+        stats = run_job(is_job, runner, runs_into, batch_size=batch_size, progress=progress,
+                        description=f"walk-forward {job.strategy.name} [{runner.name}]",
+                        resume=resume)
     finally:
         if owned:
             runner.close()
@@ -207,7 +222,13 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                     test_bars=int(folds[0, 3] - folds[0, 2] + 1),
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
                     objective=getattr(objective, "__name__", objective), select=select)
-    return WalkForwardResult(*result, stats=stats, settings=settings)
+    result = WalkForwardResult(*result, stats=stats, settings=settings)
+    if store is not None:
+        for name in ("folds", "oos_equity", "oos_metrics"):
+            store.save_table(name, getattr(result, name))
+        store.complete(stats, settings["objective"])
+        stats["out"] = str(store.path)
+    return result
 
 
 # ----------------------------------------------------------------- choosing

@@ -126,7 +126,7 @@ def test_a_different_sweep_in_out_is_refused(tmp_path):
     for change, what in changed:
         kwargs = {**WINDOW, **change}
         grid = kwargs.pop("grid", GRID)
-        with pytest.raises(ValueError, match=f"different sweep.*{what}.*overwrite=True"):
+        with pytest.raises(ValueError, match=f"different run.*{what}.*overwrite=True"):
             run_sweep(grid, out=out, **kwargs)
     replaced = run_sweep({**GRID, "stop_loss_z": [3.0]}, out=out, overwrite=True, **WINDOW)
     assert replaced.stats["tasks_resumed"] == 0
@@ -236,3 +236,55 @@ def test_deflated_sharpe_needs_every_trial():
     with pytest.raises(ValueError, match="kept only its best 10 rows"):
         kept.deflated_sharpe()
     assert kept.stats["keep"] == 10 and kept.stats["sort_by"] == "sharpe_ratio"
+
+
+# --------------------------------------------- walk-forward and Monte Carlo stores
+def test_walk_forward_resumes_from_its_stored_tasks(tmp_path):
+    from btcore import walk_forward
+    grid = {"lookback_period": [10, 20, 30], "entry_threshold": [1.5, 2.0]}
+    kwargs = dict(n_splits=4, assets=["AAPL", "MSFT"], start="2014-01-01",
+                  end="2021-12-31", progress=False, batch_size=2)
+    fresh = walk_forward(grid, **kwargs)
+    out = tmp_path / "wf"
+    first = walk_forward(grid, out=out, **kwargs)
+    pd.testing.assert_frame_equal(first.folds, fresh.folds)
+    parts = sorted(out.glob("part-*.npy"))
+    assert len(parts) == first.stats["tasks_computed"] == first.stats["batches"]
+    for part in parts[::2]:  # as if the run had died before these tasks
+        part.unlink()
+    again = walk_forward(grid, out=out, **kwargs)
+    assert again.stats["tasks_resumed"] == len(parts) - len(parts[::2])
+    pd.testing.assert_frame_equal(again.folds, fresh.folds)
+    pd.testing.assert_frame_equal(again.oos_equity, fresh.oos_equity)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "folds.parquet"), fresh.folds)
+    # the objective only chooses among stored in-sample results: no recomputation
+    by_cagr = walk_forward(grid, out=out, objective="cagr", **kwargs)
+    assert by_cagr.stats["tasks_computed"] == 0
+    pd.testing.assert_frame_equal(by_cagr.folds,
+                                  walk_forward(grid, objective="cagr", **kwargs).folds)
+    with pytest.raises(ValueError, match="different run.*settings"):
+        walk_forward(grid, out=out, **{**kwargs, "n_splits": 3})
+    with pytest.raises(ValueError, match="walk_forward results.*folds.parquet"):
+        open_results(out)
+
+
+def test_monte_carlo_resumes_and_refuses_another_seed(tmp_path):
+    from btcore import monte_carlo
+    params = {"lookback_period": 20, "entry_threshold": 2.0}
+    kwargs = dict(n_paths=12, asset="AAPL", start="2015-01-01", progress=False,
+                  batch_size=1)
+    fresh = monte_carlo(params, **kwargs)
+    out = tmp_path / "mc"
+    monte_carlo(params, out=out, **kwargs)
+    parts = sorted(out.glob("part-*.npy"))
+    assert len(parts) == 12
+    for part in parts[:5]:
+        part.unlink()
+    again = monte_carlo(params, out=out, executor="threads", **kwargs)
+    assert (again.stats["tasks_resumed"], again.stats["tasks_computed"]) == (7, 5)
+    pd.testing.assert_frame_equal(again.table, fresh.table)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "table.parquet"), fresh.table)
+    with pytest.raises(ValueError, match="different run.*settings"):
+        monte_carlo(params, out=out, **{**kwargs, "seed": 1})
+    with pytest.raises(ValueError, match="different run.*workflow"):
+        run_sweep({"lookback_period": [20]}, out=out, assets=["AAPL"], progress=False)
