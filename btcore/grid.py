@@ -194,6 +194,14 @@ class Grid:
             return dict(self._columns)
         cached = self.__dict__.get("_materialised")
         if cached is None:
+            from btcore.results import available_memory
+            needed = 2 * 8 * len(self) * len(self._axes)
+            if needed > available_memory() / 2:
+                raise ValueError(f"writing out all {len(self):,} parameter sets takes about "
+                                 f"{needed / 1e9:,.1f} GB, more than half of the memory "
+                                 "available; read slices with grid.take(positions) or "
+                                 "grid[i], or sweep it as it is (run_sweep never writes it "
+                                 "out)")
             cached = {name: _frozen(values) for name, values in
                       self.take(np.arange(len(self), dtype=np.int64)).items()}
             if len(self) <= CONSTRAINT_CHUNK:  # small: keep it for repeated reads

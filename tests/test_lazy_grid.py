@@ -60,6 +60,8 @@ def test_a_billion_sets_cost_nothing_and_index_by_unravel():
         assert grid[position] == {name: float(values[d]) for (name, values), d in
                                   zip(axes.items(), digits)}
     assert grid.kept is None and "1,073,741,824" in repr(grid)
+    with pytest.raises(ValueError, match="grid.take"):
+        grid.columns  # 43 GB: refused, not a MemoryError minutes later
 
 
 def test_index_errors():
