@@ -416,6 +416,9 @@ class PortfolioBacktestResult:
         The sweep row's metrics, ``turnover``, ``avg_correlation`` and ``ruined``.
     params : dict
         Strategy parameters and construction settings.
+    drawdown : pandas.Series
+        E_t / max(initial capital, E_0..E_t) - 1 (<= 0); its minimum is
+        ``max_drawdown``.
     """
 
     equity: pd.Series
@@ -426,6 +429,15 @@ class PortfolioBacktestResult:
     trades: pd.DataFrame
     metrics: dict
     params: dict
+    drawdown: pd.Series | None = None
+
+    def plot(self, max_named: int = 10):
+        """Equity, drawdown and the per-asset weights over time (stacked, long above
+        zero and short below, with the gross exposure); returns the matplotlib Figure
+        (``plot`` extra). The ``max_named`` largest assets (by mean |weight|) are named;
+        with more assets than that, the rest are one "other" band."""
+        from btcore.plots import portfolio_figure
+        return portfolio_figure(self, max_named=max_named)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in self.metrics.items())
@@ -496,6 +508,8 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     with np.errstate(invalid="ignore", divide="ignore"):
         growth = np.where(previous > 0.0, equity_values / previous, 1.0)
     returns = pd.Series(growth - 1.0, index=index, name="returns")
+    peak = np.maximum.accumulate(np.maximum(equity_values, job.initial_capital))
+    drawdown = pd.Series(equity_values / peak - 1.0, index=index, name="drawdown")
     close = job.close[traded]
     held = record[RECORD_SHARES, traded]
     with np.errstate(invalid="ignore"):
@@ -517,7 +531,7 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     trades = _trade_list(index, close, held, record[RECORD_TRIP_PNL, traded], symbols)
     return PortfolioBacktestResult(equity, returns,
                                    pd.DataFrame(weights, index=index, columns=symbols),
-                                   positions, values_frame, trades, metrics, used)
+                                   positions, values_frame, trades, metrics, used, drawdown)
 
 
 def _sleeve_returns(values: np.ndarray, transfers: np.ndarray, sleeve_capital: float):

@@ -6,6 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import dataclasses  # noqa: E402
+import math  # noqa: E402
 import sys  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
@@ -198,6 +199,171 @@ def test_backtest_figure_without_trades(replay, tmp_path):
     assert_png(fig, tmp_path)
 
 
+# ------------------------------------------------------------------ portfolio
+@pytest.fixture(scope="module")
+def port(data):
+    three = btcore.MarketData.synthetic(n_assets=3, start="2019-01-01", end="2020-12-31",
+                                        seed=1)
+    return btcore.portfolio_backtest({"lookback_period": 10, "entry_threshold": 1.5},
+                                     data=three, rebalance_every=20)
+
+
+@pytest.fixture(scope="module")
+def wide():
+    twelve = btcore.MarketData.synthetic(n_assets=12, start="2019-01-01", end="2020-12-31",
+                                         seed=2)
+    return btcore.portfolio_backtest({"lookback_period": 10, "entry_threshold": 1.5},
+                                     data=twelve)
+
+
+def band_heights(ax, bar: int) -> dict:
+    """{gid: height} of every weights band at ``bar``, read back from the polygons
+    (each one's top and bottom edge at that bar's x)."""
+    from matplotlib.collections import PolyCollection
+    import matplotlib.dates as mdates
+    heights = {}
+    for collection in ax.collections:
+        if not isinstance(collection, PolyCollection) or collection.get_gid() is None:
+            continue
+        (path,) = collection.get_paths()  # no NaN weights: one polygon per band
+        x, y = path.vertices.T
+        x_bar = mdates.date2num(ax.lines[0].get_xdata()[bar])
+        at = y[np.isclose(x, x_bar, rtol=0, atol=1e-9)]
+        assert at.size >= 2
+        heights[collection.get_gid()] = float(at.max() - at.min())
+    return heights
+
+
+def plotted_weights(ax, bar: int, labels) -> dict:
+    heights = band_heights(ax, bar)
+    return {label: heights[f"long {label}"] - heights[f"short {label}"] for label in labels}
+
+
+def test_portfolio_figure(port, tmp_path):
+    fig = port.plot()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert len(fig.axes) == 3
+    equity, drawdown, weights = fig.axes
+    assert equity.get_shared_x_axes().joined(equity, drawdown)
+    assert equity.get_shared_x_axes().joined(equity, weights)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["equity", "drawdown (%)",
+                                                  "weight (% of equity)"]
+    assert weights.get_title() == "weights: long above 0, short below"
+    title = equity.get_title()
+    assert "Sharpe" in title and "turnover" in title and "avg correlation" in title
+    head = fig._suptitle.get_text()
+    assert head.startswith("Portfolio of 3 assets: lookback_period=10, entry_threshold=1.5")
+    assert head.endswith("\nrebalance_every=20")  # construction set, the rest (inf) left out
+    assert "max_gross_exposure" not in head
+    np.testing.assert_array_equal(equity.lines[0].get_ydata(), port.equity.to_numpy())
+    assert equity.get_yaxis().get_major_formatter()(1_250_000, 0) == "1.25M"  # money ticks
+    np.testing.assert_array_equal(drawdown.lines[0].get_ydata(),
+                                  port.drawdown.to_numpy() * 100.0)
+    assert drawdown.get_ylim()[0] <= port.metrics["max_drawdown"] * 100
+    (gross,) = [line for line in weights.lines if line.get_label() == "gross exposure"]
+    np.testing.assert_allclose(gross.get_ydata(), port.weights.abs().sum(axis=1).to_numpy(),
+                               rtol=1e-12)
+    order = port.weights.abs().mean().sort_values(ascending=False, kind="stable").index
+    legend = [t.get_text() for t in weights.get_legend().get_texts()]
+    assert legend == list(order) + ["gross exposure"]
+    assert weights.get_yaxis().get_major_formatter()(0.25, 0) == "25%"
+    assert_png(fig, tmp_path)
+
+
+def test_portfolio_figure_draws_the_results_weights(port):
+    fig = port.plot()
+    ax = fig.axes[2]
+    w = port.weights
+    assert {c.get_gid() for c in ax.collections if c.get_gid()} == {
+        f"{side} {a}" for side in ("long", "short") for a in w.columns}
+    assert (w > 0).any(axis=None) and (w < 0).any(axis=None)
+    both = np.flatnonzero(((w > 0).any(axis=1) & (w < 0).any(axis=1)).to_numpy())
+    flat = np.flatnonzero((w == 0).all(axis=1).to_numpy())
+    bars = [int(both[0]), int(both[len(both) // 2]), int(w.abs().sum(axis=1).argmax()),
+            int(flat[0]), len(w) - 1]
+    for bar in bars:
+        drawn = plotted_weights(ax, bar, w.columns)
+        np.testing.assert_allclose([drawn[a] for a in w.columns], w.iloc[bar].to_numpy(),
+                                   rtol=0, atol=1e-12, err_msg=f"bar {bar}")
+    # long bands stack upwards from 0, short ones downwards: the outermost edges at a bar
+    # are the sums of the long and of the short weights
+    bar = bars[2]
+    tops = [c.get_paths()[0].vertices for c in ax.collections
+            if (c.get_gid() or "").startswith("long ")]
+    x_bar = matplotlib.dates.date2num(w.index[bar])
+    top = max(v[np.isclose(v[:, 0], x_bar), 1].max() for v in tops)
+    assert top == pytest.approx(w.iloc[bar].clip(lower=0).sum(), abs=1e-12)
+
+
+def test_portfolio_figure_groups_the_rest_as_other(wide, tmp_path):
+    w = wide.weights
+    order = list(w.abs().mean().sort_values(ascending=False, kind="stable").index)
+    fig = wide.plot()
+    ax = fig.axes[2]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == order[:9] + ["other (3 assets)", "gross exposure"]
+    rest = order[9:]
+    (other,) = [c for c in ax.collections if c.get_gid() == "long other (3 assets)"]
+    assert matplotlib.colors.to_hex(other.get_facecolor()[0]) == matplotlib.colors.to_hex("0.62")
+    bar = int(w[rest].abs().sum(axis=1).argmax())
+    heights = band_heights(ax, bar)
+    assert heights["long other (3 assets)"] == pytest.approx(
+        w[rest].iloc[bar].clip(lower=0).sum(), abs=1e-12)
+    assert heights["short other (3 assets)"] == pytest.approx(
+        -w[rest].iloc[bar].clip(upper=0).sum(), abs=1e-12)
+    drawn = plotted_weights(ax, bar, order[:9])
+    np.testing.assert_allclose([drawn[a] for a in order[:9]], w[order[:9]].iloc[bar],
+                               atol=1e-12)
+    assert_png(fig, tmp_path)
+    # every asset named when max_named allows
+    fig = wide.plot(max_named=12)
+    assert [t.get_text() for t in fig.axes[2].get_legend().get_texts()] == order + [
+        "gross exposure"]
+
+
+def test_weight_bands(wide):
+    w = wide.weights
+    long, short = plots.weight_bands(w, max_named=4)
+    assert list(long.columns) == list(short.columns)
+    assert long.columns[-1] == "other (9 assets)" and len(long.columns) == 4
+    assert (long.to_numpy() >= 0).all() and (short.to_numpy() <= 0).all()
+    np.testing.assert_allclose((long + short).sum(axis=1), w.sum(axis=1), atol=1e-12)
+    np.testing.assert_allclose((long - short).sum(axis=1), w.abs().sum(axis=1), atol=1e-12)
+    assert list(plots.weight_bands(w, max_named=1)[0].columns) == ["other (12 assets)"]
+
+
+@pytest.mark.parametrize("max_named", [0, -1, 2.5, True, "3"])
+def test_portfolio_figure_bad_max_named(port, max_named):
+    with pytest.raises(ValueError, match=r"max_named must be a whole number >= 1"):
+        port.plot(max_named=max_named)
+    assert not plt.get_fignums()  # refused before drawing anything
+
+
+def test_portfolio_drawdown_is_the_metric(port, wide):
+    for result in (port, wide):
+        assert (result.drawdown <= 0).all()
+        assert result.drawdown.min() == result.metrics["max_drawdown"]
+        assert result.drawdown.index.equals(result.equity.index)
+
+
+def test_portfolio_figure_without_a_drawdown_derives_it(port):
+    bare = dataclasses.replace(port, drawdown=None)
+    np.testing.assert_allclose(bare.plot().axes[1].lines[0].get_ydata(),
+                               port.drawdown.to_numpy() * 100.0, rtol=1e-12)
+
+
+def test_portfolio_figure_log_scale_and_no_positions(port, tmp_path):
+    growth = pd.Series(np.geomspace(1.0, 30.0, len(port.equity)), index=port.equity.index)
+    grown = dataclasses.replace(port, equity=port.equity * growth)
+    assert grown.plot().axes[0].get_yscale() == "log"
+    flat = dataclasses.replace(port, weights=port.weights * 0.0,
+                               params={**port.params, "rebalance_every": math.inf})
+    fig = flat.plot()
+    assert "rebalance_every" not in fig._suptitle.get_text()
+    assert all(h == 0.0 for h in band_heights(fig.axes[2], 10).values())
+    assert_png(fig, tmp_path)
+
+
 # ------------------------------------------------------------------ walk-forward
 def test_walk_forward_figure(wf, tmp_path):
     fig = wf.plot(asset="SYN001")
@@ -295,7 +461,7 @@ def test_monte_carlo_figure_unknown_metric(mc):
 
 
 # ------------------------------------------------------------------ the extra
-def test_missing_matplotlib_names_the_extra(sweep, replay, wf, monkeypatch):
+def test_missing_matplotlib_names_the_extra(sweep, replay, wf, port, monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)
     message = r"pip install 'btcore\[plot\]'"
@@ -305,6 +471,8 @@ def test_missing_matplotlib_names_the_extra(sweep, replay, wf, monkeypatch):
         replay.plot()
     with pytest.raises(ImportError, match=message):
         wf.plot(asset="SYN000")
+    with pytest.raises(ImportError, match=message):
+        port.plot()
 
 
 def test_importing_btcore_does_not_import_matplotlib():
