@@ -359,10 +359,15 @@ def weight_bands(weights: pd.DataFrame, max_named: int = MAX_NAMED_ASSETS):
 
 
 def _band_colours(labels: list) -> dict:
+    """A colour per named band (tab10, tab20 past 10; without their greys when an
+    "other" band is drawn, so that it alone is grey)."""
     import matplotlib
     named = [label for label in labels if not label.startswith("other (")]
-    cmap = matplotlib.colormaps["tab10" if len(named) <= 10 else "tab20"]
-    colours = {label: cmap(k % cmap.N) for k, label in enumerate(named)}
+    grouped = len(named) < len(labels)
+    cmap = matplotlib.colormaps["tab10" if len(named) <= 10 - grouped else "tab20"]
+    greys = {7} if cmap.N == 10 else {14, 15}
+    palette = [cmap(k) for k in range(cmap.N) if not (grouped and k in greys)]
+    colours = {label: palette[k % len(palette)] for k, label in enumerate(named)}
     colours.update({label: "0.62" for label in labels if label not in colours})
     return colours
 
