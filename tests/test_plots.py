@@ -305,6 +305,9 @@ def test_portfolio_figure_groups_the_rest_as_other(wide, tmp_path):
     rest = order[9:]
     (other,) = [c for c in ax.collections if c.get_gid() == "long other (3 assets)"]
     assert matplotlib.colors.to_hex(other.get_facecolor()[0]) == matplotlib.colors.to_hex("0.62")
+    named = [c.get_facecolor()[0][:3] for c in ax.collections
+             if (c.get_gid() or "").startswith("long ") and c is not other]
+    assert len(named) == 9 and all(np.ptp(rgb) > 0.05 for rgb in named)  # only "other" is grey
     bar = int(w[rest].abs().sum(axis=1).argmax())
     heights = band_heights(ax, bar)
     assert heights["long other (3 assets)"] == pytest.approx(
