@@ -424,7 +424,7 @@ def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
 
 def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_bars: float,
                     calibrate_fn, plan_fn, batch_size, progress, description: str,
-                    check=None, kind: str = "") -> tuple[np.ndarray, dict]:
+                    check=None, kind: str = "", store=None) -> tuple[np.ndarray, dict]:
     """Run a job whose tasks are ranges of parameter sets over one whole universe
     (portfolio and cross-sectional sweeps): ``(out (out_rows, n_sets) in sorted-set
     order, stats)``.
@@ -432,7 +432,9 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
     ``calibrate_fn(measure)`` compiles the kernel in the driver and returns the
     measured asset-bars/s (NaN unless ``measure``); ``plan_fn(batch_size,
     throughput, slots)`` returns ``(tasks, batch_size)``; ``check(task, result)``
-    may refuse a result (e.g. an invalid target).
+    may refuse a result (e.g. an invalid target). With ``store`` (an arrays
+    :class:`btcore.results.ResultStore`), finished tasks found there are loaded,
+    not run, and every new one is written there first.
     """
     runner.start()
     slots = runner.n_workers
@@ -447,18 +449,31 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
     out = np.full((out_rows, n_sets), np.nan)
     filled = np.zeros(n_sets, dtype=np.int64)
 
-    def take(task, result):
-        if check is not None:
-            check(task, result)
+    def place(task, result):
         out[:, task.start:task.stop] = result
         filled[task.start:task.stop] += 1
 
-    timings = execute_tasks(runner, fn, payload, tasks, take, total=n_sets, progress=progress,
-                            description=description)
+    def take(task, result):
+        if check is not None:
+            check(task, result)
+        if store is not None:
+            store.write(task, result)
+        place(task, result)
+
+    done = store.finished(tasks) if store is not None else {}
+    by_id = {task.task_id: task for task in tasks}
+    for task_id, part in done.items():
+        place(by_id[task_id], store.read(part))
+    todo = [task for task in tasks if task.task_id not in done]
+    timings = execute_tasks(runner, fn, payload, todo, take, total=n_sets, progress=progress,
+                            description=description,
+                            initial=sum(by_id[t].n_sets for t in done))
     if not (filled == 1).all():
         raise RuntimeError(f"internal error: {kind} backtests missing or duplicated")
-    stats = run_stats(runner, before, n_backtests=n_sets, param_bars=asset_bars * n_sets,
+    computed = sum(task.n_sets for task in todo)
+    stats = run_stats(runner, before, n_backtests=computed, param_bars=asset_bars * computed,
                       tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["tasks_resumed"], stats["tasks_computed"] = len(done), len(todo)
     return out, stats
 
 

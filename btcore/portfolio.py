@@ -255,7 +255,7 @@ def _compile_and_calibrate(pjob: PortfolioJob, measure: bool) -> float:
 
 
 def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
-                      progress=None) -> tuple[np.ndarray, dict]:
+                      progress=None, store=None) -> tuple[np.ndarray, dict]:
     """Run every parameter set of ``pjob`` on ``runner``: ``(out in sorted-set order,
     stats)``. Mirrors ``btcore.engine.run_job`` with one universe per task."""
     job = pjob.job
@@ -263,7 +263,9 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
     asset_bars = (pjob.last_bar - pjob.first_bar + 1) * pjob.n_assets
 
     def plan(batch_size, throughput, slots):
-        if batch_size == "auto":
+        if store is not None:  # the stored plan, or one from the job's size alone
+            batch_size = store.plan(job, slots, batch_size)
+        elif batch_size == "auto":
             batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
         return make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size),
                           job.strategy.cost_factor), batch_size
@@ -275,7 +277,8 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
         batch_size=batch_size, progress=progress,
         description=f"{job.strategy.name} portfolio [{runner.name}]",
         # the flag row is where a sweep's out has it
-        check=lambda task, result: check_targets(job, task, result[None]), kind="portfolio")
+        check=lambda task, result: check_targets(job, task, result[None]), kind="portfolio",
+        store=store)
     stats["assets"] = pjob.n_assets
     return out, stats
 
@@ -324,8 +327,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
                         max_gross_exposure=None, max_position_weight=None,
                         portfolio_stop_drawdown=None, executor="serial", start=None, end=None,
                         initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
-                        progress=None, batch_size="auto", assets=None,
-                        **strategy_options) -> PortfolioSweepResult:
+                        progress=None, batch_size="auto", assets=None, out=None,
+                        overwrite=False, **strategy_options) -> PortfolioSweepResult:
     """Backtest every parameter set of ``grid`` as one account trading every asset.
 
     Each asset of ``data`` (or of ``assets``) is a sleeve of the single-asset
@@ -352,6 +355,11 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
     batch_size, assets, **strategy_options
         As in :func:`btcore.run_sweep`.
+    out : str or path, optional
+        A directory keeping every finished task, so re-running the same call
+        after a crash or Ctrl-C computes only the missing ones (a different run
+        there is an error unless ``overwrite=True``); the table is saved there as
+        ``table.parquet``.
 
     Returns
     -------
@@ -379,15 +387,26 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
                              portfolio_stop_drawdown=portfolio_stop_drawdown)
     _check_batch_size(batch_size)
     _check_progress(progress)
+    from btcore.results import ResultStore, check_out
+    check_out(out, overwrite)
+    store = None if out is None else ResultStore.open(
+        out, pjob.prepared, batch_size=batch_size, overwrite=overwrite, kind="arrays",
+        extra={name: values for name, values in pjob.grid_construction.items()},
+        workflow="run_portfolio_sweep")
     import btcore.executors as executors
     runner, owned = executors.get_executor(executor)
     try:
-        out, stats = run_portfolio_job(pjob, runner, batch_size=batch_size, progress=progress)
+        metrics, stats = run_portfolio_job(pjob, runner, batch_size=batch_size,
+                                           progress=progress, store=store)
     finally:
         if owned:
             runner.close()
-    table = build_portfolio_table(pjob, out)
+    table = build_portfolio_table(pjob, metrics)
     stats["elapsed_s"] = time.perf_counter() - started
+    if store is not None:
+        store.save_table("table", table)
+        store.complete(stats, "sharpe_ratio")
+        stats["out"] = str(store.path)
     job = pjob.job
     return PortfolioSweepResult(table, stats, job.strategy.name, pjob.prepared.settings,
                                 job.strategy, pjob.prepared.data)

@@ -288,3 +288,23 @@ def test_monte_carlo_resumes_and_refuses_another_seed(tmp_path):
         monte_carlo(params, out=out, **{**kwargs, "seed": 1})
     with pytest.raises(ValueError, match="different run.*workflow"):
         run_sweep({"lookback_period": [20]}, out=out, assets=["AAPL"], progress=False)
+
+
+def test_a_portfolio_sweep_resumes_from_its_stored_tasks(tmp_path):
+    from btcore import run_portfolio_sweep
+    grid = {"lookback_period": [20, 40, 60], "rebalance_every": [21, 63]}
+    kwargs = dict(assets=["AAPL", "MSFT", "JPM"], start="2016-01-01", end="2020-12-31",
+                  progress=False, batch_size=1)
+    fresh = run_portfolio_sweep(grid, **kwargs)
+    out = tmp_path / "portfolio"
+    run_portfolio_sweep(grid, out=out, **kwargs)
+    parts = sorted(out.glob("part-*.npy"))
+    assert len(parts) == 6
+    for part in parts[1::2]:
+        part.unlink()
+    again = run_portfolio_sweep(grid, out=out, executor="threads", **kwargs)
+    assert (again.stats["tasks_resumed"], again.stats["tasks_computed"]) == (3, 3)
+    pd.testing.assert_frame_equal(again.table, fresh.table)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "table.parquet"), fresh.table)
+    with pytest.raises(ValueError, match="different run.*settings"):
+        run_portfolio_sweep({**grid, "rebalance_every": [21, 126]}, out=out, **kwargs)
