@@ -166,6 +166,10 @@ def _add_outputs(parser, *, what: str, top: bool = True, directory: bool = False
                  "results into, or a .parquet or .csv file")
     parser.add_argument("--out", default=None, metavar="PATH",
                         help=f"save {what}: {forms}")
+    if directory:
+        parser.add_argument("--overwrite", action="store_true",
+                            help="with a directory --out: discard the results already there "
+                                 "and start again (default: resume)")
     if plot:
         parser.add_argument("--plot", default=None, metavar="FILE.png",
                             help=f"save a figure ({plot}) to a .png, .pdf or .svg file "
@@ -202,9 +206,6 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--sort-by", type=_metric, default=None, metavar="METRIC",
                        help="metric to rank rows by (run_sweep's sort_by=; default "
                             "sharpe_ratio)")
-    sweep.add_argument("--overwrite", action="store_true",
-                       help="with a directory --out: discard the results already there and "
-                            "start again (default: resume)")
 
     wf = command("walk-forward", "walk-forward optimisation: best in-sample set per fold, "
                                  "run out of sample",
@@ -231,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="choose a set per asset, or the set with the best mean objective "
                          "over the assets (default per_asset)")
     _add_execution(wf)
-    _add_outputs(wf, what="the fold table", top=False,
+    _add_outputs(wf, what="the fold table", top=False, directory=True,
                  plot="in- vs out-of-sample objective per fold and the stitched "
                       "out-of-sample equity of the first asset")
 
@@ -257,7 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     mc.add_argument("--seed", type=_number(int), default=0,
                     help="random seed, >= 0 (default 0); path k is reproducible alone")
     _add_execution(mc)
-    _add_outputs(mc, what="the per-path table", top=False,
+    _add_outputs(mc, what="the per-path table", top=False, directory=True,
                  plot="the Sharpe ratio's distribution over the paths and the equity fan")
 
     pf = command("portfolio", "sweep a grid where every parameter set trades all the assets "
@@ -278,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="D", help="close everything, and stay flat, once equity / peak "
                                       "- 1 <= -D (0 < D < 1)")
     _add_execution(pf)
-    _add_outputs(pf, what="the result table",
+    _add_outputs(pf, what="the result table", directory=True,
                  plot="a heatmap of the Sharpe ratio over the first two parameters that "
                       "vary in the grid")
 
@@ -547,8 +548,9 @@ def _out_kind(path: str | None, directory: bool) -> str | None:
     if not stripped or not named_dir:
         return _check_file(path, "--out", TABLE_FORMATS, forms)
     if not directory:
-        raise CLIError(f"--out: {path!r} is a directory; streamed results are for `btcore "
-                       "sweep` only: give a .parquet or a .csv file")
+        raise CLIError(f"--out: {path!r} is a directory; resumable results are for `sweep`, "
+                       "`walk-forward`, `monte-carlo` and `portfolio`: give a .parquet or a "
+                       ".csv file")
     if os.path.exists(stripped) and not os.path.isdir(stripped):
         raise CLIError(f"--out: {path!r} is an existing file without an extension; give "
                        f"{forms}")
@@ -657,6 +659,20 @@ def _frame_text(frame, float_format="{:.4f}") -> str:
     with pd.option_context("display.width", 250, "display.max_columns", 60,
                            "display.max_colwidth", 40):
         return frame.to_string(float_format=float_format.format)
+
+
+def _directory_note(stats: dict, out: str) -> str:
+    resumed, computed = stats.get("tasks_resumed", 0), stats.get("tasks_computed", 0)
+    return f"results in {out}" + (
+        f" (resumed: {resumed:,} of {resumed + computed:,} tasks were already there)"
+        if resumed else "")
+
+
+def _store_keywords(args, inputs) -> dict:
+    """``out=`` and ``overwrite=`` of a workflow, for a directory ``--out``."""
+    if inputs.out_kind != "dir":
+        return {}
+    return {"out": inputs.out, "overwrite": bool(args.overwrite)}
 
 
 def _save_table(table, path: str, kind: str, result=None) -> str:
@@ -788,11 +804,7 @@ def _sweep(args) -> int:
     elapsed = time.perf_counter() - started
     notes = []  # files first: output cut short by a closed pipe loses none of them
     if inputs.out_kind == "dir":
-        stats = result.stats
-        resumed, computed = stats.get("tasks_resumed", 0), stats.get("tasks_computed", 0)
-        notes.append(f"results in {inputs.out}" + (
-            f" (resumed: {resumed:,} of {resumed + computed:,} tasks were already there)"
-            if resumed else ""))
+        notes.append(_directory_note(result.stats, inputs.out))
     elif inputs.out_kind:
         notes.append(_save_table(result.table, inputs.out, inputs.out_kind, result))
     if axes:
@@ -811,18 +823,23 @@ _FOLD_COLUMNS = ("fold", "asset", "is_start", "is_end", "oos_start", "oos_end")
 
 def _walk_forward(args) -> int:
     import btcore
-    inputs = _Inputs(args)
+    inputs = _Inputs(args, directory=True)
     started = time.perf_counter()
-    with _executor(args) as executor:
-        result = btcore.walk_forward(
-            inputs.grid, inputs.spec, inputs.data, n_splits=args.folds,
-            train_bars=args.train_bars, test_bars=args.test_bars, gap=args.gap,
-            anchored=args.anchored, objective=args.objective, select=args.select,
-            executor=executor, assets=inputs.assets, progress=_progress(args),
-            **inputs.common)
+    try:
+        with _executor(args) as executor:
+            result = btcore.walk_forward(
+                inputs.grid, inputs.spec, inputs.data, n_splits=args.folds,
+                train_bars=args.train_bars, test_bars=args.test_bars, gap=args.gap,
+                anchored=args.anchored, objective=args.objective, select=args.select,
+                executor=executor, assets=inputs.assets, progress=_progress(args),
+                **inputs.common, **_store_keywords(args, inputs))
+    except (ValueError, TypeError) as err:  # name the flags, not the keywords
+        raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
     notes = []
-    if inputs.out_kind:
+    if inputs.out_kind == "dir":
+        notes.append(_directory_note(result.stats, inputs.out))
+    elif inputs.out_kind:
         notes.append(_save_table(result.folds, inputs.out, inputs.out_kind))
     if inputs.plot:
         from btcore.plots import walk_forward_figure
@@ -859,7 +876,7 @@ def _monte_carlo(args) -> int:
     import btcore
     if args.params is not None and args.grid is not None:
         raise CLIError("give the parameter set with --params or --grid, not both")
-    inputs = _Inputs(args)
+    inputs = _Inputs(args, directory=True)
     params = (_params(args.params) if args.params is not None else
               _first_set(inputs.grid) if args.grid is not None else {})
     asset = args.asset
@@ -876,14 +893,20 @@ def _monte_carlo(args) -> int:
         raise CLIError(f"monte-carlo resamples one asset and the data has {len(symbols)}: "
                        f"give --asset NAME, one of {shown}")
     started = time.perf_counter()
-    with _executor(args) as executor:
-        result = btcore.monte_carlo(params, inputs.spec, inputs.data, n_paths=args.paths,
-                                    method=args.method, block_size=args.block_size,
-                                    seed=args.seed, executor=executor, asset=asset,
-                                    progress=_progress(args), **inputs.common)
+    try:
+        with _executor(args) as executor:
+            result = btcore.monte_carlo(params, inputs.spec, inputs.data, n_paths=args.paths,
+                                        method=args.method, block_size=args.block_size,
+                                        seed=args.seed, executor=executor, asset=asset,
+                                        progress=_progress(args), **inputs.common,
+                                        **_store_keywords(args, inputs))
+    except (ValueError, TypeError) as err:  # name the flags, not the keywords
+        raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
     notes = []
-    if inputs.out_kind:
+    if inputs.out_kind == "dir":
+        notes.append(_directory_note(result.stats, inputs.out))
+    elif inputs.out_kind:
         notes.append(_save_table(result.table, inputs.out, inputs.out_kind))
     if inputs.plot:
         _use_agg()
@@ -905,19 +928,25 @@ def _monte_carlo(args) -> int:
 
 def _portfolio(args) -> int:
     import btcore
-    inputs = _Inputs(args)
+    inputs = _Inputs(args, directory=True)
     axes = _heatmap_axes(inputs)
     started = time.perf_counter()
-    with _executor(args) as executor:
-        result = btcore.run_portfolio_sweep(
-            inputs.grid, inputs.spec, inputs.data, rebalance_every=args.rebalance_every,
-            max_gross_exposure=args.max_gross_exposure,
-            max_position_weight=args.max_position_weight,
-            portfolio_stop_drawdown=args.portfolio_stop_drawdown, executor=executor,
-            assets=inputs.assets, progress=_progress(args), **inputs.common)
+    try:
+        with _executor(args) as executor:
+            result = btcore.run_portfolio_sweep(
+                inputs.grid, inputs.spec, inputs.data, rebalance_every=args.rebalance_every,
+                max_gross_exposure=args.max_gross_exposure,
+                max_position_weight=args.max_position_weight,
+                portfolio_stop_drawdown=args.portfolio_stop_drawdown, executor=executor,
+                assets=inputs.assets, progress=_progress(args), **inputs.common,
+                **_store_keywords(args, inputs))
+    except (ValueError, TypeError) as err:  # name the flags, not the keywords
+        raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
     notes = []
-    if inputs.out_kind:
+    if inputs.out_kind == "dir":
+        notes.append(_directory_note(result.stats, inputs.out))
+    elif inputs.out_kind:
         notes.append(_save_table(result.table, inputs.out, inputs.out_kind, result))
     if axes:
         _use_agg()

@@ -277,9 +277,9 @@ class ResultStore:
                                    f"{batch_size} given)")
                 if changed and not overwrite:
                     raise ValueError(
-                        f"out={str(out)!r} holds results of a different run (its "
-                        f"{', '.join(changed)} differ); pass overwrite=True to replace "
-                        "them, or choose another out= directory")
+                        f"out={str(out)!r} holds results of a different run (what "
+                        f"differs: {', '.join(changed)}); pass overwrite=True to replace them, "
+                        "or choose another out= directory")
                 if not changed:
                     store = cls(path, stored)
                     store._clean_temporary()

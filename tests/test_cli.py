@@ -555,7 +555,7 @@ WORKFLOW_ERRORS = [
     (["sweep", "--capital", "lots"], "--capital: expected a number"),
     (["walk-forward", "--objective", "sharp"], "--objective: unknown metric 'sharp'"),
     (["walk-forward", "--executor", "spark"], "unknown executor 'spark'"),
-    (["walk-forward", "--out", "{tmp}/folds/"], "streamed results are for `btcore sweep`"),
+    (["estimate", "--out", "{tmp}/estimates/"], "resumable results are for `sweep`"),
     (["walk-forward", "--folds", "1"], "n_splits must be"),
     (["walk-forward", "--anchored", "--train-bars", "50"], "train_bars sets the rolling"),
     (["walk-forward", "--grid", "lookbak=20"], "unknown parameter(s) ['lookbak']"),
@@ -568,7 +568,7 @@ WORKFLOW_ERRORS = [
     (["monte-carlo", "--asset", "KO", "--seed", "-1"], "seed must be"),
     (["monte-carlo", "--asset", "KO", "--paths", "0"], "--paths: expected a positive integer"),
     (["portfolio", "--portfolio-stop-drawdown", "2"], "portfolio_stop_drawdown"),
-    (["portfolio", "--out", "{tmp}/p.json"], "has extension .json; give a .parquet or a .csv"),
+    (["portfolio", "--out", "{tmp}/p.json"], "has extension .json; give a directory"),
     (["estimate", "--cpus", "1,two"], "--cpus: expected comma-separated whole numbers"),
     (["estimate", "--cpus", "0"], "--cpus: expected CPU counts >= 1"),
     (["estimate", "--executor", "spark"], "estimate models dask, joblib, ray, serial, "
@@ -974,3 +974,32 @@ def test_bench_measures_serial_and_threads():
         assert int(row[2]) == 2700
         assert float(row[3]) > 0 and float(row[4].replace(",", "")) > 0 \
             and float(row[5].replace(",", "")) > 0
+
+
+@pytest.mark.parametrize("command, extra, table", [
+    ("walk-forward", ["--folds", "3"], "folds.parquet"),
+    ("monte-carlo", ["--params", "lookback_period=40", "--asset", "KO", "--paths", "6"],
+     "table.parquet"),
+    ("portfolio", ["--assets", "KO,PEP"], "table.parquet"),
+])
+def test_workflow_out_directories_resume(capsys, tmp_path, command, extra, table):
+    folder = tmp_path / "store"
+    grid = [] if command == "monte-carlo" else ["--grid", "lookback_period=20,40"]
+    argv = [command, *grid, *extra, "--start", "2016-01-01", "--end", "2020-12-31",
+            "--no-progress", "--out", str(folder) + "/"]
+    if command == "walk-forward":
+        argv += ["--assets", "KO"]
+    status, first, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert (folder / table).exists() and f"results in {folder}" in first
+    status, again, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert "resumed:" in again
+    assert again.split("results in")[0].splitlines()[:3] == \
+        first.split("results in")[0].splitlines()[:3]
+    changed = [a if a != "2020-12-31" else "2019-12-31" for a in argv]
+    status, out, err = run_cli(capsys, *changed)
+    [line] = error_lines(err)
+    assert status == 2 and "--overwrite" in line and "different run" in line
+    status, _, err = run_cli(capsys, *changed, "--overwrite")
+    assert status == 0, err
