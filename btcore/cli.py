@@ -668,6 +668,16 @@ def _directory_note(stats: dict, out: str) -> str:
         if resumed else "")
 
 
+def _saved(inputs, result, table, whole=None) -> list:
+    """Notes on what ``--out`` saved: the resumable directory, or ``table`` as a
+    file (``whole``: the result whose own ``to_parquet`` keeps its settings)."""
+    if inputs.out_kind == "dir":
+        return [_directory_note(result.stats, inputs.out)]
+    if inputs.out_kind:
+        return [_save_table(table, inputs.out, inputs.out_kind, whole)]
+    return []
+
+
 def _store_keywords(args, inputs) -> dict:
     """``out=`` and ``overwrite=`` of a workflow, for a directory ``--out``."""
     if inputs.out_kind != "dir":
@@ -802,11 +812,8 @@ def _sweep(args) -> int:
     except (ValueError, TypeError) as err:  # name the flags, not run_sweep's keywords
         raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
-    notes = []  # files first: output cut short by a closed pipe loses none of them
-    if inputs.out_kind == "dir":
-        notes.append(_directory_note(result.stats, inputs.out))
-    elif inputs.out_kind:
-        notes.append(_save_table(result.table, inputs.out, inputs.out_kind, result))
+    # files first: output cut short by a closed pipe loses none of them
+    notes = _saved(inputs, result, result.table, result)
     if axes:
         _use_agg()
         fig = result.plot_heatmap(*axes, metric=args.sort_by or "sharpe_ratio")
@@ -836,11 +843,7 @@ def _walk_forward(args) -> int:
     except (ValueError, TypeError) as err:  # name the flags, not the keywords
         raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
-    notes = []
-    if inputs.out_kind == "dir":
-        notes.append(_directory_note(result.stats, inputs.out))
-    elif inputs.out_kind:
-        notes.append(_save_table(result.folds, inputs.out, inputs.out_kind))
+    notes = _saved(inputs, result, result.folds)
     if inputs.plot:
         from btcore.plots import walk_forward_figure
         _use_agg()
@@ -903,11 +906,7 @@ def _monte_carlo(args) -> int:
     except (ValueError, TypeError) as err:  # name the flags, not the keywords
         raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
-    notes = []
-    if inputs.out_kind == "dir":
-        notes.append(_directory_note(result.stats, inputs.out))
-    elif inputs.out_kind:
-        notes.append(_save_table(result.table, inputs.out, inputs.out_kind))
+    notes = _saved(inputs, result, result.table)
     if inputs.plot:
         _use_agg()
         notes.append(_save_figure(result.plot(), inputs.plot))
@@ -943,11 +942,7 @@ def _portfolio(args) -> int:
     except (ValueError, TypeError) as err:  # name the flags, not the keywords
         raise CLIError(_as_flags(str(err))) from None
     elapsed = time.perf_counter() - started
-    notes = []
-    if inputs.out_kind == "dir":
-        notes.append(_directory_note(result.stats, inputs.out))
-    elif inputs.out_kind:
-        notes.append(_save_table(result.table, inputs.out, inputs.out_kind, result))
+    notes = _saved(inputs, result, result.table, result)
     if axes:
         _use_agg()
         notes.append(_save_figure(result.plot_heatmap(*axes), inputs.plot))

@@ -351,12 +351,12 @@ def best_per_window_sink(job: Job, metric: str = "sharpe_ratio",
 
 # --------------------------------------------------------------------- run
 def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
-            description: str = "", on_progress=None, resume=None) -> dict:
+            description: str = "", on_progress=None, store=None) -> dict:
     """Run every task of ``job`` on the started-or-not executor ``runner`` into ``sink``.
 
-    ``batch_size`` may be a callable ``(slots) -> int`` (a resumable run's fixed
-    plan); ``resume(tasks)`` returns the ids of tasks already done (their rows
-    are the caller's to load), which are not run again. ``on_progress(done,
+    With ``store`` (a :class:`btcore.results.ResultStore`) the batch size is the
+    store's fixed plan, tasks it already holds are loaded into ``sink`` instead
+    of run, and every new task is written there first. ``on_progress(done,
     total, backtests_per_s)`` is called after each task.
 
     Returns the run's stats (timings, throughput, tasks, retries, task-time
@@ -369,8 +369,10 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
     throughput = None
-    if callable(batch_size):
-        batch_size = batch_size(slots)
+    resume = None
+    if store is not None:
+        plan, resume, sink = store.attach(job, sink, batch_size)
+        batch_size = plan(slots)
     if job.debug:  # plain Python: no calibration, one task per column and window
         batch_size = n_sets if batch_size == "auto" else batch_size
         progress = sys.stderr.isatty() if progress is None else progress

@@ -484,12 +484,9 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     runner, owned = executors.get_executor(executor)
     try:
         sink = DenseSink(job)
-        resume, runs_into = None, sink
-        if store is not None:
-            batch_size, resume, runs_into = store.attach(job, sink, batch_size)
-        stats = run_job(job, runner, runs_into, batch_size=batch_size, progress=progress,
+        stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
                         description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]",
-                        resume=resume)
+                        store=store)
     finally:
         if owned:
             runner.close()

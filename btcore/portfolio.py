@@ -25,7 +25,7 @@ from btcore import binding
 from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
 from btcore.engine import (Task, check_targets, choose_batch_size, make_tasks,
                            measure_set_batches, run_set_batches)
-from btcore.kernel import INVALID_BAR_ROW, RUINED_ROW
+from btcore.kernel import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
                                      RECORD_LAYERS, RECORD_SHARES, RECORD_TRANSFER,

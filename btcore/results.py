@@ -234,6 +234,7 @@ class ResultStore:
 
     path: pathlib.Path
     manifest: dict
+    prepared: object = None  # the run's Prepared (driver side): rows are labelled from it
 
     @property
     def kind(self) -> str:
@@ -281,7 +282,7 @@ class ResultStore:
                         f"differs: {', '.join(changed)}); pass overwrite=True to replace them, "
                         "or choose another out= directory")
                 if not changed:
-                    store = cls(path, stored)
+                    store = cls(path, stored, prepared)
                     store._clean_temporary()
                     return store
             shutil.rmtree(path)
@@ -293,7 +294,7 @@ class ResultStore:
         manifest = {"format": FORMAT, "kind": kind, "workflow": workflow,
                     "strategy": prepared.job.strategy.name, "keys": keys, "batch_size": None,
                     "settings": prepared.settings, "complete": False}
-        store = cls(path, manifest)
+        store = cls(path, manifest, prepared)
         store._write_manifest()
         return store
 
@@ -360,10 +361,10 @@ class ResultStore:
         os.replace(temporary, final)
         return final
 
-    def attach(self, job, sink, batch_size, prepared=None):
+    def attach(self, job, sink, batch_size):
         """``(batch_size, resume, sink)`` for :func:`btcore.engine.run_job`: the
         stored plan, a resume that loads finished tasks into ``sink``, and a sink
-        that writes every new task here first (rows need ``prepared``)."""
+        that writes every new task here first."""
         requested = batch_size
 
         def plan(slots):
@@ -378,7 +379,7 @@ class ResultStore:
                 else:
                     sink.add_rows(self.read(part))
             return done
-        return plan, resume, _Stored(sink, self, prepared)
+        return plan, resume, _Stored(sink, self, self.prepared)
 
     def complete(self, stats: dict, sort_by: str) -> None:
         self.manifest.update(complete=True, stats=stats, sort_by=sort_by)

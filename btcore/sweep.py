@@ -394,11 +394,8 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: RowsSink,
              store=None, on_progress=None) -> SweepResult:
     job = prepared.job
-    resume = None
-    if store is not None:
-        batch_size, resume, sink = store.attach(job, sink, batch_size, prepared)
     stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
-                    on_progress=on_progress, resume=resume)
+                    on_progress=on_progress, store=store)
     rows = sink.table()
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
     stats["keep"], stats["sort_by"] = sink.keep, sink.sort_by

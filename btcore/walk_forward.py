@@ -203,12 +203,9 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     try:
         sink = (DenseSink(is_job) if dense else
                 TopKSink(is_job, objective, k=1, lower_is_better=lower))
-        resume, runs_into = None, sink
-        if store is not None:
-            batch_size, resume, runs_into = store.attach(is_job, sink, batch_size)
-        stats = run_job(is_job, runner, runs_into, batch_size=batch_size, progress=progress,
+        stats = run_job(is_job, runner, sink, batch_size=batch_size, progress=progress,
                         description=f"walk-forward {job.strategy.name} [{runner.name}]",
-                        resume=resume)
+                        store=store)
     finally:
         if owned:
             runner.close()
