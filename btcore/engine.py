@@ -237,31 +237,48 @@ def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
 
 
 def calibrate(job: Job, repeats: int = 2) -> float:
-    """Measured param-bars/s of the serial kernel on 64 sets (compiles first: a
-    compile error is raised here, trimmed to the strategy's own code).
+    """Measured param-bars/s of the serial kernel (compiles first: a compile error
+    is raised here, trimmed to the strategy's own code).
 
-    The sets are four slices of 16 spread over the sorted order: sets sort by
-    indicator arguments, and the first ones (say, the shortest lookbacks) may
-    cost more or less per bar than the grid as a whole.
+    The probe is two runs of neighbouring sets, a quarter and three quarters of
+    the way through the sorted order (sets sort by indicator arguments, and the
+    first ones, say the shortest lookbacks, cost more per bar than the rest),
+    doubled from 32 sets each until it takes ``CALIBRATE_SECONDS`` (at most
+    ``MAX_PROBE_SETS`` each): a few sets
+    overweight the indicators, which a real task shares among many.
     """
     shared = job.payload()
     n_bars = int(job.traded_bars[0, 0])
-    if job.n_sets <= 64:
-        probes = [Task(-1, 0, 0, 0, job.n_sets, 0.0)]
-    else:
-        probes = [Task(-1, 0, 0, start, start + 16, 0.0) for start in
-                  (0, job.n_sets // 4, job.n_sets // 2, 3 * job.n_sets // 4 - 16)]
     try:
         run_task(shared, Task(-1, 0, 0, 0, 1, 0.0))  # compile or load from the cache
     except numba.core.errors.NumbaError as err:
         raise compile_error(job.strategy, err) from None
-    best = np.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for probe in probes:
-            run_task(shared, probe)
-        best = min(best, time.perf_counter() - started)
-    return n_bars * sum(p.n_sets for p in probes) / max(best, 1e-6)
+    size = 32
+    while True:
+        probes = _probe_tasks(job.n_sets, size)
+        best = np.inf
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            for probe in probes:
+                run_task(shared, probe)
+            best = min(best, time.perf_counter() - started)
+        n_probed = sum(p.n_sets for p in probes)
+        if best >= CALIBRATE_SECONDS or n_probed >= job.n_sets or repeats == 0 or \
+                size >= MAX_PROBE_SETS:
+            return n_bars * n_probed / max(best, 1e-6)
+        size *= 2
+
+
+#: a calibration probe grows until it takes this long, up to this many sets a run
+CALIBRATE_SECONDS, MAX_PROBE_SETS = 0.003, 128
+
+
+def _probe_tasks(n_sets: int, size: int) -> list:
+    """Two runs of ``size`` neighbouring sets around the quartiles (all sets if few)."""
+    if n_sets <= 2 * size:
+        return [Task(-1, 0, 0, 0, n_sets, 0.0)]
+    starts = (n_sets // 4 - size // 2, 3 * n_sets // 4 - size // 2)
+    return [Task(-1, 0, 0, max(0, a), max(0, a) + size, 0.0) for a in starts]
 
 
 # ---------------------------------------------------------------------- sinks
