@@ -402,8 +402,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
                                        slots)
     tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
-    done = set(resume(tasks)) if resume is not None else set()
-    todo = [task for task in tasks if task.task_id not in done]
+    done = resume(tasks) if resume is not None else set()
+    todo, initial = _pending(tasks, done)
     total_param_bars = float(traded.sum()) * n_sets
     if progress is None:
         estimate = total_param_bars / throughput / max(slots, 1)
@@ -417,8 +417,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     timings = execute_tasks(runner, run_task, job.payload(), todo, take,
                             total=n_sets * traded.size, progress=progress,
                             description=description or f"{job.strategy.name} [{runner.name}]",
-                            on_progress=on_progress,
-                            initial=sum(t.n_sets for t in tasks if t.task_id in done))
+                            on_progress=on_progress, initial=initial)
     sink.check_complete()
     stats = run_stats(runner, before, n_backtests=sum(t.n_sets for t in todo),
                       param_bars=float(sum(traded[t.column, t.window] * t.n_sets
@@ -479,14 +478,10 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
             store.write(task, result)
         place(task, result)
 
-    done = store.finished(tasks) if store is not None else {}
-    by_id = {task.task_id: task for task in tasks}
-    for task_id, part in done.items():
-        place(by_id[task_id], store.read(part))
-    todo = [task for task in tasks if task.task_id not in done]
+    done = store.load_finished(tasks, place) if store is not None else set()
+    todo, initial = _pending(tasks, done)
     timings = execute_tasks(runner, fn, payload, todo, take, total=n_sets, progress=progress,
-                            description=description,
-                            initial=sum(by_id[t].n_sets for t in done))
+                            description=description, initial=initial)
     if not (filled == 1).all():
         raise RuntimeError(f"internal error: {kind} backtests missing or duplicated")
     computed = sum(task.n_sets for task in todo)
@@ -494,6 +489,12 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
                       tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
     stats["tasks_resumed"], stats["tasks_computed"] = len(done), len(todo)
     return out, stats
+
+
+def _pending(tasks, done: set) -> tuple[list, int]:
+    """The tasks still to run, and the sets the ``done`` ones already cover."""
+    todo = [task for task in tasks if task.task_id not in done]
+    return todo, sum(task.n_sets for task in tasks if task.task_id in done)
 
 
 def timed_call(fn, shared, task):

@@ -370,16 +370,22 @@ class ResultStore:
         def plan(slots):
             return self.plan(job, slots, requested)
 
-        def resume(tasks):
-            done = self.finished(tasks)
-            by_id = {task.task_id: task for task in tasks}
-            for task_id, part in done.items():
-                if self.kind == "arrays":
-                    sink.add(by_id[task_id], self.read(part))
-                else:
-                    sink.add_rows(self.read(part))
-            return done
-        return plan, resume, _Stored(sink, self, self.prepared)
+        def load(task, payload):
+            if self.kind == "arrays":
+                sink.add(task, payload)
+            else:
+                sink.add_rows(payload)
+        return plan, lambda tasks: self.load_finished(tasks, load), \
+            _Stored(sink, self, self.prepared)
+
+    def load_finished(self, tasks, load) -> set:
+        """Call ``load(task, rows or block)`` for every task of ``tasks`` already
+        stored; return their ids."""
+        done = self.finished(tasks)
+        for task in tasks:
+            if task.task_id in done:
+                load(task, self.read(done[task.task_id]))
+        return set(done)
 
     def complete(self, stats: dict, sort_by: str) -> None:
         self.manifest.update(complete=True, stats=stats, sort_by=sort_by)
