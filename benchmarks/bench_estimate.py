@@ -1,13 +1,16 @@
-"""How close ``btcore.estimate()`` comes to the measured wall time of the sweep.
+"""How close ``btcore.estimate()`` comes to the measured wall time of each workflow.
 
-For a few medium sweeps on the bundled 20-stock sample (``data=None``) and each
-of ``serial`` (1 CPU), ``threads`` (2 CPUs) and ``joblib`` (2 CPUs):
+For a few medium sweeps, walk-forward studies, Monte Carlo runs and portfolio
+sweeps on the bundled 20-stock sample (``data=None``) and each of ``serial``
+(1 CPU), ``threads`` (2 CPUs) and ``joblib`` (2 CPUs):
 
-1. ``estimate(grid, ..., cpus=(1, 2), executor=E)``: the predicted wall time
-   (a short calibration of the kernel plus the executor's measured overheads);
-2. ``run_sweep(grid, ..., executor=E, progress=False)``: the measured wall time
-   of the whole call, best of ``--repeats`` (the executor is created from its
-   name, so joblib's pool start-up and close are inside the wall, as in the
+1. ``estimate(grid, ..., workflow=W, cpus=(1, 2), executor=E)``: the predicted
+   wall time (a short calibration of the kernel plus the executor's measured
+   overheads);
+2. the workflow itself (``run_sweep``, ``walk_forward``, ``monte_carlo`` or
+   ``run_portfolio_sweep``, ``executor=E, progress=False``): the measured wall
+   time of the whole call, best of ``--repeats`` (the executor is created from
+   its name, so joblib's pool start-up and close are inside the wall, as in the
    model's start-up term).
 
 It prints one table, ``ratio = measured / predicted`` (the goal: within 2x,
@@ -18,7 +21,8 @@ starting/closing the executor). Nothing is asserted: it is a measurement.
 The load average at start and end says how busy the (shared) machine was.
 
     python benchmarks/bench_estimate.py               # ~2 minutes on 2 cores
-    python benchmarks/bench_estimate.py --quick       # smaller sweeps, ~30 s
+    python benchmarks/bench_estimate.py --quick       # smaller runs, ~1 minute
+    python benchmarks/bench_estimate.py --workflow walk_forward monte_carlo
     python benchmarks/bench_estimate.py --markdown    # the table as Markdown
     python benchmarks/bench_estimate.py --guide       # docs/cluster.md's figures, ~1 minute
 
@@ -47,10 +51,12 @@ EXECUTORS = (("serial", 1), ("threads", 2), ("joblib", 2))
 
 
 def sweeps(quick: bool) -> list[dict]:
-    """The sweeps measured: name, grid and run_sweep keywords."""
+    """The runs measured: name, workflow, grid (``params`` for Monte Carlo),
+    strategy and the workflow's keywords."""
     from btcore import Grid
     small, large = (500, 2_000) if quick else (2_000, 10_000)
-    return [
+    paths = 500 if quick else 2_000
+    runs = [
         {"name": f"mr random {small:,}, 2018-2022, 20 assets",
          "grid": Grid.random(SPACE, small, seed=1), "strategy": "mean_reversion",
          "kwargs": {"start": "2018-01-01"}},
@@ -64,6 +70,36 @@ def sweeps(quick: bool) -> list[dict]:
         {"name": "mr 1,000 grid, AAPL 2010-2022", "grid": GRID_1000,
          "strategy": "mean_reversion", "kwargs": {"assets": "AAPL", "start": "2010-01-01"}},
     ]
+    for run in runs:
+        run["workflow"] = "sweep"
+    one_set = {"lookback_period": 40, "entry_threshold": 2.0, "exit_threshold": 0.5,
+               "stop_loss_z": 3.0}
+    wf_space = dict(SPACE, lookback_period=(10, 120))
+    return runs + [
+        {"name": f"wf random {small // 4:,} x 10 rolling folds, 2005-2022, 20 assets",
+         "workflow": "walk_forward", "grid": Grid.random(wf_space, small // 4, seed=3),
+         "strategy": "mean_reversion", "kwargs": {"start": "2005-01-01", "n_splits": 10}},
+        {"name": "wf 1,000 grid x 8 anchored folds, AAPL 1990-2022",
+         "workflow": "walk_forward", "grid": GRID_1000, "strategy": "mean_reversion",
+         "kwargs": {"assets": "AAPL", "n_splits": 8, "anchored": True}},
+        {"name": f"mc 1 set x {paths:,} block paths, AAPL 2010-2022",
+         "workflow": "monte_carlo", "grid": one_set, "strategy": "mean_reversion",
+         "kwargs": {"asset": "AAPL", "start": "2010-01-01", "n_paths": paths,
+                    "method": "block"}},
+        {"name": f"mc 1,000 grid x {paths // 100} paths, KO 2010-2022",
+         "workflow": "monte_carlo", "grid": GRID_1000, "strategy": "mean_reversion",
+         "kwargs": {"asset": "KO", "start": "2010-01-01", "n_paths": paths // 100}},
+        {"name": f"portfolio random {small // 2:,}, 20 assets 2010-2022",
+         "workflow": "portfolio", "grid": Grid.random(SPACE, small // 2, seed=4),
+         "strategy": "mean_reversion", "kwargs": {"start": "2010-01-01",
+                                                  "rebalance_every": 63}},
+    ]
+
+
+def workflow_function(name: str):
+    import btcore
+    return {"sweep": btcore.run_sweep, "walk_forward": btcore.walk_forward,
+            "monte_carlo": btcore.monte_carlo, "portfolio": btcore.run_portfolio_sweep}[name]
 
 
 def load() -> str:
@@ -71,33 +107,36 @@ def load() -> str:
 
 
 def measure(sweep: dict, executor: str, repeats: int) -> dict:
-    """Best wall time of ``repeats`` run_sweep calls, with that run's stats."""
-    from btcore import run_sweep
+    """Best wall time of ``repeats`` calls of the workflow, with that run's stats."""
+    function = workflow_function(sweep["workflow"])
     best = None
     for _ in range(repeats):
         started = time.perf_counter()
-        result = run_sweep(sweep["grid"], sweep["strategy"], executor=executor, progress=False,
-                           **sweep["kwargs"])
+        result = function(sweep["grid"], sweep["strategy"], executor=executor, progress=False,
+                          **sweep["kwargs"])
         wall = time.perf_counter() - started
         if best is None or wall < best["wall"]:
-            best = {"wall": wall, "stats": dict(result.stats), "rows": len(result.table)}
+            best = {"wall": wall, "stats": dict(result.stats)}
     return best
 
 
 def run(args) -> list[dict]:
     import pandas as pd
 
-    from btcore import estimate, run_sweep
+    from btcore import estimate
     rows = []
     for sweep in sweeps(args.quick):
-        # compile or load the strategy's kernel before anything is timed
-        run_sweep({name: [values[0]] for name, values in
-                   (MA_GRID if sweep["strategy"] == "ma_crossover" else GRID_1000).items()},
-                  sweep["strategy"], progress=False, **sweep["kwargs"])
+        if args.workflow and sweep["workflow"] not in args.workflow:
+            continue
+        # compile or load the workflow's kernel before anything is timed
+        first = {name: values[:1] for name, values in
+                 (MA_GRID if sweep["strategy"] == "ma_crossover" else GRID_1000).items()}
+        workflow_function(sweep["workflow"])(first, sweep["strategy"], progress=False,
+                                             **sweep["kwargs"])
         for executor, cpus in EXECUTORS:
             started = time.perf_counter()
             table = estimate(sweep["grid"], sweep["strategy"], cpus=(1, 2), executor=executor,
-                             **sweep["kwargs"])
+                             workflow=sweep["workflow"], **sweep["kwargs"])
             estimate_s = time.perf_counter() - started
             predicted = table.loc[table["cpus"] == cpus].iloc[0] if executor != "serial" \
                 else table.iloc[0]
@@ -106,7 +145,7 @@ def run(args) -> list[dict]:
             driver = (measured["wall"] - stats["calibrate_s"] - stats["share_s"]
                       - stats["compute_s"])
             rows.append({
-                "sweep": sweep["name"], "executor": executor, "cpus": int(predicted["cpus"]),
+                "run": sweep["name"], "executor": executor, "cpus": int(predicted["cpus"]),
                 "backtests": stats["backtests"],
                 "predicted_s": float(predicted["predicted_s"]),
                 "measured_s": measured["wall"],
@@ -218,6 +257,9 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="run_sweep calls per cell "
                         "(best of)")
     parser.add_argument("--quick", action="store_true", help="smaller random grids")
+    parser.add_argument("--workflow", nargs="+", default=None,
+                        choices=("sweep", "walk_forward", "monte_carlo", "portfolio"),
+                        help="measure only these workflows (default: all)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--guide", action="store_true", help="print docs/cluster.md's figures "
                         "instead")
@@ -235,7 +277,7 @@ def main(argv=None) -> None:
     rows = run(args)
     frame = pd.DataFrame(rows)
     within = ((frame["ratio"] >= 0.5) & (frame["ratio"] <= 2.0))
-    columns = ["sweep", "executor", "cpus", "backtests", "predicted_s", "measured_s", "ratio",
+    columns = ["run", "executor", "cpus", "backtests", "predicted_s", "measured_s", "ratio",
                "calib_M/s", "run_M/s/cpu", "calibrate_s", "share_s", "compute_s", "driver_s",
                "tasks"]
     print()

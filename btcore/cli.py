@@ -176,6 +176,66 @@ def _add_outputs(parser, *, what: str, top: bool = True, directory: bool = False
                                  "(needs matplotlib: pip install 'btcore[plot]')")
 
 
+def _defaults(given_only: bool):
+    """A flag's default, or none (``argparse.SUPPRESS``: the flag is absent from the
+    namespace unless given; estimate passes on only what was given)."""
+    return (lambda value: argparse.SUPPRESS) if given_only else (lambda value: value)
+
+
+def _add_fold_flags(parser, given_only: bool = False) -> None:
+    """walk_forward's folds: --folds, --anchored, --train-bars, --test-bars, --gap."""
+    default = _defaults(given_only)
+    parser.add_argument("--folds", type=_positive_int, default=default(10), metavar="N",
+                        help="number of folds, >= 2 (walk_forward's n_splits; default 10)")
+    parser.add_argument("--anchored", action="store_true", default=default(False),
+                        help="expanding in-sample windows from the first traded bar "
+                             "(default: rolling windows of --train-bars)")
+    parser.add_argument("--train-bars", type=_positive_int, default=default(None),
+                        metavar="N",
+                        help="in-sample bars of each rolling fold (default: the first "
+                             "fold's)")
+    parser.add_argument("--test-bars", type=_positive_int, default=default(None),
+                        metavar="N", help="out-of-sample bars of each fold (default: "
+                                          "traded bars // (folds + 1))")
+    parser.add_argument("--gap", type=_number(int), default=default(0), metavar="N",
+                        help="bars left out between each in-sample and out-of-sample "
+                             "window (default 0)")
+
+
+def _add_path_flags(parser, given_only: bool = False) -> None:
+    """monte_carlo's paths: --paths, --method, --block-size, --seed."""
+    default = _defaults(given_only)
+    parser.add_argument("--paths", type=_positive_int, default=default(1000), metavar="N",
+                        help="number of simulated paths (default 1000)")
+    parser.add_argument("--method", choices=("bootstrap", "block", "gbm"),
+                        default=default("bootstrap"),
+                        help="iid bootstrap of log returns, stationary block bootstrap, or "
+                             "GBM fitted to them (default bootstrap)")
+    parser.add_argument("--block-size", type=_number(float), default=default(20.0),
+                        metavar="BARS", help="mean block length of --method block "
+                                             "(default 20)")
+    parser.add_argument("--seed", type=_number(int), default=default(0),
+                        help="random seed, >= 0 (default 0); path k is reproducible alone")
+
+
+def _add_construction_flags(parser, given_only: bool = False) -> None:
+    """run_portfolio_sweep's construction: --rebalance-every, --max-gross-exposure,
+    --max-position-weight, --portfolio-stop-drawdown."""
+    default = _defaults(given_only)
+    parser.add_argument("--rebalance-every", type=_positive_int, default=default(None),
+                        metavar="BARS", help="reset every sleeve's budget to equity / n "
+                                             "every this many bars (default: never)")
+    parser.add_argument("--max-gross-exposure", type=_number(float), default=default(None),
+                        metavar="X", help="cap on sum |position value| / equity at each "
+                                          "entry")
+    parser.add_argument("--max-position-weight", type=_number(float), default=default(None),
+                        metavar="X", help="cap on one entry's |position value| / equity")
+    parser.add_argument("--portfolio-stop-drawdown", type=_number(float),
+                        default=default(None), metavar="D",
+                        help="close everything, and stay flat, once equity / peak - 1 <= -D "
+                             "(0 < D < 1)")
+
+
 def _parser() -> argparse.ArgumentParser:
     from btcore import __version__
     parser = _Parser(prog="btcore", description=__doc__.split("\n\n")[0].split("\n")[0],
@@ -212,26 +272,14 @@ def _parser() -> argparse.ArgumentParser:
                  "btcore walk-forward --grid lookback_period=20,40,60 entry_threshold=1.5,2.0 "
                  "--assets KO,PEP --folds 5 --anchored --objective calmar_ratio")
     _add_inputs(wf)
-    wf.add_argument("--folds", type=_positive_int, default=10, metavar="N",
-                    help="number of folds, >= 2 (walk_forward's n_splits; default 10)")
-    wf.add_argument("--anchored", action="store_true",
-                    help="expanding in-sample windows from the first traded bar (default: "
-                         "rolling windows of --train-bars)")
-    wf.add_argument("--train-bars", type=_positive_int, default=None, metavar="N",
-                    help="in-sample bars of each rolling fold (default: the first fold's)")
-    wf.add_argument("--test-bars", type=_positive_int, default=None, metavar="N",
-                    help="out-of-sample bars of each fold (default: traded bars // "
-                         "(folds + 1))")
-    wf.add_argument("--gap", type=_number(int), default=0, metavar="N",
-                    help="bars left out between each in-sample and out-of-sample window "
-                         "(default 0)")
+    _add_fold_flags(wf)
     wf.add_argument("--objective", type=_metric, default="sharpe_ratio", metavar="METRIC",
                     help="metric that picks each fold's set (annual_volatility is "
                          "minimised; default sharpe_ratio)")
     wf.add_argument("--select", choices=("per_asset", "universe"), default="per_asset",
                     help="choose a set per asset, or the set with the best mean objective "
                          "over the assets (default per_asset)")
-    _add_execution(wf)
+    _add_execution(wf, auto=True)
     _add_outputs(wf, what="the fold table", top=False, directory=True,
                  plot="in- vs out-of-sample objective per fold and the stitched "
                       "out-of-sample equity of the first asset")
@@ -248,16 +296,8 @@ def _parser() -> argparse.ArgumentParser:
                     metavar="NAME=VALUE",
                     help="the parameter set, e.g. lookback_period=40 entry_threshold=2.0 "
                          "(parameters left out take their defaults)")
-    mc.add_argument("--paths", type=_positive_int, default=1000, metavar="N",
-                    help="number of simulated paths (default 1000)")
-    mc.add_argument("--method", choices=("bootstrap", "block", "gbm"), default="bootstrap",
-                    help="iid bootstrap of log returns, stationary block bootstrap, or GBM "
-                         "fitted to them (default bootstrap)")
-    mc.add_argument("--block-size", type=_number(float), default=20.0, metavar="BARS",
-                    help="mean block length of --method block (default 20)")
-    mc.add_argument("--seed", type=_number(int), default=0,
-                    help="random seed, >= 0 (default 0); path k is reproducible alone")
-    _add_execution(mc)
+    _add_path_flags(mc)
+    _add_execution(mc, auto=True)
     _add_outputs(mc, what="the per-path table", top=False, directory=True,
                  plot="the Sharpe ratio's distribution over the paths and the equity fan")
 
@@ -268,25 +308,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_inputs(pf, grid_help="parameter sets, in the forms of `btcore sweep --grid`; the "
                               "construction settings (rebalance_every, max_gross_exposure, "
                               "...) may be grid columns too (default: the seed's grid)")
-    pf.add_argument("--rebalance-every", type=_positive_int, default=None, metavar="BARS",
-                    help="reset every sleeve's budget to equity / n every this many bars "
-                         "(default: never)")
-    pf.add_argument("--max-gross-exposure", type=_number(float), default=None,
-                    metavar="X", help="cap on sum |position value| / equity at each entry")
-    pf.add_argument("--max-position-weight", type=_number(float), default=None,
-                    metavar="X", help="cap on one entry's |position value| / equity")
-    pf.add_argument("--portfolio-stop-drawdown", type=_number(float), default=None,
-                    metavar="D", help="close everything, and stay flat, once equity / peak "
-                                      "- 1 <= -D (0 < D < 1)")
-    _add_execution(pf)
+    _add_construction_flags(pf)
+    _add_execution(pf, auto=True)
     _add_outputs(pf, what="the result table", directory=True,
                  plot="a heatmap of the Sharpe ratio over the first two parameters that "
                       "vary in the grid")
 
-    est = command("estimate", "predict a sweep's wall time and cost on several CPU counts",
+    est = command("estimate", "predict the wall time and cost of a sweep, walk-forward "
+                              "study, Monte Carlo run or portfolio sweep on several CPU counts",
                   "btcore estimate --grid lookback_period=10:200:10 entry_threshold=1:3:0.25 "
-                  "--cpus 1,2,16,320 --price-per-cpu-hour 0.015")
-    _add_inputs(est)
+                  "--workflow walk-forward --folds 10 --cpus 1,2,16,320 "
+                  "--price-per-cpu-hour 0.015")
+    _add_inputs(est, grid_help="parameter sets, in the forms of `btcore sweep --grid` "
+                               "(monte-carlo: the first set, unless --params)")
+    est.add_argument("--workflow", choices=tuple(_WORKFLOWS), default="sweep",
+                     help="what to predict: the command of that name (default sweep); its "
+                          "flags below apply to it alone")
     est.add_argument("--cpus", type=_int_list, default=[1, 2, 16, 320], metavar="N,N,...",
                      help="CPU counts to predict for (default 1,2,16,320)")
     est.add_argument("--price-per-cpu-hour", type=_number(float), default=0.05,
@@ -294,6 +331,14 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--executor", default=None, metavar="NAME",
                      help="executor to model: serial, threads, joblib, dask or ray (default: "
                           "threads up to this machine's CPUs, a Ray cluster beyond)")
+    _add_fold_flags(est.add_argument_group("--workflow walk-forward"), given_only=True)
+    paths = est.add_argument_group("--workflow monte-carlo")
+    paths.add_argument("--asset", default=argparse.SUPPRESS, metavar="NAME",
+                       help="the asset whose log returns are resampled")
+    paths.add_argument("--params", nargs="+", action="extend", default=argparse.SUPPRESS,
+                       metavar="NAME=VALUE", help="the parameter set (instead of --grid)")
+    _add_path_flags(paths, given_only=True)
+    _add_construction_flags(est.add_argument_group("--workflow portfolio"), given_only=True)
     _add_outputs(est, what="the estimate table", top=False)
 
     listing = command("strategies", "list strategies with their parameters and options",
@@ -789,7 +834,13 @@ _FLAG_WORDS = ((re.compile(r"\boverwrite=True\b"), "--overwrite"),
                (re.compile(r"\bout=(?=['\"])"), "--out "),
                (re.compile(r"\bout= "), "--out "),
                (re.compile(r"\bkeep=(?=\d)"), "--keep "),
-               (re.compile(r"\bsort_by=(?=['\"])"), "--sort-by "))
+               (re.compile(r"\bsort_by=(?=['\"])"), "--sort-by "),
+               (re.compile(r"\bpick one with asset=,"), "pick one with --asset NAME,"),
+               (re.compile(r"\bn_splits\b"), "--folds"), (re.compile(r"\bn_paths\b"), "--paths"),
+               (re.compile(r"^(gap|seed)\b"), r"--\1"),
+               *((re.compile(rf"\b{name}\b"), "--" + name.replace("_", "-")) for name in (
+                   "train_bars", "test_bars", "block_size", "rebalance_every",
+                   "max_gross_exposure", "max_position_weight", "portfolio_stop_drawdown")))
 
 
 def _as_flags(message: str) -> str:
@@ -833,7 +884,7 @@ def _walk_forward(args) -> int:
     inputs = _Inputs(args, directory=True)
     started = time.perf_counter()
     try:
-        with _executor(args) as executor:
+        with _executor(args, auto=True) as executor:
             result = btcore.walk_forward(
                 inputs.grid, inputs.spec, inputs.data, n_splits=args.folds,
                 train_bars=args.train_bars, test_bars=args.test_bars, gap=args.gap,
@@ -897,7 +948,7 @@ def _monte_carlo(args) -> int:
                        f"give --asset NAME, one of {shown}")
     started = time.perf_counter()
     try:
-        with _executor(args) as executor:
+        with _executor(args, auto=True) as executor:
             result = btcore.monte_carlo(params, inputs.spec, inputs.data, n_paths=args.paths,
                                         method=args.method, block_size=args.block_size,
                                         seed=args.seed, executor=executor, asset=asset,
@@ -931,7 +982,7 @@ def _portfolio(args) -> int:
     axes = _heatmap_axes(inputs)
     started = time.perf_counter()
     try:
-        with _executor(args) as executor:
+        with _executor(args, auto=True) as executor:
             result = btcore.run_portfolio_sweep(
                 inputs.grid, inputs.spec, inputs.data, rebalance_every=args.rebalance_every,
                 max_gross_exposure=args.max_gross_exposure,
@@ -956,21 +1007,61 @@ def _portfolio(args) -> int:
     return 0
 
 
+#: estimate --workflow -> (btcore.estimate's workflow, {flag dest: keyword})
+_WORKFLOWS = {
+    "sweep": ("sweep", {}),
+    "walk-forward": ("walk_forward", {"folds": "n_splits", "anchored": "anchored",
+                                      "train_bars": "train_bars", "test_bars": "test_bars",
+                                      "gap": "gap"}),
+    "monte-carlo": ("monte_carlo", {"paths": "n_paths", "method": "method",
+                                    "block_size": "block_size", "seed": "seed",
+                                    "asset": "asset"}),
+    "portfolio": ("portfolio", {name: name for name in (
+        "rebalance_every", "max_gross_exposure", "max_position_weight",
+        "portfolio_stop_drawdown")}),
+}
+
+
 def _estimate(args) -> int:
     import btcore
-    inputs = _Inputs(args)
     from btcore.planning import OVERHEADS
     if args.executor is not None and args.executor not in OVERHEADS:
         raise CLIError(f"--executor: estimate models {', '.join(sorted(OVERHEADS))}, not "
                        f"{args.executor!r}")
-    table = btcore.estimate(inputs.grid, inputs.spec, inputs.data, cpus=args.cpus,
-                            price_per_cpu_hour=args.price_per_cpu_hour,
-                            executor=args.executor, assets=inputs.assets, **inputs.common)
+    workflow, flags = _WORKFLOWS[args.workflow]
+    for other, (_, other_flags) in _WORKFLOWS.items():
+        for dest in (*other_flags, *(("params",) if other == "monte-carlo" else ())):
+            if other != args.workflow and dest in vars(args):
+                raise CLIError(f"--{dest.replace('_', '-')} belongs to --workflow {other}, "
+                               f"not {args.workflow}")
+    keywords = {keyword: getattr(args, dest) for dest, keyword in flags.items()
+                if dest in vars(args)}
+    inputs = _Inputs(args)
+    grid = inputs.grid
+    if workflow == "monte_carlo":
+        if getattr(args, "params", None) is not None and args.grid is not None:
+            raise CLIError("give the parameter set with --params or --grid, not both")
+        grid = (_params(args.params) if getattr(args, "params", None) is not None else
+                _first_set(grid) if args.grid is not None else {})
+        if inputs.assets is not None:
+            if "asset" in keywords or len(inputs.assets) != 1:
+                raise CLIError("--workflow monte-carlo resamples one asset: give --asset NAME "
+                               "(or --assets with one name)")
+            keywords["asset"] = inputs.assets[0]
+    assets = None if workflow == "monte_carlo" else inputs.assets
+    try:
+        table = btcore.estimate(grid, inputs.spec, inputs.data, workflow=workflow,
+                                cpus=args.cpus, price_per_cpu_hour=args.price_per_cpu_hour,
+                                executor=args.executor, assets=assets, **inputs.common,
+                                **keywords)
+    except (ValueError, TypeError) as err:  # name the flags, not the keywords
+        raise CLIError(_as_flags(str(err))) from None
     notes = [_save_table(table, inputs.out, inputs.out_kind)] if inputs.out_kind else []
-    from btcore.grid import as_grid
-    n_sets = len(as_grid(inputs.grid, inputs.spec))
-    print(f"{n_sets:,} parameter sets at ${args.price_per_cpu_hour:g} per CPU-hour; one core "
-          f"runs {table['kernel_param_bars_per_s'].iloc[0] / 1e6:,.0f} M param-bars/s here")
+    what = "" if workflow == "sweep" else f"{args.workflow}: "
+    print(f"{what}{table.attrs['parameter_sets']:,} parameter sets, "
+          f"{table.attrs['backtests']:,} backtests at ${args.price_per_cpu_hour:g} per "
+          f"CPU-hour; one core runs {table['kernel_param_bars_per_s'].iloc[0] / 1e6:,.0f} M "
+          "param-bars/s here")
     formats = {name: "{:.4g}".format for name in ("predicted_s", "cpu_hours", "cost_usd",
                                                   "kernel_param_bars_per_s")}
     print(table.to_string(index=False, formatters=formats))

@@ -428,16 +428,24 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
 
 
 def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
-                        measure: bool) -> float:
+                        measure: bool, repeats: int = 1) -> float:
     """Run ``fn`` on one set (compiling or loading the kernel in the driver) and, if
-    ``measure``, return the asset-bars/s of a small batch (else NaN)."""
+    ``measure``, return the asset-bars/s of the first sets (best of ``repeats``
+    runs; from 4 sets, doubled until a run takes ``CALIBRATE_SECONDS``), else NaN."""
     fn(payload, Task(-1, 0, 0, 0, 1, 0.0))
     if not measure:
         return float("nan")
-    probe = Task(-1, 0, 0, 0, min(n_sets, 4), 0.0)
-    started = time.perf_counter()
-    fn(payload, probe)
-    return asset_bars * probe.n_sets / max(time.perf_counter() - started, 1e-6)
+    size = 4
+    while True:
+        probe = Task(-1, 0, 0, 0, min(n_sets, size), 0.0)
+        best = np.inf
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            fn(payload, probe)
+            best = min(best, time.perf_counter() - started)
+        if best >= CALIBRATE_SECONDS or probe.n_sets >= n_sets or size >= MAX_PROBE_SETS:
+            return asset_bars * probe.n_sets / max(best, 1e-6)
+        size *= 2
 
 
 def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_bars: float,

@@ -437,44 +437,21 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     from btcore.settings import check_arguments
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, monte_carlo)  # a misspelt keyword lands there
-    n_paths = _check_int("n_paths", n_paths, 1)
-    seed = _check_int("seed", seed, 0)
-    if not isinstance(method, str):
-        raise TypeError(f"method must be one of {list(METHODS)}, got {type(method).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
-    block_size = _check_block_size(block_size)
     check_out(out, overwrite)
-    import btcore.strategies as strategies
-    from btcore.backtest import _parameters_of
-    from btcore.data import as_market_data
-    from btcore.sweep import _check_batch_size, _check_progress, prepare
-    spec = strategies.get(strategy)
-    one_set = _is_one_set(params)
-    market = as_market_data(data)
-    row_asset = None
-    grid = params
-    if one_set:
-        values, row_asset = _parameters_of(params, spec)
-        grid = {name: [value] for name, value in values.items()}
-    asset = _choose_asset(asset if asset is not None else row_asset, market)
-    prepared = prepare(grid, spec, market, start=start, end=end,
-                       initial_capital=initial_capital, cost_bps=cost_bps,
-                       periods_per_year=periods_per_year, assets=[asset], debug=debug,
-                       options=strategy_options)
+    from btcore.sweep import _check_batch_size, _check_progress
     _check_batch_size(batch_size)
     _check_progress(progress)
     if debug and not (executor in ("serial", "auto") or getattr(executor, "name", None) ==
                       "serial"):
         raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
-    base = prepared.job.close[:, 0]
-    generator = PathGenerator.fit(base, method, seed, block_size)
-    if method == "gbm" and not generator.log_returns.size > 1:
-        raise ValueError(f"GBM needs at least 2 log returns to fit a volatility; asset "
-                         f"{asset!r} has {generator.log_returns.size}")
-    first_bar = np.repeat(prepared.job.first_bar, n_paths, axis=0)
-    first_bar.flags.writeable = False
-    job = replace(prepared.job, first_bar=first_bar, paths=generator)
+    plan = plan_monte_carlo(params, strategy, data, n_paths=n_paths, method=method,
+                            block_size=block_size, seed=seed, asset=asset, start=start,
+                            end=end, initial_capital=initial_capital, cost_bps=cost_bps,
+                            periods_per_year=periods_per_year, debug=debug,
+                            options=strategy_options)
+    prepared, job, generator, market = plan.prepared, plan.job, plan.job.paths, plan.market
+    n_paths, block_size, seed, spec = plan.n_paths, plan.block_size, plan.seed, job.strategy
+    one_set = plan.one_set
     import btcore.executors as executors
     from btcore.planning import resolve_auto
     store = stored_job(out, prepared, job, batch_size=batch_size, overwrite=overwrite,
@@ -504,6 +481,59 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
         store.complete(stats, "sharpe_ratio")
         stats["out"] = str(store.path)
     return MonteCarloResult(table, stats, spec.name, settings, job, sets, market.index)
+
+
+@dataclass(frozen=True)
+class PathPlan:
+    """A validated Monte Carlo run: its job (one column per path) and what labels it."""
+
+    prepared: object   # btcore.sweep.Prepared of the chosen asset
+    job: object        # btcore.engine.Job with ``paths`` set
+    one_set: bool
+    market: object     # btcore.MarketData
+    n_paths: int
+    block_size: float
+    seed: int
+
+
+def plan_monte_carlo(params, strategy, data, *, n_paths=1000, method="bootstrap",
+                     block_size=20, seed=0, asset=None, start=None, end=None,
+                     initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
+                     debug=False, options=None) -> PathPlan:
+    """Validate a Monte Carlo run and build its job (no kernel runs)."""
+    n_paths = _check_int("n_paths", n_paths, 1)
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be one of {list(METHODS)}, got {type(method).__name__}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
+    block_size = _check_block_size(block_size)
+    import btcore.strategies as strategies
+    from btcore.backtest import _parameters_of
+    from btcore.data import as_market_data
+    from btcore.sweep import prepare
+    spec = strategies.get(strategy)
+    one_set = _is_one_set(params)
+    market = as_market_data(data)
+    row_asset = None
+    grid = params
+    if one_set:
+        values, row_asset = _parameters_of(params, spec)
+        grid = {name: [value] for name, value in values.items()}
+    asset = _choose_asset(asset if asset is not None else row_asset, market)
+    prepared = prepare(grid, spec, market, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=[asset], debug=debug,
+                       options=options or {})
+    base = prepared.job.close[:, 0]
+    generator = PathGenerator.fit(base, method, seed, block_size)
+    if method == "gbm" and not generator.log_returns.size > 1:
+        raise ValueError(f"GBM needs at least 2 log returns to fit a volatility; asset "
+                         f"{asset!r} has {generator.log_returns.size}")
+    first_bar = np.repeat(prepared.job.first_bar, n_paths, axis=0)
+    first_bar.flags.writeable = False
+    job = replace(prepared.job, first_bar=first_bar, paths=generator)
+    return PathPlan(prepared, job, one_set, market, n_paths, block_size, seed)
 
 
 def _build_table(job, grid, metrics: np.ndarray, grid_table: bool):

@@ -1,4 +1,5 @@
-"""Time and cost estimates for a sweep on 1 to hundreds of CPUs.
+"""Time and cost estimates for a sweep (or walk-forward study, Monte Carlo run,
+portfolio sweep) on 1 to hundreds of CPUs.
 
 ``estimate`` measures the kernel on this data (a short calibration, as every
 sweep does before it starts) and adds each executor's overheads, measured on a
@@ -8,6 +9,7 @@ the data. Wall = start-up + share + (kernel + per-task overhead) / CPUs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -27,17 +29,55 @@ OVERHEADS = {
 CLUSTER_START_S = 3.6
 
 
-def estimate(grid, strategy="mean_reversion", data=None, *, cpus=(1, 2, 16, 320),
-             price_per_cpu_hour: float = 0.05, executor: str | None = None, start=None,
-             end=None, assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
-             periods_per_year=None, **strategy_options) -> pd.DataFrame:
-    """Predicted wall time and cost of ``run_sweep(grid, ...)`` on each CPU count.
+@dataclass(frozen=True)
+class Workload:
+    """What a run costs the kernel, whatever the workflow: ``n_sets`` parameter sets,
+    each run over every block of ``block_bars`` (the bars of one column x window a
+    task covers: an asset, a fold, a path, or a whole universe), and the bytes of
+    prices shared with the workers once."""
+
+    n_sets: int
+    block_bars: np.ndarray
+    shared_bytes: int
+
+    @classmethod
+    def of_job(cls, job) -> "Workload":
+        return cls(int(job.n_sets), np.asarray(job.traded_bars, dtype=np.float64),
+                   int(job.close.nbytes))
+
+    @property
+    def backtests(self) -> int:
+        """Kernel passes, as the run's ``stats["backtests"]`` counts them: sets x
+        blocks (anchored walk-forward folds share one pass per set and asset)."""
+        return int(self.n_sets * self.block_bars.size)
+
+
+#: estimate(workflow=...) -> the keywords of that workflow it takes besides the sweep's
+WORKFLOW_KEYWORDS = {
+    "sweep": (),
+    "walk_forward": ("n_splits", "train_bars", "test_bars", "gap", "anchored"),
+    "monte_carlo": ("n_paths", "method", "block_size", "seed", "asset"),
+    "portfolio": ("rebalance_every", "max_gross_exposure", "max_position_weight",
+                  "portfolio_stop_drawdown"),
+}
+
+
+def estimate(grid, strategy="mean_reversion", data=None, *, workflow: str = "sweep",
+             cpus=(1, 2, 16, 320), price_per_cpu_hour: float = 0.05,
+             executor: str | None = None, start=None, end=None, assets=None,
+             initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
+             **options) -> pd.DataFrame:
+    """Predicted wall time and cost of a sweep, walk-forward study, Monte Carlo run
+    or portfolio sweep on each CPU count.
 
     Parameters
     ----------
-    grid, strategy, data, start, end, assets, initial_capital, cost_bps,
-    periods_per_year, **strategy_options
-        As in :func:`btcore.run_sweep`.
+    grid, strategy, data, start, end, assets, initial_capital, cost_bps, periods_per_year
+        As in :func:`btcore.run_sweep` (for ``workflow="monte_carlo"``, ``grid`` is
+        what :func:`btcore.monte_carlo` takes as ``params``).
+    workflow : {"sweep", "walk_forward", "monte_carlo", "portfolio"}
+        What to predict: :func:`btcore.run_sweep`, :func:`btcore.walk_forward`,
+        :func:`btcore.monte_carlo` or :func:`btcore.run_portfolio_sweep`.
     cpus : iterable of int
         CPU counts to predict for.
     price_per_cpu_hour : float
@@ -45,17 +85,27 @@ def estimate(grid, strategy="mean_reversion", data=None, *, cpus=(1, 2, 16, 320)
     executor : str, optional
         Executor to model; default ``threads`` up to this machine's CPUs and a Ray
         cluster beyond.
+    **options
+        The workflow's own keywords (``n_splits``, ``anchored``, ... for walk-forward;
+        ``n_paths``, ``method``, ``asset``, ... for Monte Carlo; ``rebalance_every``,
+        ... for portfolios; their defaults as there) and strategy options.
 
     Returns
     -------
     pandas.DataFrame
         ``cpus, executor, predicted_s, cpu_hours, cost_usd`` and the measured
-        ``kernel_param_bars_per_s`` of one core.
+        ``kernel_param_bars_per_s`` of one core; ``attrs`` holds ``workflow``,
+        ``backtests`` and ``parameter_sets``.
+
+    Examples
+    --------
+    >>> estimate({"lookback_period": range(10, 200)}, workflow="walk_forward",
+    ...          n_splits=10, cpus=[1, 16, 320])  # doctest: +SKIP
     """
     from btcore.executors.base import cpu_count
-    from btcore.settings import check_arguments
-    from btcore.sweep import prepare
-    check_arguments(strategy_options, strategy, estimate)
+    if workflow not in WORKFLOW_KEYWORDS:
+        raise ValueError(f"workflow must be one of {list(WORKFLOW_KEYWORDS)}, got "
+                         f"{workflow!r}")
     counts = _cpu_counts(cpus)
     if isinstance(price_per_cpu_hour, bool) or not isinstance(price_per_cpu_hour, (int, float)) \
             or not math.isfinite(price_per_cpu_hour) or price_per_cpu_hour < 0:
@@ -63,41 +113,92 @@ def estimate(grid, strategy="mean_reversion", data=None, *, cpus=(1, 2, 16, 320)
     if executor is not None and executor not in OVERHEADS:
         raise ValueError(f"executor must be one of {sorted(OVERHEADS)} or None, got "
                          f"{executor!r}")
-    job = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
-                  cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
-                  debug=False, options=strategy_options).job
-    throughput = calibrate(job, repeats=3)  # param-bars/s of one core
+    keywords = {name: options.pop(name) for name in WORKFLOW_KEYWORDS[workflow]
+                if name in options}
+    _check_options(options, strategy, workflow)
+    common = dict(start=start, end=end, initial_capital=initial_capital, cost_bps=cost_bps,
+                  periods_per_year=periods_per_year, options=options)
+    workload, measure = _PLANNERS[workflow](grid, strategy, data, assets, common, keywords)
+    throughput = measure()  # param-bars/s of one core
     local = cpu_count()
     rows = []
     for n in counts:
         name = executor or ("threads" if n <= local else "ray")
         n = 1 if name == "serial" else n
-        wall = predict_seconds(job, throughput, name, n, local)
+        wall = predict_seconds(workload, throughput, name, n, local)
         rows.append({"cpus": n, "executor": name, "predicted_s": wall,
                      "cpu_hours": wall * n / 3600.0,
                      "cost_usd": wall * n / 3600.0 * price_per_cpu_hour,
                      "kernel_param_bars_per_s": throughput})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs.update(workflow=workflow, backtests=workload.backtests,
+                       parameter_sets=workload.n_sets)
+    return table
 
 
-def predict_seconds(job, throughput: float, executor: str, cpus: int,
+def _check_options(options: dict, strategy, workflow: str) -> None:
+    """A keyword that is not a strategy option: name the workflow that takes it, or
+    the closest argument (as the workflows themselves do)."""
+    import btcore.strategies as strategies
+    from btcore.settings import check_arguments
+    spec = strategies.get(strategy)
+    for name in options:
+        owners = [other for other, names in WORKFLOW_KEYWORDS.items() if name in names]
+        if name not in spec.options and owners:
+            raise TypeError(f"{name!r} is an argument of workflow={owners[0]!r}, not of "
+                            f"workflow={workflow!r}; pass workflow={owners[0]!r} with it")
+    check_arguments(options, strategy, estimate)
+
+
+def _plan_sweep(grid, strategy, data, assets, common, keywords):
+    from btcore.sweep import prepare
+    job = prepare(grid, strategy, data, assets=assets, debug=False, **common).job
+    return Workload.of_job(job), lambda: calibrate(job, repeats=3)
+
+
+def _plan_walk_forward(grid, strategy, data, assets, common, keywords):
+    from btcore.walk_forward import plan_walk_forward
+    _, _, is_job = plan_walk_forward(grid, strategy, data, assets=assets, **common, **keywords)
+    return Workload.of_job(is_job), lambda: calibrate(is_job, repeats=3)
+
+
+def _plan_monte_carlo(grid, strategy, data, assets, common, keywords):
+    from btcore.monte_carlo import plan_monte_carlo
+    if assets is not None:
+        raise TypeError("workflow='monte_carlo' resamples one asset: give asset=NAME, not "
+                        "assets=")
+    job = plan_monte_carlo(grid, strategy, data, **common, **keywords).job
+    return Workload.of_job(job), lambda: calibrate(job, repeats=3)
+
+
+def _plan_portfolio(grid, strategy, data, assets, common, keywords):
+    from btcore.portfolio import prepare_portfolio
+    pjob = prepare_portfolio(grid, strategy, data, assets=assets, **common, **keywords)
+    return pjob.workload(), lambda: pjob.calibrate(repeats=3)
+
+
+_PLANNERS = {"sweep": _plan_sweep, "walk_forward": _plan_walk_forward,
+             "monte_carlo": _plan_monte_carlo, "portfolio": _plan_portfolio}
+
+
+def predict_seconds(workload: Workload, throughput: float, executor: str, cpus: int,
                     local_cpus: int, connected: bool = False) -> float:
-    """Predicted wall seconds of ``job`` on ``cpus`` CPUs of ``executor``, from the
-    kernel's measured param-bars/s on one core and the executor's overheads
+    """Predicted wall seconds of ``workload`` on ``cpus`` CPUs of ``executor``, from
+    the kernel's measured param-bars/s on one core and the executor's overheads
     (``connected``: a cluster this process has already joined, no start-up)."""
-    traded = job.traded_bars
-    kernel_s = float(traded.sum()) * job.n_sets / throughput
+    bars = workload.block_bars
+    kernel_s = float(bars.sum()) * workload.n_sets / throughput
     start_s, task_s, mb_s = OVERHEADS[executor]
     if connected:
         start_s = 0.0  # already up: no start-up to pay
     elif cpus > local_cpus:
         start_s += CLUSTER_START_S
-    sets_per_task = choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+    sets_per_task = choose_batch_size(workload.n_sets, bars.size, float(bars.mean()),
                                       throughput, cpus)
-    n_tasks = traded.size * math.ceil(job.n_sets / sets_per_task)
+    n_tasks = bars.size * math.ceil(workload.n_sets / sets_per_task)
     # a task is the smallest unit of work: fewer tasks than CPUs leaves CPUs idle
     busy = max(1, min(cpus, n_tasks))
-    return start_s + job.close.nbytes / 1e6 * mb_s + (kernel_s + n_tasks * task_s) / busy
+    return start_s + workload.shared_bytes / 1e6 * mb_s + (kernel_s + n_tasks * task_s) / busy
 
 
 def cluster_cpus() -> dict:
@@ -119,19 +220,19 @@ def cluster_cpus() -> dict:
     return found
 
 
-def choose_executor(job, throughput: float) -> dict:
-    """The executor ``executor="auto"`` runs ``job`` on, and why.
+def choose_executor(workload: Workload, throughput: float) -> dict:
+    """The executor ``executor="auto"`` runs ``workload`` on, and why.
 
     Candidates: ``serial`` (one core), ``threads`` (this machine's cores) and any
     Ray or Dask cluster this process is already connected to; the one with the
     least predicted wall time wins (serial on a tie: nothing to start).
 
-    Returns ``{"executor", "reason", "predicted_s": {name: seconds}}``.
+    Returns ``{"executor", "reason", "predicted_s": {name: seconds}, "cpus"}``.
     """
     from btcore.executors.base import cpu_count
     local = cpu_count()
     candidates = {"serial": 1, "threads": local, **cluster_cpus()}
-    predicted = {name: predict_seconds(job, throughput, name, cpus, local,
+    predicted = {name: predict_seconds(workload, throughput, name, cpus, local,
                                        connected=name in ("ray", "dask"))
                  for name, cpus in candidates.items() if cpus > 0}
     chosen = min(predicted, key=predicted.get)
@@ -146,16 +247,25 @@ def choose_executor(job, throughput: float) -> dict:
 
 def resolve_auto(executor, job):
     """``(executor, choice)``: ``executor`` unchanged with choice None, or for
-    ``"auto"`` the name :func:`choose_executor` picks for ``job`` (serial in debug
-    mode) and its ``{"executor", "reason", "predicted_s", "cpus"}``."""
-    if not (isinstance(executor, str) and executor == "auto"):
+    ``"auto"`` the name :func:`choose_executor` picks for ``job`` (an engine Job,
+    serial in debug mode) and its ``{"executor", "reason", "predicted_s", "cpus"}``."""
+    if job.debug and _is_auto(executor):
+        return "serial", {"executor": "serial", "reason": "debug=True runs plain Python in "
+                          "this process", "predicted_s": {}, "cpus": 1}
+    return resolve_auto_workload(executor, Workload.of_job(job), lambda: calibrate(job))
+
+
+def resolve_auto_workload(executor, workload: Workload, measure):
+    """:func:`resolve_auto` for any workload; ``measure()`` returns the kernel's
+    param-bars/s on one core (called only for ``"auto"``)."""
+    if not _is_auto(executor):
         return executor, None
-    if job.debug:
-        choice = {"executor": "serial", "reason": "debug=True runs plain Python in this "
-                  "process", "predicted_s": {}, "cpus": 1}
-    else:
-        choice = choose_executor(job, calibrate(job))
+    choice = choose_executor(workload, measure())
     return choice["executor"], choice
+
+
+def _is_auto(executor) -> bool:
+    return isinstance(executor, str) and executor == "auto"
 
 
 def _cpu_counts(cpus) -> list[int]:
@@ -170,4 +280,5 @@ def _cpu_counts(cpus) -> list[int]:
     return counts
 
 
-__all__ = ["estimate", "OVERHEADS", "choose_executor", "predict_seconds", "resolve_auto"]
+__all__ = ["estimate", "OVERHEADS", "Workload", "WORKFLOW_KEYWORDS", "choose_executor",
+           "predict_seconds", "resolve_auto", "resolve_auto_workload"]

@@ -138,6 +138,22 @@ class PortfolioJob:
     def n_assets(self) -> int:
         return int(self.job.close.shape[1])
 
+    @property
+    def asset_bars(self) -> int:
+        """Bars x assets one parameter set runs over (one task block)."""
+        return (self.last_bar - self.first_bar + 1) * self.n_assets
+
+    def workload(self):
+        """What the sweep costs (:class:`btcore.planning.Workload`): every set over
+        one block of the whole universe."""
+        from btcore.planning import Workload
+        return Workload(int(self.job.n_sets), np.array([[float(self.asset_bars)]]),
+                        int(self.job.close.nbytes))
+
+    def calibrate(self, repeats: int = 1) -> float:
+        """Measured asset-bars/s of the kernel on one core (compiles it first)."""
+        return _compile_and_calibrate(self, True, repeats)
+
     def payload(self) -> dict:
         job = self.job
         return {"kernel": self.kernel, "close": job.close,
@@ -244,12 +260,12 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
 
 
 # ---------------------------------------------------------------------- run
-def _compile_and_calibrate(pjob: PortfolioJob, measure: bool) -> float:
+def _compile_and_calibrate(pjob: PortfolioJob, measure: bool, repeats: int = 1) -> float:
     """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
     try:
         return measure_set_batches(run_portfolio_task, pjob.payload(), n_sets=pjob.job.n_sets,
-                                   asset_bars=(pjob.last_bar - pjob.first_bar + 1)
-                                   * pjob.n_assets, measure=measure)
+                                   asset_bars=pjob.asset_bars, measure=measure,
+                                   repeats=repeats)
     except numba.core.errors.NumbaError as err:
         raise compile_error(pjob.job.strategy, err) from None
 
@@ -260,7 +276,7 @@ def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
     stats)``. Mirrors ``btcore.engine.run_job`` with one universe per task."""
     job = pjob.job
     n_sets = job.n_sets
-    asset_bars = (pjob.last_bar - pjob.first_bar + 1) * pjob.n_assets
+    asset_bars = pjob.asset_bars
 
     def plan(batch_size, throughput, slots):
         if store is not None:  # the stored plan, or one from the job's size alone
@@ -394,6 +410,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
         extra={name: values for name, values in pjob.grid_construction.items()},
         workflow="run_portfolio_sweep")
     import btcore.executors as executors
+    from btcore.planning import resolve_auto_workload
+    executor, choice = resolve_auto_workload(executor, pjob.workload(), pjob.calibrate)
     runner, owned = executors.get_executor(executor)
     try:
         metrics, stats = run_portfolio_job(pjob, runner, batch_size=batch_size,
@@ -402,6 +420,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
         if owned:
             runner.close()
     table = build_portfolio_table(pjob, metrics)
+    if choice is not None:
+        stats["executor_choice"] = choice
     stats["elapsed_s"] = time.perf_counter() - started
     if store is not None:
         store.save_table("table", table)

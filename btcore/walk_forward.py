@@ -155,7 +155,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     WalkForwardResult
     """
     import btcore.executors as executors
-    from btcore.sweep import _check_batch_size, _check_progress, prepare
+    from btcore.sweep import _check_batch_size, _check_progress
     from btcore.settings import check_arguments
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, walk_forward)
@@ -164,33 +164,15 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     if not callable(objective) and objective not in METRIC_NAMES:
         raise ValueError(f"unknown objective {objective!r}; choose a metric from "
                          f"{list(METRIC_NAMES)} or pass a function of the in-sample table")
-    if not isinstance(anchored, bool):
-        raise TypeError(f"anchored must be True or False, got {anchored!r}")
     _check_batch_size(batch_size)
     _check_progress(progress)
     check_out(out, overwrite)
-    prepared = prepare(grid, strategy, data, start=start, end=end,
-                       initial_capital=initial_capital, cost_bps=cost_bps,
-                       periods_per_year=periods_per_year, assets=assets, debug=debug,
-                       options=strategy_options)
+    prepared, folds, is_job = plan_walk_forward(
+        grid, strategy, data, n_splits=n_splits, train_bars=train_bars, test_bars=test_bars,
+        gap=gap, anchored=anchored, start=start, end=end, assets=assets,
+        initial_capital=initial_capital, cost_bps=cost_bps, periods_per_year=periods_per_year,
+        debug=debug, options=strategy_options)
     job = prepared.job
-    first, last = int(job.first_bar.min()), int(job.windows[0, -1])
-    folds = fold_windows(first, last, n_splits, test_bars=test_bars, train_bars=train_bars,
-                         gap=gap, anchored=anchored)
-    _check_assets_cover(prepared, folds)
-    longest = job.strategy.max_window(job.params)
-    shortest_is = int((folds[:, 1] - folds[:, 0]).min()) + 1
-    if longest >= shortest_is:
-        raise ValueError(f"a window parameter of {longest} bars is not shorter than the "
-                         f"{shortest_is}-bar in-sample window; use shorter windows, fewer "
-                         "folds or a longer train_bars")
-    n_assets = job.n_columns
-    if anchored:  # one window, a checkpoint at each fold's in-sample end
-        is_job = dataclasses.replace(job, windows=folds[None, :, 1].copy(),
-                                     first_bar=np.full((n_assets, 1), first, dtype=np.int64))
-    else:
-        is_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
-                                     first_bar=np.tile(folds[:, 0], (n_assets, 1)))
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
     from btcore.planning import resolve_auto
@@ -226,6 +208,41 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         store.complete(stats, settings["objective"])
         stats["out"] = str(store.path)
     return result
+
+
+def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, test_bars=None,
+                      gap=0, anchored=False, start=None, end=None, assets=None,
+                      initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
+                      debug=False, options=None):
+    """Validate a walk-forward study and build its in-sample job (no kernel runs):
+    ``(prepared, folds, is_job)``; ``folds`` rows are (IS start, IS end, OOS start,
+    OOS end) bars, as :func:`fold_windows` returns."""
+    from btcore.sweep import prepare
+    if not isinstance(anchored, bool):
+        raise TypeError(f"anchored must be True or False, got {anchored!r}")
+    prepared = prepare(grid, strategy, data, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=assets, debug=debug,
+                       options=options or {})
+    job = prepared.job
+    first, last = int(job.first_bar.min()), int(job.windows[0, -1])
+    folds = fold_windows(first, last, n_splits, test_bars=test_bars, train_bars=train_bars,
+                         gap=gap, anchored=anchored)
+    _check_assets_cover(prepared, folds)
+    longest = job.strategy.max_window(job.params)
+    shortest_is = int((folds[:, 1] - folds[:, 0]).min()) + 1
+    if longest >= shortest_is:
+        raise ValueError(f"a window parameter of {longest} bars is not shorter than the "
+                         f"{shortest_is}-bar in-sample window; use shorter windows, fewer "
+                         "folds or a longer train_bars")
+    n_assets = job.n_columns
+    if anchored:  # one window, a checkpoint at each fold's in-sample end
+        is_job = dataclasses.replace(job, windows=folds[None, :, 1].copy(),
+                                     first_bar=np.full((n_assets, 1), first, dtype=np.int64))
+    else:
+        is_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
+                                     first_bar=np.tile(folds[:, 0], (n_assets, 1)))
+    return prepared, folds, is_job
 
 
 # ----------------------------------------------------------------- choosing

@@ -52,8 +52,9 @@ def get_executor(executor, **kwargs) -> tuple[Executor, bool]:
     if isinstance(executor, Executor):
         return executor, False
     if executor == "auto":
-        raise ValueError("executor='auto' is chosen by run_sweep, walk_forward and "
-                         "monte_carlo from a measured prediction; here name one of "
+        raise ValueError("executor='auto' is chosen by run_sweep, walk_forward, "
+                         "monte_carlo and run_portfolio_sweep from a measured prediction; "
+                         "here name one of "
                          f"{', '.join(available())}")
     if isinstance(executor, str):
         return executor_class(executor)(**kwargs), True

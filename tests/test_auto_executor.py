@@ -15,6 +15,10 @@ def job_of(grid, **kwargs):
                    assets=WINDOW["assets"], debug=False, options={}, **kwargs).job
 
 
+def workload_of(grid):
+    return planning.Workload.of_job(job_of(grid))
+
+
 def test_auto_runs_a_tiny_sweep_in_process_and_says_why():
     grid = {"lookback_period": [20, 40]}
     result = run_sweep(grid, executor="auto", **WINDOW)
@@ -33,21 +37,21 @@ def test_auto_in_debug_mode_is_serial():
 def test_a_connected_cluster_wins_a_long_sweep_and_loses_a_short_one(monkeypatch):
     monkeypatch.setattr(planning, "cluster_cpus", lambda: {"ray": 320})
     monkeypatch.setattr("btcore.executors.base.cpu_count", lambda: 2)
-    job = job_of({"lookback_period": list(range(10, 650))})
-    assert planning.choose_executor(job, throughput=1e12)["executor"] == "serial"
+    work = workload_of({"lookback_period": list(range(10, 650))})
+    assert planning.choose_executor(work, throughput=1e12)["executor"] == "serial"
     # an hour of kernel time on one core: 320 CPUs pay for Ray's start-up
-    long = planning.choose_executor(job, throughput=float(job.traded_bars.sum()) *
-                                    job.n_sets / 3600.0)
+    long = planning.choose_executor(work, throughput=float(work.block_bars.sum()) *
+                                    work.n_sets / 3600.0)
     assert long["executor"] == "ray" and long["cpus"] == 320
     assert long["predicted_s"]["ray"] < long["predicted_s"]["threads"] \
         < long["predicted_s"]["serial"]
 
 
 def test_predictions_fall_with_cpus_and_never_below_one_task():
-    job = job_of({"lookback_period": list(range(10, 110))})
-    seconds = [planning.predict_seconds(job, 1e5, "threads", n, 2) for n in (1, 2)]
+    work = workload_of({"lookback_period": list(range(10, 110))})
+    seconds = [planning.predict_seconds(work, 1e5, "threads", n, 2) for n in (1, 2)]
     assert seconds[1] < seconds[0]
-    one_task = job_of({"lookback_period": [20]})
+    one_task = workload_of({"lookback_period": [20]})
     assert planning.predict_seconds(one_task, 1e8, "ray", 320, 2) >= \
         planning.predict_seconds(one_task, 1e8, "ray", 1, 2) - 1e-12 + planning.CLUSTER_START_S
 
@@ -70,8 +74,19 @@ def test_walk_forward_and_monte_carlo_take_auto_too():
                                                         progress=False).table)
 
 
-def test_workflows_without_auto_say_where_it_works():
+def test_a_portfolio_sweep_takes_auto_too():
     from btcore import run_portfolio_sweep
-    with pytest.raises(ValueError, match="chosen by run_sweep, walk_forward and monte_carlo"):
-        run_portfolio_sweep({"lookback_period": [20]}, executor="auto",
-                            assets=["AAPL", "MSFT"], start="2019-01-01", progress=False)
+    grid = {"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0]}
+    window = dict(assets=["AAPL", "MSFT", "KO"], start="2019-01-01", progress=False)
+    auto = run_portfolio_sweep(grid, executor="auto", **window)
+    assert auto.stats["executor_choice"]["executor"] == auto.stats["executor"]
+    assert set(auto.stats["executor_choice"]["predicted_s"]) >= {"serial", "threads"}
+    pd.testing.assert_frame_equal(auto.table, run_portfolio_sweep(grid, **window).table)
+
+
+def test_workflows_without_auto_say_where_it_works():
+    from btcore import run_cross_sectional_sweep
+    with pytest.raises(ValueError, match="chosen by run_sweep, walk_forward, monte_carlo and "
+                                         "run_portfolio_sweep"):
+        run_cross_sectional_sweep({"lookback_period": [20]}, executor="auto",
+                                  start="2019-01-01", progress=False)

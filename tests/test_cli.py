@@ -556,8 +556,9 @@ WORKFLOW_ERRORS = [
     (["walk-forward", "--objective", "sharp"], "--objective: unknown metric 'sharp'"),
     (["walk-forward", "--executor", "spark"], "unknown executor 'spark'"),
     (["estimate", "--out", "{tmp}/estimates/"], "resumable results are for `sweep`"),
-    (["walk-forward", "--folds", "1"], "n_splits must be"),
-    (["walk-forward", "--anchored", "--train-bars", "50"], "train_bars sets the rolling"),
+    (["walk-forward", "--folds", "1"], "--folds must be >= 2"),
+    (["walk-forward", "--anchored", "--train-bars", "50"], "--train-bars sets the rolling in-sample length; anchored folds use every bar "
+     "before each fold (leave --train-bars out)"),
     (["walk-forward", "--grid", "lookbak=20"], "unknown parameter(s) ['lookbak']"),
     (["monte-carlo", "--params", "lookback_period=20,40"], "one value each"),
     (["monte-carlo", "--params", "lookback_period=20", "--grid", "lookback_period=20"],
@@ -567,13 +568,20 @@ WORKFLOW_ERRORS = [
     (["monte-carlo", "--asset", "KO", "--method", "normal"], "--method: invalid choice"),
     (["monte-carlo", "--asset", "KO", "--seed", "-1"], "seed must be"),
     (["monte-carlo", "--asset", "KO", "--paths", "0"], "--paths: expected a positive integer"),
-    (["portfolio", "--portfolio-stop-drawdown", "2"], "portfolio_stop_drawdown"),
+    (["portfolio", "--portfolio-stop-drawdown", "2"], "--portfolio-stop-drawdown is a fraction"),
     (["portfolio", "--out", "{tmp}/p.json"], "has extension .json; give a directory"),
     (["estimate", "--cpus", "1,two"], "--cpus: expected comma-separated whole numbers"),
     (["estimate", "--cpus", "0"], "--cpus: expected CPU counts >= 1"),
     (["estimate", "--executor", "spark"], "estimate models dask, joblib, ray, serial, "
                                           "threads, not 'spark'"),
     (["estimate", "--price-per-cpu-hour", "-1"], "price_per_cpu_hour must be a number >= 0"),
+    (["estimate", "--paths", "100"], "--paths belongs to --workflow monte-carlo, not sweep"),
+    (["estimate", "--workflow", "portfolio", "--folds", "3"],
+     "--folds belongs to --workflow walk-forward, not portfolio"),
+    (["estimate", "--workflow", "walk-forward", "--folds", "1"], "--folds must be >= 2"),
+    (["estimate", "--workflow", "monte-carlo"], "pick one with --asset NAME"),
+    (["estimate", "--workflow", "monte-carlo", "--assets", "KO,PEP"], "resamples one asset"),
+    (["estimate", "--workflow", "optimise"], "--workflow: invalid choice: 'optimise'"),
     (["bench", "--executors", "serial,spark"], "--executors: unknown executor 'spark'"),
     (["bench", "--repeats", "0"], "--repeats: expected a positive integer"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -950,7 +958,7 @@ def test_estimate_prints_the_table(tmp_path):
     expected = btcore.estimate(WF_DICT, assets="KO", cpus=[1, 2, 16, 320],
                                price_per_cpu_hour=0.015, **WINDOW_KW)
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("4 parameter sets at $0.015 per CPU-hour")
+    assert lines[0].startswith("4 parameter sets, 4 backtests at $0.015 per CPU-hour")
     header, rows = block_rows("\n".join(lines[1:]))
     assert header == list(expected.columns)
     assert [(int(r[0]), r[1]) for r in rows] == list(zip(expected["cpus"],
@@ -959,6 +967,22 @@ def test_estimate_prints_the_table(tmp_path):
         cpus, seconds, hours, cost = int(row[0]), float(row[2]), float(row[3]), float(row[4])
         assert hours == pytest.approx(seconds * cpus / 3600, rel=2e-3)
         assert cost == pytest.approx(hours * 0.015, rel=2e-3)
+
+
+@pytest.mark.parametrize("workflow, flags, backtests", [
+    ("walk-forward", ["--grid", *WF_GRID, "--assets", "KO", "--folds", "3"], 4 * 3),
+    ("monte-carlo", ["--params", "lookback_period=20", "--asset", "KO", "--paths", "40"], 40),
+    ("portfolio", ["--grid", *WF_GRID, "--assets", "KO,PEP", "--rebalance-every", "21"], 4),
+])
+def test_estimate_predicts_every_workflow(capsys, workflow, flags, backtests):
+    status, out, err = run_cli(capsys, "estimate", "--workflow", workflow, *flags, *WINDOW,
+                               "--cpus", "1,2")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{workflow}: ")
+    assert f" {backtests:,} backtests at $0.05 per CPU-hour" in lines[0]
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert [int(r[0]) for r in rows] == [1, 2] and all(float(r[2]) > 0 for r in rows)
 
 
 def test_bench_measures_serial_and_threads():
