@@ -15,6 +15,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from btcore._expressions import evaluate_constraint
+
 
 class Grid:
     """A set of parameter combinations.
@@ -27,7 +29,10 @@ class Grid:
         taken row by row.
     constraint : callable or str, optional
         Rows to keep: a function of the columns dict returning a boolean mask,
-        or a pandas expression such as ``"exit_threshold < entry_threshold"``.
+        or an expression such as ``"exit_threshold < entry_threshold"``. An
+        expression is parsed, never evaluated as code: it may use parameter
+        names, numbers, arithmetic, comparisons, ``and``/``or``/``not``
+        (``&``/``|``/``~``) and ``abs``/``min``/``max``; anything else is refused.
 
     A strategy parameter the grid leaves out takes its declared default
     (``Param.default``) in every set, and still gets a column in the result
@@ -416,10 +421,7 @@ def _numeric(name: str, values) -> np.ndarray:
 
 def _constraint_mask(constraint, columns: dict, n_rows: int) -> np.ndarray:
     if isinstance(constraint, str):
-        try:
-            mask = pd.DataFrame(columns).eval(constraint)
-        except Exception as exc:
-            raise ValueError(f"cannot evaluate constraint {constraint!r}: {exc}") from None
+        mask = evaluate_constraint(constraint, columns)
     elif callable(constraint):
         mask = constraint(dict(columns))
     else:

@@ -54,6 +54,8 @@ class SweepResult:
     #: and bars per block, when run with ``blocks=``
     _block_sums: object = field(default=None, repr=False, compare=False)
     _block_counts: object = field(default=None, repr=False, compare=False)
+    #: the strategy name came from a file: never import a module it names
+    _strategy_from_file: bool = field(default=False, repr=False, compare=False)
 
     def pbo(self, asset: str | None = None):
         """Probability of backtest overfitting (CSCV) of this sweep's parameter sets.
@@ -166,7 +168,8 @@ class SweepResult:
         run's window, capital, costs, options and ``keys``, then ``overrides``."""
         row = self._row(row)
         import btcore.strategies as strategies
-        spec = strategies.get(self._spec or self.strategy)
+        spec = strategies.get(self._spec or self.strategy,
+                              import_modules=not self._strategy_from_file)
         settings = {key: self.settings[key] for key in
                     ("start", "end", "initial_capital", "cost_bps", "periods_per_year", *keys)}
         settings.update({name: self.settings[name] for name in spec.options
@@ -196,8 +199,17 @@ class SweepResult:
         pq.write_table(table.replace_schema_metadata({**table.schema.metadata, **extra}), path)
 
     @classmethod
-    def read_parquet(cls, path) -> "SweepResult":
-        """Load a result saved by :meth:`to_parquet`."""
+    def read_parquet(cls, path, strategy=None) -> "SweepResult":
+        """Load a result saved by :meth:`to_parquet`.
+
+        Parameters
+        ----------
+        path : str or path-like
+        strategy : str or StrategySpec, optional
+            The strategy to replay rows with (:meth:`backtest`). Without it, only a
+            strategy registered in this process under the file's name is used: a
+            module named in a file (``"package.module:SPEC"``) is never imported.
+        """
         import json
 
         import pyarrow.parquet as pq
@@ -206,7 +218,13 @@ class SweepResult:
         if raw is None:
             raise ValueError(f"{path} was not written by SweepResult.to_parquet")
         meta = json.loads(raw)
-        return cls(table.to_pandas(), meta["stats"], meta["strategy"], meta["settings"])
+        if not isinstance(meta, dict) or not {"stats", "strategy", "settings"} <= set(meta):
+            raise ValueError(f"{path}: its btcore metadata is not a SweepResult's "
+                             "(strategy, settings, stats); was it written by to_parquet?")
+        if strategy is not None:
+            strategy = strategies.get(strategy)
+        return cls(table.to_pandas(), meta["stats"], str(meta["strategy"]), meta["settings"],
+                   _spec=strategy, _strategy_from_file=strategy is None)
 
     def __repr__(self) -> str:
         s = self.stats

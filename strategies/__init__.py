@@ -39,8 +39,16 @@ def registry() -> MappingProxyType:
     return _REGISTRY.view()
 
 
-def get(strategy: str | StrategySpec) -> StrategySpec:
+def get(strategy: str | StrategySpec, *, import_modules: bool = True) -> StrategySpec:
     """The spec registered as ``strategy`` (a spec is returned unchanged).
+
+    Parameters
+    ----------
+    strategy : str or StrategySpec
+        A registered name, ``"package.module:SPEC"``, or a spec.
+    import_modules : bool, default True
+        False refuses a ``"package.module:SPEC"`` name instead of importing its
+        module: for names read from a file, which must never choose code to run.
 
     Raises
     ------
@@ -53,6 +61,12 @@ def get(strategy: str | StrategySpec) -> StrategySpec:
         raise TypeError(f"strategy must be a name, 'package.module:SPEC' or a StrategySpec, "
                         f"got {type(strategy).__name__}")
     if ":" in strategy:
+        if not import_modules:
+            raise ValueError(
+                f"this result names strategy {strategy!r}; btcore never imports a module "
+                "named by a file. Pass strategy= (the StrategySpec, or a name you "
+                "registered) to replay it, after importing that module yourself if you "
+                "trust it")
         return _import_spec(strategy)
     spec = _REGISTRY.load(strategy, " (or 'package.module:SPEC' for a spec in a module)")
     if not isinstance(spec, StrategySpec):
