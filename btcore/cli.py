@@ -1024,7 +1024,7 @@ _WORKFLOWS = {
 
 def _estimate(args) -> int:
     import btcore
-    from btcore.planning import OVERHEADS
+    from btcore.engine.cost import OVERHEADS
     if args.executor is not None and args.executor not in OVERHEADS:
         raise CLIError(f"--executor: estimate models {', '.join(sorted(OVERHEADS))}, not "
                        f"{args.executor!r}")

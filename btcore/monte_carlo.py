@@ -453,7 +453,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     n_paths, block_size, seed, spec = plan.n_paths, plan.block_size, plan.seed, job.strategy
     one_set = plan.one_set
     import btcore.executors as executors
-    from btcore.planning import resolve_auto
+    from btcore.engine.cost import resolve_auto
     store = stored_job(out, prepared, job, batch_size=batch_size, overwrite=overwrite,
                        extra={"n_paths": n_paths, "method": method, "block_size": block_size,
                               "seed": seed}, workflow="monte_carlo")

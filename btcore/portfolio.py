@@ -146,7 +146,7 @@ class PortfolioJob:
     def workload(self):
         """What the sweep costs (:class:`btcore.planning.Workload`): every set over
         one block of the whole universe."""
-        from btcore.planning import Workload
+        from btcore.engine.cost import Workload
         return Workload(int(self.job.n_sets), np.array([[float(self.asset_bars)]]),
                         int(self.job.close.nbytes))
 
@@ -410,7 +410,7 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
         extra={name: values for name, values in pjob.grid_construction.items()},
         workflow="run_portfolio_sweep")
     import btcore.executors as executors
-    from btcore.planning import resolve_auto_workload
+    from btcore.engine.cost import resolve_auto_workload
     executor, choice = resolve_auto_workload(executor, pjob.workload(), pjob.calibrate)
     runner, owned = executors.get_executor(executor)
     try:

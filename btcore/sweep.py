@@ -18,7 +18,7 @@ from btcore.data import as_market_data
 from btcore.grid import as_grid
 from btcore.settings import check_arguments, check_settings
 from btcore.engine import Job, run_job
-from btcore.planning import resolve_auto
+from btcore.engine.cost import resolve_auto
 from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, check_out
 from btcore.sets import job_sets
 from btcore.metrics import METRIC_NAMES

@@ -175,7 +175,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     job = prepared.job
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
-    from btcore.planning import resolve_auto
+    from btcore.engine.cost import resolve_auto
     store = stored_job(out, prepared, is_job, batch_size=batch_size, overwrite=overwrite,
                        extra={"anchored": anchored}, workflow="walk_forward")
     executor, choice = resolve_auto(executor, is_job)

@@ -43,14 +43,13 @@ def small_data():
 @pytest.fixture
 def no_kernel_runs(monkeypatch):
     """Fail the test if a kernel or executor starts: errors must come first."""
-    import btcore.engine
+    import btcore.engine.plan
     import btcore.sweep
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before input validation")
 
-    monkeypatch.setattr(btcore.engine, "calibrate", forbidden)
-    monkeypatch.setattr(btcore.engine, "run_job", forbidden)
+    monkeypatch.setattr(btcore.engine.plan, "calibrate", forbidden)
     monkeypatch.setattr(btcore.sweep, "run_job", forbidden)
     monkeypatch.setattr(btcore.sweep, "_execute", forbidden)
     import sys

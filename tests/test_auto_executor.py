@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-import btcore.planning as planning
+import btcore.engine.cost as cost
 from btcore import run_sweep
 from btcore.sweep import prepare
 
@@ -16,7 +16,7 @@ def job_of(grid, **kwargs):
 
 
 def workload_of(grid):
-    return planning.Workload.of_job(job_of(grid))
+    return cost.Workload.of_job(job_of(grid))
 
 
 def test_auto_runs_a_tiny_sweep_in_process_and_says_why():
@@ -35,12 +35,12 @@ def test_auto_in_debug_mode_is_serial():
 
 
 def test_a_connected_cluster_wins_a_long_sweep_and_loses_a_short_one(monkeypatch):
-    monkeypatch.setattr(planning, "cluster_cpus", lambda: {"ray": 320})
+    monkeypatch.setattr(cost, "cluster_cpus", lambda: {"ray": 320})
     monkeypatch.setattr("btcore.executors.base.cpu_count", lambda: 2)
     work = workload_of({"lookback_period": list(range(10, 650))})
-    assert planning.choose_executor(work, throughput=1e12)["executor"] == "serial"
+    assert cost.choose_executor(work, throughput=1e12)["executor"] == "serial"
     # an hour of kernel time on one core: 320 CPUs pay for Ray's start-up
-    long = planning.choose_executor(work, throughput=float(work.block_bars.sum()) *
+    long = cost.choose_executor(work, throughput=float(work.block_bars.sum()) *
                                     work.n_sets / 3600.0)
     assert long["executor"] == "ray" and long["cpus"] == 320
     assert long["predicted_s"]["ray"] < long["predicted_s"]["threads"] \
@@ -49,11 +49,11 @@ def test_a_connected_cluster_wins_a_long_sweep_and_loses_a_short_one(monkeypatch
 
 def test_predictions_fall_with_cpus_and_never_below_one_task():
     work = workload_of({"lookback_period": list(range(10, 110))})
-    seconds = [planning.predict_seconds(work, 1e5, "threads", n, 2) for n in (1, 2)]
+    seconds = [cost.predict_seconds(work, 1e5, "threads", n, 2) for n in (1, 2)]
     assert seconds[1] < seconds[0]
     one_task = workload_of({"lookback_period": [20]})
-    assert planning.predict_seconds(one_task, 1e8, "ray", 320, 2) >= \
-        planning.predict_seconds(one_task, 1e8, "ray", 1, 2) - 1e-12 + planning.CLUSTER_START_S
+    assert cost.predict_seconds(one_task, 1e8, "ray", 320, 2) >= \
+        cost.predict_seconds(one_task, 1e8, "ray", 1, 2) - 1e-12 + cost.CLUSTER_START_S
 
 
 def test_an_unknown_executor_name_is_still_an_error():

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from btcore import run_sweep
-from btcore.engine import (DenseSink, TopKSink, choose_batch_size, make_tasks, run_job,
-                           MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS)
+from btcore.engine import DenseSink, TopKSink, choose_batch_size, make_tasks, run_job
+from btcore.engine.plan import MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS
 from btcore.executors import get_executor
 from btcore.kernel import RUINED_ROW
 from btcore.metrics import METRIC_NAMES, N_METRICS

@@ -2,7 +2,7 @@
 import pytest
 
 from btcore import estimate
-from btcore.planning import OVERHEADS
+from btcore.engine.cost import OVERHEADS
 
 GRID = {"lookback_period": [10, 20, 40], "entry_threshold": [1.0, 2.0],
         "exit_threshold": [0.5], "stop_loss_z": [3.0]}
@@ -72,14 +72,14 @@ def test_every_workflow_is_estimated(sample, workflow, kwargs):
 def test_more_work_predicts_more_time(sample):
     """Ten times the paths: about ten times the kernel time on one core (the same
     calibration is reused, so only the workload differs)."""
-    import btcore.planning as planning
+    import btcore.engine.cost as cost
     from btcore.monte_carlo import plan_monte_carlo
     common = dict(start="2015-01-01", asset="AAPL")
-    small, big = (planning.Workload.of_job(plan_monte_carlo(
+    small, big = (cost.Workload.of_job(plan_monte_carlo(
         {"lookback_period": 20}, "mean_reversion", sample, n_paths=n, **common).job)
         for n in (100, 1000))
     assert big.backtests == 10 * small.backtests
-    seconds = [planning.predict_seconds(w, 1e8, "serial", 1, 2) for w in (small, big)]
+    seconds = [cost.predict_seconds(w, 1e8, "serial", 1, 2) for w in (small, big)]
     assert seconds[1] == pytest.approx(10 * seconds[0], rel=1e-9)
 
 

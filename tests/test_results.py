@@ -223,9 +223,9 @@ def test_stats_report_task_time_quantiles():
 
 
 def test_the_stored_plan_does_not_depend_on_timing(tmp_path, monkeypatch):
-    import btcore.engine as engine
+    import btcore.engine.plan as plan
     first = run_sweep(GRID, out=tmp_path / "a", **WINDOW).stats["batch_size"]
-    monkeypatch.setattr(engine, "calibrate", lambda job, repeats=2: 1e3)  # a "slow" machine
+    monkeypatch.setattr(plan, "calibrate", lambda job, repeats=2: 1e3)  # a "slow" machine
     assert run_sweep(GRID, out=tmp_path / "b", **WINDOW).stats["batch_size"] == first
     manifest = json.loads((tmp_path / "b" / "_btcore.json").read_text())
     assert manifest["batch_size"] == first and manifest["complete"]

@@ -1,0 +1,103 @@
+"""Planning a job: the kernel's measured speed (calibration) and the sets per task."""
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from btcore.binding import compile_error
+from btcore.engine.tasks import Task, run_task
+
+#: seconds one task should take; long enough to amortise per-task overhead
+#: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
+TARGET_TASK_SECONDS = 0.5
+MIN_TASK_SECONDS, MAX_TASK_SECONDS = 0.2, 2.0
+#: most sets in one task: bounds a task's result arrays (~15 floats per set) and
+#: the driver's memory while tasks are in flight, however short the bars
+MAX_TASK_SETS = 1 << 16
+
+
+def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughput: float,
+                      slots: int, target_seconds: float = TARGET_TASK_SECONDS) -> int:
+    """Sets per task so tasks last about ``target_seconds`` (0.2-2 s, at most
+    ``MAX_TASK_SETS`` sets), with enough tasks to keep ``slots`` workers busy
+    when the job is big enough.
+
+    ``n_blocks`` is the number of (column, window) blocks each set runs on.
+    """
+    per_set_seconds = bars_per_task / throughput
+    size = int(target_seconds / max(per_set_seconds, 1e-12))
+    # at least ~4 tasks per slot if that keeps tasks >= MIN_TASK_SECONDS
+    total_seconds = n_sets * n_blocks * per_set_seconds
+    if total_seconds / (4 * slots) >= MIN_TASK_SECONDS:
+        size = min(size, int(np.ceil(n_sets * n_blocks / (4 * slots))))
+    size = min(size, int(MAX_TASK_SECONDS / max(per_set_seconds, 1e-12)))
+    size = min(size, MAX_TASK_SETS)
+    return int(max(1, min(size, n_sets)))
+
+
+def calibrate(job: Job, repeats: int = 2) -> float:
+    """Measured param-bars/s of the serial kernel (compiles first: a compile error
+    is raised here, trimmed to the strategy's own code).
+
+    The probe is two runs of neighbouring sets, a quarter and three quarters of
+    the way through the sorted order (sets sort by indicator arguments, and the
+    first ones, say the shortest lookbacks, cost more per bar than the rest),
+    doubled from 32 sets each until it takes ``CALIBRATE_SECONDS`` (at most
+    ``MAX_PROBE_SETS`` each): a few sets
+    overweight the indicators, which a real task shares among many.
+    """
+    shared = job.payload()
+    n_bars = int(job.traded_bars[0, 0])
+    try:
+        run_task(shared, Task(-1, 0, 0, 0, 1, 0.0))  # compile or load from the cache
+    except numba.core.errors.NumbaError as err:
+        raise compile_error(job.strategy, err) from None
+    size = 32
+    while True:
+        probes = _probe_tasks(job.n_sets, size)
+        best = np.inf
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            for probe in probes:
+                run_task(shared, probe)
+            best = min(best, time.perf_counter() - started)
+        n_probed = sum(p.n_sets for p in probes)
+        if best >= CALIBRATE_SECONDS or n_probed >= job.n_sets or repeats == 0 or \
+                size >= MAX_PROBE_SETS:
+            return n_bars * n_probed / max(best, 1e-6)
+        size *= 2
+
+
+#: a calibration probe grows until it takes this long, up to this many sets a run
+CALIBRATE_SECONDS, MAX_PROBE_SETS = 0.003, 128
+
+
+def _probe_tasks(n_sets: int, size: int) -> list:
+    """Two runs of ``size`` neighbouring sets around the quartiles (all sets if few)."""
+    if n_sets <= 2 * size:
+        return [Task(-1, 0, 0, 0, n_sets, 0.0)]
+    starts = (n_sets // 4 - size // 2, 3 * n_sets // 4 - size // 2)
+    return [Task(-1, 0, 0, max(0, a), max(0, a) + size, 0.0) for a in starts]
+
+
+def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
+                        measure: bool, repeats: int = 1) -> float:
+    """Run ``fn`` on one set (compiling or loading the kernel in the driver) and, if
+    ``measure``, return the asset-bars/s of the first sets (best of ``repeats``
+    runs; from 4 sets, doubled until a run takes ``CALIBRATE_SECONDS``), else NaN."""
+    fn(payload, Task(-1, 0, 0, 0, 1, 0.0))
+    if not measure:
+        return float("nan")
+    size = 4
+    while True:
+        probe = Task(-1, 0, 0, 0, min(n_sets, size), 0.0)
+        best = np.inf
+        for _ in range(max(repeats, 1)):
+            started = time.perf_counter()
+            fn(payload, probe)
+            best = min(best, time.perf_counter() - started)
+        if best >= CALIBRATE_SECONDS or probe.n_sets >= n_sets or size >= MAX_PROBE_SETS:
+            return asset_bars * probe.n_sets / max(best, 1e-6)
+        size *= 2

@@ -1,0 +1,212 @@
+"""``run_job``: the loop that runs a job's tasks on an executor into a sink."""
+from __future__ import annotations
+
+import sys
+import time
+from functools import partial
+
+import numpy as np
+
+from btcore.engine import plan
+from btcore.engine.plan import choose_batch_size
+from btcore.engine.tasks import Job, check_targets, make_tasks, run_task
+
+_AUTO_PROGRESS_SECONDS = 2.0
+
+
+def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
+            description: str = "", on_progress=None, store=None) -> dict:
+    """Run every task of ``job`` on the started-or-not executor ``runner`` into ``sink``.
+
+    With ``store`` (a :class:`btcore.results.ResultStore`) the batch size is the
+    store's fixed plan, tasks it already holds are loaded into ``sink`` instead
+    of run, and every new task is written there first. ``on_progress(done,
+    total, backtests_per_s)`` is called after each task.
+
+    Returns the run's stats (timings, throughput, tasks, retries, task-time
+    quantiles). The executor is left open (its owner closes it).
+    """
+    n_sets = job.n_sets
+    traded = job.traded_bars
+    runner.start()  # a cluster joined by address knows its size only once connected
+    slots = runner.n_workers
+    before = (runner.retries, runner.lost_workers)
+    calibrate_started = time.perf_counter()
+    throughput = None
+    resume = None
+    if store is not None:
+        store_plan, resume, sink = store.attach(job, sink, batch_size)
+        batch_size = store_plan(slots)
+    if job.debug:  # plain Python: no calibration, one task per column and window
+        batch_size = n_sets if batch_size == "auto" else batch_size
+        progress = sys.stderr.isatty() if progress is None else progress
+    elif batch_size == "auto" or progress is None:
+        throughput = plan.calibrate(job)
+    else:  # still compile in the driver first, so errors are trimmed and raised once
+        plan.calibrate(job, repeats=0)
+    calibrate_s = time.perf_counter() - calibrate_started
+    if batch_size == "auto":
+        batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
+                                       slots)
+    tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
+    done = resume(tasks) if resume is not None else set()
+    todo, initial = _pending(tasks, done)
+    total_param_bars = float(traded.sum()) * n_sets
+    if progress is None:
+        estimate = total_param_bars / throughput / max(slots, 1)
+        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+
+    def take(task, result):
+        out, block_sums = result if isinstance(result, tuple) else (result, None)
+        check_targets(job, task, out)
+        sink.add(task, out, block_sums)
+
+    timings = execute_tasks(runner, run_task, job.payload(), todo, take,
+                            total=n_sets * traded.size, progress=progress,
+                            description=description or f"{job.strategy.name} [{runner.name}]",
+                            on_progress=on_progress, initial=initial)
+    sink.check_complete()
+    stats = run_stats(runner, before, n_backtests=sum(t.n_sets for t in todo),
+                      param_bars=float(sum(traded[t.column, t.window] * t.n_sets
+                                           for t in todo)),
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["tasks_resumed"], stats["tasks_computed"] = len(tasks) - len(todo), len(todo)
+    return stats
+
+
+def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_bars: float,
+                    calibrate_fn, plan_fn, batch_size, progress, description: str,
+                    check=None, kind: str = "", store=None) -> tuple[np.ndarray, dict]:
+    """Run a job whose tasks are ranges of parameter sets over one whole universe
+    (portfolio and cross-sectional sweeps): ``(out (out_rows, n_sets) in sorted-set
+    order, stats)``.
+
+    ``calibrate_fn(measure)`` compiles the kernel in the driver and returns the
+    measured asset-bars/s (NaN unless ``measure``); ``plan_fn(batch_size,
+    throughput, slots)`` returns ``(tasks, batch_size)``; ``check(task, result)``
+    may refuse a result (e.g. an invalid target). With ``store`` (an arrays
+    :class:`btcore.results.ResultStore`), finished tasks found there are loaded,
+    not run, and every new one is written there first.
+    """
+    runner.start()
+    slots = runner.n_workers
+    before = (runner.retries, runner.lost_workers)
+    calibrate_started = time.perf_counter()
+    throughput = calibrate_fn(batch_size == "auto" or progress is None)
+    calibrate_s = time.perf_counter() - calibrate_started
+    tasks, batch_size = plan_fn(batch_size, throughput, slots)
+    if progress is None:
+        estimate = asset_bars * n_sets / throughput / max(slots, 1)
+        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+    out = np.full((out_rows, n_sets), np.nan)
+    filled = np.zeros(n_sets, dtype=np.int64)
+
+    def place(task, result):
+        out[:, task.start:task.stop] = result
+        filled[task.start:task.stop] += 1
+
+    def take(task, result):
+        if check is not None:
+            check(task, result)
+        if store is not None:
+            store.write(task, result)
+        place(task, result)
+
+    done = store.load_finished(tasks, place) if store is not None else set()
+    todo, initial = _pending(tasks, done)
+    timings = execute_tasks(runner, fn, payload, todo, take, total=n_sets, progress=progress,
+                            description=description, initial=initial)
+    if not (filled == 1).all():
+        raise RuntimeError(f"internal error: {kind} backtests missing or duplicated")
+    computed = sum(task.n_sets for task in todo)
+    stats = run_stats(runner, before, n_backtests=computed, param_bars=asset_bars * computed,
+                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["tasks_resumed"], stats["tasks_computed"] = len(done), len(todo)
+    return out, stats
+
+
+def _pending(tasks, done: set) -> tuple[list, int]:
+    """The tasks still to run, and the sets the ``done`` ones already cover."""
+    todo = [task for task in tasks if task.task_id not in done]
+    return todo, sum(task.n_sets for task in tasks if task.task_id in done)
+
+
+def timed_call(fn, shared, task):
+    """``(fn(shared, task), seconds it took in the worker)``."""
+    started = time.perf_counter()
+    result = fn(shared, task)
+    return result, time.perf_counter() - started
+
+
+def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
+                  description, on_progress=None, initial: int = 0) -> dict:
+    """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand
+    each result to ``take(task, result)`` once (a retried task that finished twice
+    has the same bits: the second copy is dropped), with a tqdm bar of ``total``
+    backtests (each task adds its ``n_sets``; ``initial`` were done before) and
+    ``on_progress(done, total, backtests_per_s)`` after each task; the payload is
+    released whatever happens.
+
+    Returns ``{"share_s", "compute_s", "task_seconds"}``: the last is each task's
+    time in its worker, by task id.
+    """
+    from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError(f"on_progress must be a callable (done, total, backtests_per_s), "
+                        f"got {on_progress!r}")
+    share_started = time.perf_counter()
+    handle = runner.share(payload)
+    share_s = time.perf_counter() - share_started
+    compute_started = time.perf_counter()
+    seconds = {}
+    finished = initial
+    with tqdm(total=int(total), initial=int(initial), unit="bt", disable=not progress,
+              smoothing=0.1, desc=description) as bar:
+        try:
+            for task, (result, took) in runner.map(partial(timed_call, fn), handle, tasks):
+                if task.task_id in seconds:
+                    continue
+                seconds[task.task_id] = took
+                take(task, result)
+                bar.update(task.n_sets)
+                finished += task.n_sets
+                if on_progress is not None:
+                    rate = (finished - initial) / max(time.perf_counter() - compute_started,
+                                                      1e-9)
+                    on_progress(finished, int(total), rate)
+        finally:
+            runner.unshare(handle)
+    return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started,
+            "task_seconds": seconds}
+
+
+def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tasks,
+              batch_size, calibrate_s: float, share_s: float, compute_s: float,
+              task_seconds: dict | None = None) -> dict:
+    """The stats dict every workflow returns (``before`` = the executor's
+    ``(retries, lost_workers)`` when the run started): with ``task_seconds``,
+    quantiles of the tasks' times and the stragglers (over 3x the median)."""
+    stats = {
+        "backtests": int(n_backtests),
+        "backtests_per_s": n_backtests / max(compute_s, 1e-9),
+        "param_bars": int(param_bars),
+        "param_bars_per_s": param_bars / max(compute_s, 1e-9),
+        "executor": runner.name, "workers": runner.n_workers, "batches": len(tasks),
+        "batch_size": int(batch_size), "retries": runner.retries - before[0],
+        "lost_workers": runner.lost_workers - before[1], "share_s": share_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s,
+    }
+    if task_seconds:
+        times = np.fromiter(task_seconds.values(), dtype=np.float64)
+        quantiles = np.quantile(times, [0.5, 0.9, 0.99])
+        stats["task_s"] = {"p50": float(quantiles[0]), "p90": float(quantiles[1]),
+                           "p99": float(quantiles[2]), "max": float(times.max())}
+        by_id = {task.task_id: task for task in tasks}
+        slow = sorted((t for t in task_seconds.items() if t[1] > 3 * quantiles[0]),
+                      key=lambda t: -t[1])[:5]
+        stats["stragglers"] = [{"task": task_id, "seconds": took,
+                                "column": by_id[task_id].column,
+                                "window": by_id[task_id].window,
+                                "sets": [by_id[task_id].start, by_id[task_id].stop]}
+                               for task_id, took in slow if task_id in by_id]
+    return stats

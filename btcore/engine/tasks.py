@@ -1,0 +1,196 @@
+"""What a task is (parameter sets ``start:stop`` on one column and window), the
+:class:`Job` it belongs to, and running one task through the strategy's kernel."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from btcore.binding import KernelRef, debug_functions, kernel_ref, load_kernel
+from btcore.kernel import INVALID_BAR_ROW, OUT_ROWS, batch_kernel_nb, empty_record, no_blocks
+
+
+class Task(NamedTuple):
+    """Parameter sets ``start:stop`` (sorted order) on one column and window."""
+
+    task_id: int
+    column: int
+    window: int
+    start: int
+    stop: int
+    cost: float
+
+    @property
+    def n_sets(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Job:
+    """Validated inputs of a backtest job (see the module docstring for axes)."""
+
+    strategy: object                # StrategySpec (driver side only)
+    close: np.ndarray               # (n_bars, n_columns)
+    first_bar: np.ndarray           # (n_columns, n_windows) int64
+    windows: np.ndarray             # (n_windows, n_checks) int64
+    sets: object                    # TableSets or ProductSets, sorted order
+    options: np.ndarray             # (n_options,)
+    initial_capital: float
+    cost_bps: float
+    periods_per_year: float
+    n_blocks: int = 0               # per-block sums of r, r^2 (CSCV); 0 = none
+    paths: object = None            # generates column k's prices in the task (Monte Carlo)
+    debug: bool = False
+    labels: object = None           # bar timestamps, for messages (driver side only)
+    kernel: KernelRef = field(init=False)
+
+    def __post_init__(self):
+        self.kernel = kernel_ref(self.strategy)
+
+    @property
+    def n_sets(self) -> int:
+        return self.sets.n_sets
+
+    # every set at once, for the small jobs of walk-forward, Monte Carlo and
+    # portfolios (a sweep's tasks read their own range from ``sets``)
+    @property
+    def params(self) -> np.ndarray:
+        """(n_sets, n_params) in sorted order."""
+        return self._all("params")
+
+    @property
+    def order(self) -> np.ndarray:
+        """(n_sets,) grid row of each sorted set."""
+        return self._all("grid_rows")
+
+    @property
+    def series(self) -> np.ndarray:
+        """(n_series, 1 + n_values): which function, argument values."""
+        return self.sets.series
+
+    @property
+    def set_series(self) -> np.ndarray:
+        """(n_sets, n_indicators) int64."""
+        return self._all("set_series")
+
+    def _all(self, what: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_materialised", {})
+        if what not in cache:
+            cache[what] = getattr(self.sets, what)(0, self.n_sets)
+            cache[what].flags.writeable = False
+        return cache[what]
+
+    @property
+    def n_columns(self) -> int:
+        """Assets, or Monte Carlo paths (``paths`` set: ``close`` is the one base series)."""
+        return self.first_bar.shape[0]
+
+    @property
+    def traded_bars(self) -> np.ndarray:
+        """(n_columns, n_windows) bars each window trades on each column."""
+        return self.windows[None, :, -1] - self.first_bar + 1
+
+    def payload(self) -> dict:
+        """What the executor ships to workers once (arrays and a KernelRef)."""
+        return {"kernel": self.kernel, "close": self.close, "first_bar": self.first_bar,
+                "windows": self.windows, "sets": self.sets, "options": self.options,
+                "settings": np.array([self.initial_capital, self.cost_bps,
+                                      self.periods_per_year]),
+                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug}
+
+
+def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
+               cost_factor: float = 1.0) -> list[Task]:
+    """Cut every (column, window)'s sets into batches; return tasks longest-first.
+
+    ``traded_bars`` is (n_columns, n_windows). The cost estimate is traded bars x
+    sets x the strategy's cost factor; ties keep (column, window, start) order
+    so the plan is deterministic.
+    """
+    tasks = []
+    for column, window in np.ndindex(*traded_bars.shape):
+        bars = float(traded_bars[column, window])
+        for start in range(0, n_sets, batch_size):
+            stop = min(start + batch_size, n_sets)
+            tasks.append(Task(len(tasks), column, window, start, stop,
+                              bars * (stop - start) * cost_factor))
+    return sorted(tasks, key=lambda task: -task.cost)
+
+
+def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int) -> np.ndarray:
+    """Bar -> block of ``numpy.array_split`` of the traded bars into ``n_blocks``."""
+    bar_block = np.full(n_bars, -1, dtype=np.int64)
+    for block, bars in enumerate(np.array_split(np.arange(first_bar, last_bar + 1), n_blocks)):
+        bar_block[bars] = block
+    return bar_block
+
+
+def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.ndarray:
+    """Evaluate one task: ``out`` (n_checks, OUT_ROWS, n_sets), and with
+    ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
+
+    Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
+    sees the same types (one compiled specialisation) whatever the transport.
+    """
+    sets = shared["sets"]
+    set_series = sets.set_series(task.start, task.stop)
+    needed, local = np.unique(set_series, return_inverse=True)
+    series = sets.series[needed]
+    checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
+    first_bar = int(shared["first_bar"][task.column, task.window])
+    # indicators are causal (out[t] uses closes up to t): bars after the window's
+    # last checkpoint are never read, so they are not computed
+    close = column_prices(shared, task.column)[:int(checkpoints[-1]) + 1]
+    n_blocks = int(shared["n_blocks"])
+    if n_blocks:
+        bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
+        block_sums = np.zeros((task.n_sets, n_blocks, 2))
+    else:
+        bar_block, block_sums = no_blocks(task.n_sets)
+    capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
+    out = np.empty((len(checkpoints), OUT_ROWS, task.n_sets), dtype=np.float64)
+    args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
+            np.ascontiguousarray(series[:, 1:]),
+            np.ascontiguousarray(local.reshape(set_series.shape), dtype=np.int64),
+            np.array(sets.params(task.start, task.stop), dtype=np.float64),
+            np.array(shared["options"], dtype=np.float64), capital, cost_bps,
+            periods_per_year, bar_block, block_sums, out,
+            empty_record() if record is None else record)
+    run_kernel(shared["kernel"], args, debug=shared["debug"])
+    return (out, block_sums) if n_blocks else out
+
+
+def column_prices(shared: dict, column: int) -> np.ndarray:
+    """Column ``column``'s closes as a fresh C-contiguous array: an asset's, or with
+    ``paths`` the k-th generated path (``paths.path(base_close, k)``), made in the
+    task so paths are never shipped."""
+    generator = shared.get("paths")
+    if generator is not None:
+        return np.ascontiguousarray(generator.path(shared["close"][:, 0], column),
+                                    dtype=np.float64)
+    return np.ascontiguousarray(shared["close"][:, column], dtype=np.float64)
+
+
+def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
+    """Call the strategy's batch kernel: compiled, or as plain Python (``debug``:
+    breakpoints and prints in the strategy work)."""
+    if debug:
+        batch_kernel_nb.py_func(*args, *debug_functions(ref))
+    else:
+        load_kernel(ref).batch_nb(*args)
+
+
+def check_targets(job: Job, task: Task, out: np.ndarray) -> None:
+    """ValueError naming the strategy, bar and set if a target left {-1, 0, 1}."""
+    invalid = out[-1, INVALID_BAR_ROW]
+    if (invalid >= 0).any():
+        position = int(np.argmax(invalid >= 0))
+        bar = int(invalid[position])
+        when = job.labels[bar] if job.labels is not None else f"bar {bar}"
+        params = {param.name: int(value) if param.kind is int else float(value)
+                  for param, value in zip(job.strategy.params,
+                                          job.sets.params(task.start, task.stop)[position])}
+        raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
+                         f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
+                         "is -1 (short), 0 (flat) or 1 (long)")
