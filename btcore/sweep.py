@@ -334,7 +334,8 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     runner, owned = executors.get_executor(executor)
     try:
         result = _execute(prepared, runner, batch_size, progress, started,
-                          RowsSink(prepared, sort_by, keep), store, on_progress)
+                          RowsSink(prepared, sort_by, keep), store, on_progress,
+                          throughput=choice and choice.get("param_bars_per_s"))
         if choice is not None:
             result.stats["executor_choice"] = choice
         return result
@@ -410,10 +411,10 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 
 
 def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: RowsSink,
-             store=None, on_progress=None) -> SweepResult:
+             store=None, on_progress=None, throughput=None) -> SweepResult:
     job = prepared.job
     stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
-                    on_progress=on_progress, store=store)
+                    on_progress=on_progress, store=store, throughput=throughput)
     rows = sink.table()
     stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
     stats["keep"], stats["sort_by"] = sink.keep, sink.sort_by

@@ -95,7 +95,8 @@ def choose_executor(workload: Workload, throughput: float) -> dict:
     Ray or Dask cluster this process is already connected to; the one with the
     least predicted wall time wins (serial on a tie: nothing to start).
 
-    Returns ``{"executor", "reason", "predicted_s": {name: seconds}, "cpus"}``.
+    Returns ``{"executor", "reason", "predicted_s": {name: seconds}, "cpus",
+    "param_bars_per_s"}`` (the last: ``throughput``, reused by the run).
     """
     from btcore.executors.base import cpu_count
     local = cpu_count()
@@ -110,7 +111,7 @@ def choose_executor(workload: Workload, throughput: float) -> dict:
               f"({throughput / 1e6:.0f} M param-bars/s per core) and each executor's "
               "start-up and per-task overheads")
     return {"executor": chosen, "reason": reason, "predicted_s": predicted,
-            "cpus": candidates[chosen]}
+            "cpus": candidates[chosen], "param_bars_per_s": throughput}
 
 
 def resolve_auto(executor, job):

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from btcore.binding import compile_error
-from btcore.engine.tasks import Task, run_task
+from btcore.engine.tasks import Job, Task, run_task
 
 #: seconds one task should take; long enough to amortise per-task overhead
 #: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
@@ -16,6 +16,12 @@ MIN_TASK_SECONDS, MAX_TASK_SECONDS = 0.2, 2.0
 #: most sets in one task: bounds a task's result arrays (~15 floats per set) and
 #: the driver's memory while tasks are in flight, however short the bars
 MAX_TASK_SETS = 1 << 16
+#: a progress bar is shown (progress=None, in a terminal) when a run is predicted longer
+AUTO_PROGRESS_SECONDS = 2.0
+#: a deliberately slow kernel speed (the built-in strategies run 100-200 M
+#: param-bars/s per core): a plan that is one task per block even at this speed
+#: is one task at any speed, so measuring the kernel could not change it
+SLOW_PARAM_BARS_PER_S = 20e6
 
 
 def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughput: float,
@@ -37,6 +43,34 @@ def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughp
     return int(max(1, min(size, n_sets)))
 
 
+def needs_calibration(job, slots: int, batch_size, progress) -> bool:
+    """Whether measuring the kernel can change ``job``'s plan on ``slots`` workers.
+
+    Several workers: always with ``batch_size="auto"`` (the split among them
+    follows the measured speed). One worker: only when the job may be more
+    than one task per block, or a progress bar may be due, even at the slow
+    speed ``SLOW_PARAM_BARS_PER_S`` (a small serial sweep skips the ~10-15 ms
+    of probes: its plan is one task however fast the kernel is).
+    """
+    traded = job.traded_bars
+    slow_seconds = float(traded.sum()) * job.n_sets / SLOW_PARAM_BARS_PER_S / max(slots, 1)
+    if progress is None and slow_seconds > AUTO_PROGRESS_SECONDS:
+        return True
+    if batch_size != "auto":
+        return False
+    return slots > 1 or choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+                                          SLOW_PARAM_BARS_PER_S, slots) < job.n_sets
+
+
+def compile_kernel(job) -> None:
+    """Compile (or load from the cache) ``job``'s kernel in this process by running
+    one set, so a compile error is raised once, trimmed to the strategy's code."""
+    try:
+        run_task(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
+    except numba.core.errors.NumbaError as err:
+        raise compile_error(job.strategy, err) from None
+
+
 def calibrate(job: Job, repeats: int = 2) -> float:
     """Measured param-bars/s of the serial kernel (compiles first: a compile error
     is raised here, trimmed to the strategy's own code).
@@ -50,10 +84,7 @@ def calibrate(job: Job, repeats: int = 2) -> float:
     """
     shared = job.payload()
     n_bars = int(job.traded_bars[0, 0])
-    try:
-        run_task(shared, Task(-1, 0, 0, 0, 1, 0.0))  # compile or load from the cache
-    except numba.core.errors.NumbaError as err:
-        raise compile_error(job.strategy, err) from None
+    compile_kernel(job)
     size = 32
     while True:
         probes = _probe_tasks(job.n_sets, size)

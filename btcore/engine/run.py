@@ -10,18 +10,21 @@ import numpy as np
 from btcore.engine import plan
 from btcore.engine.plan import choose_batch_size
 from btcore.engine.tasks import Job, check_targets, make_tasks, run_task
-
-_AUTO_PROGRESS_SECONDS = 2.0
+from btcore.engine.watchdog import Watchdog
 
 
 def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
-            description: str = "", on_progress=None, store=None) -> dict:
+            description: str = "", on_progress=None, store=None,
+            throughput: float | None = None) -> dict:
     """Run every task of ``job`` on the started-or-not executor ``runner`` into ``sink``.
 
     With ``store`` (a :class:`btcore.results.ResultStore`) the batch size is the
     store's fixed plan, tasks it already holds are loaded into ``sink`` instead
     of run, and every new task is written there first. ``on_progress(done,
-    total, backtests_per_s)`` is called after each task.
+    total, backtests_per_s)`` is called after each task. ``throughput`` (the
+    kernel's param-bars/s, measured by ``executor="auto"``) spares a second
+    calibration; without it the kernel is calibrated only when the measure can
+    change the plan (:func:`btcore.engine.plan.needs_calibration`).
 
     Returns the run's stats (timings, throughput, tasks, retries, task-time
     quantiles). The executor is left open (its owner closes it).
@@ -32,7 +35,6 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     slots = runner.n_workers
     before = (runner.retries, runner.lost_workers)
     calibrate_started = time.perf_counter()
-    throughput = None
     resume = None
     if store is not None:
         store_plan, resume, sink = store.attach(job, sink, batch_size)
@@ -40,10 +42,11 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     if job.debug:  # plain Python: no calibration, one task per column and window
         batch_size = n_sets if batch_size == "auto" else batch_size
         progress = sys.stderr.isatty() if progress is None else progress
-    elif batch_size == "auto" or progress is None:
+    elif throughput is None and plan.needs_calibration(job, slots, batch_size, progress):
         throughput = plan.calibrate(job)
     else:  # still compile in the driver first, so errors are trimmed and raised once
-        plan.calibrate(job, repeats=0)
+        plan.compile_kernel(job)
+        throughput = throughput or plan.SLOW_PARAM_BARS_PER_S
     calibrate_s = time.perf_counter() - calibrate_started
     if batch_size == "auto":
         batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
@@ -54,7 +57,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     total_param_bars = float(traded.sum()) * n_sets
     if progress is None:
         estimate = total_param_bars / throughput / max(slots, 1)
-        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+        progress = sys.stderr.isatty() and estimate > plan.AUTO_PROGRESS_SECONDS
 
     def take(task, result):
         out, block_sums = result if isinstance(result, tuple) else (result, None)
@@ -64,7 +67,8 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     timings = execute_tasks(runner, run_task, job.payload(), todo, take,
                             total=n_sets * traded.size, progress=progress,
                             description=description or f"{job.strategy.name} [{runner.name}]",
-                            on_progress=on_progress, initial=initial)
+                            on_progress=on_progress, initial=initial,
+                            throughput=None if job.debug else throughput)
     sink.check_complete()
     stats = run_stats(runner, before, n_backtests=sum(t.n_sets for t in todo),
                       param_bars=float(sum(traded[t.column, t.window] * t.n_sets
@@ -97,7 +101,7 @@ def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_ba
     tasks, batch_size = plan_fn(batch_size, throughput, slots)
     if progress is None:
         estimate = asset_bars * n_sets / throughput / max(slots, 1)
-        progress = sys.stderr.isatty() and estimate > _AUTO_PROGRESS_SECONDS
+        progress = sys.stderr.isatty() and estimate > plan.AUTO_PROGRESS_SECONDS
     out = np.full((out_rows, n_sets), np.nan)
     filled = np.zeros(n_sets, dtype=np.int64)
 
@@ -139,16 +143,20 @@ def timed_call(fn, shared, task):
 
 
 def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
-                  description, on_progress=None, initial: int = 0) -> dict:
+                  description, on_progress=None, initial: int = 0,
+                  throughput: float | None = None) -> dict:
     """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand
     each result to ``take(task, result)`` once (a retried task that finished twice
     has the same bits: the second copy is dropped), with a tqdm bar of ``total``
     backtests (each task adds its ``n_sets``; ``initial`` were done before) and
     ``on_progress(done, total, backtests_per_s)`` after each task; the payload is
-    released whatever happens.
+    released whatever happens. With ``throughput`` (the kernel's param-bars/s on
+    one core) a :class:`~btcore.engine.watchdog.Watchdog` warns when the run falls
+    far behind that pace or stalls.
 
-    Returns ``{"share_s", "compute_s", "task_seconds"}``: the last is each task's
-    time in its worker, by task id.
+    Returns ``{"share_s", "compute_s", "task_seconds", "slowdowns"}``: the third
+    is each task's time in its worker, by task id; the last what the watchdog
+    reported.
     """
     from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
     if on_progress is not None and not callable(on_progress):
@@ -162,6 +170,7 @@ def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
     finished = initial
     with tqdm(total=int(total), initial=int(initial), unit="bt", disable=not progress,
               smoothing=0.1, desc=description) as bar:
+        watchdog = _watchdog(runner, tasks, throughput, bar)
         try:
             for task, (result, took) in runner.map(partial(timed_call, fn), handle, tasks):
                 if task.task_id in seconds:
@@ -170,19 +179,30 @@ def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
                 take(task, result)
                 bar.update(task.n_sets)
                 finished += task.n_sets
+                watchdog.finished(task.cost)
                 if on_progress is not None:
                     rate = (finished - initial) / max(time.perf_counter() - compute_started,
                                                       1e-9)
                     on_progress(finished, int(total), rate)
         finally:
+            slowdowns = watchdog.stop()
             runner.unshare(handle)
     return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started,
-            "task_seconds": seconds}
+            "task_seconds": seconds, "slowdowns": slowdowns}
+
+
+def _watchdog(runner, tasks, throughput, bar) -> Watchdog:
+    """A watchdog expecting ``throughput`` per core on the workers the tasks can use."""
+    busy = max(1, min(runner.n_workers, len(tasks)))
+    longest = max((task.cost for task in tasks), default=0.0)
+    return Watchdog(throughput * busy if throughput else None,
+                    longest / throughput if throughput else 0.0, runner,
+                    note=lambda kind: bar.set_postfix_str(kind, refresh=True))
 
 
 def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tasks,
               batch_size, calibrate_s: float, share_s: float, compute_s: float,
-              task_seconds: dict | None = None) -> dict:
+              task_seconds: dict | None = None, slowdowns: list | None = None) -> dict:
     """The stats dict every workflow returns (``before`` = the executor's
     ``(retries, lost_workers)`` when the run started): with ``task_seconds``,
     quantiles of the tasks' times and the stragglers (over 3x the median)."""
@@ -194,7 +214,7 @@ def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tas
         "executor": runner.name, "workers": runner.n_workers, "batches": len(tasks),
         "batch_size": int(batch_size), "retries": runner.retries - before[0],
         "lost_workers": runner.lost_workers - before[1], "share_s": share_s,
-        "compute_s": compute_s, "calibrate_s": calibrate_s,
+        "compute_s": compute_s, "calibrate_s": calibrate_s, "slowdowns": slowdowns or [],
     }
     if task_seconds:
         times = np.fromiter(task_seconds.values(), dtype=np.float64)
