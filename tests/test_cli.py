@@ -5,6 +5,7 @@ API on the same inputs; errors print one ``btcore: error:`` line and exit 2 with
 a traceback, before any work. Tests of ``run_sweep(out=, keep=, sort_by=,
 overwrite=)`` end to end are marked ``needs_streaming`` (skipped while run_sweep
 does not take ``out=``)."""
+import argparse
 import json
 import os
 import pathlib
@@ -436,7 +437,8 @@ def test_bad_options_are_one_line(capsys, option, message, no_kernel_runs):
 import inspect  # noqa: E402
 
 import btcore  # noqa: E402
-import btcore.cli as cli  # noqa: E402
+import btcore.cli.inputs as cli_inputs  # noqa: E402
+from btcore.cli.parser import build_parser  # noqa: E402
 
 WINDOW = ["--start", "2020-01-01", "--end", "2021-12-31"]
 WINDOW_KW = {"start": "2020-01-01", "end": "2021-12-31"}
@@ -478,7 +480,7 @@ def f4(value) -> str:
     (['[{"a": 1}, {"a": 2}]'], [{"a": 1}, {"a": 2}]),
 ])
 def test_grid_tokens(tokens, expected):
-    grid = cli._load_grid(tokens)
+    grid = cli_inputs.load_grid(tokens)
     assert grid == expected
     assert [type(v) for vs in (grid.values() if isinstance(grid, dict) else []) for v in vs] \
         == [type(v) for vs in (expected.values() if isinstance(expected, dict) else [])
@@ -613,7 +615,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(capsys, tmp_path
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(cli.os, "access",
+    monkeypatch.setattr(cli_inputs.os, "access",
                         lambda path, mode: False if str(path).startswith(str(locked))
                         else real_access(path, mode))
     for flag, target in (("--out", "t.parquet"), ("--out", "t.csv"), ("--out", "results/"),
@@ -797,8 +799,8 @@ def test_an_unreachable_dask_address_is_one_line(capsys):
 
 # ------------------------------------------------------- help, version, pipes
 def test_every_flag_has_help():
-    parser = cli._parser()
-    [commands] = [a for a in parser._actions if isinstance(a, cli.argparse._SubParsersAction)]
+    parser = build_parser()
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands.choices) == {"sweep", "walk-forward", "monte-carlo", "portfolio",
                                      "estimate", "strategies", "bench"}
     for name, sub in [("btcore", parser), *commands.choices.items()]:
