@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from btcore.engine import Task, check_targets, run_task
-from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL, RUINED_ROW
+from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL,
+                                   RUINED_ROW)
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 
 

@@ -2,7 +2,7 @@
 
 For each strategy btcore writes a small Python module (its *kernel module*)
 that imports the strategy's indicator and signal functions by name and wraps
-``btcore.kernel.batch_kernel_nb`` in one ``@njit(cache=True, nogil=True)``
+``btcore.kernels.single.batch_kernel_nb`` in one ``@njit(cache=True, nogil=True)``
 function, ``batch_nb``. Numba caches it on disk like any module-level
 function, so a fresh process, or a worker, loads machine code instead of
 compiling.
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: btcore's compiled sources: every kernel module's name carries their digest
-_KERNEL_SOURCES = ("kernel.py", "metrics.py", "binding.py", "indicators.py",
+_KERNEL_SOURCES = ("kernels/single.py", "metrics.py", "binding.py", "indicators.py",
                    "indicators_extra.py")
 _LOADED: dict[str, types.ModuleType] = {}
 _SPECS: dict[str, object] = {}  # module name -> spec, in the process that made the ref
@@ -230,7 +230,7 @@ def generate_source(spec) -> tuple[str, _Source]:
     signal = source.bind(spec.signal_nb, "_signal_nb")
     header = [f"# btcore kernel module for strategy {spec.name!r}; generated, do not edit",
               "import numpy as np", "from numba import njit as _njit",
-              "from btcore.kernel import batch_kernel_nb as _batch_kernel_nb"]
+              "from btcore.kernels.single import batch_kernel_nb as _batch_kernel_nb"]
     parts = ["\n".join(header + sorted(source.imports.values()))]
     parts += [source.embedded[name] for name in sorted(source.embedded)]
     parts.append("@_njit(nogil=True, error_model='numpy')\n"

@@ -3,7 +3,7 @@
 Every ``rebalance_every`` bars the assets of a universe are ranked by their
 trailing return over ``lookback_period`` bars; the account holds the ``top_k``
 at each end of the ranking (``docs/cross_sectional.md``). The accounting lives
-in :mod:`btcore.cross_sectional_kernel` (no user function, so no generated
+in :mod:`btcore.kernels.cross_sectional` (no user function, so no generated
 module); this module validates inputs, cuts the parameter sets into tasks (one
 universe per task) and runs them on any executor.
 """
@@ -16,12 +16,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from btcore.cross_sectional_kernel import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
-                                           REBALANCE_EVERY, TURNOVER_ROW,
-                                           cross_sectional_kernel_nb)
 from btcore.engine import (Task, choose_batch_size, make_tasks, measure_set_batches,
                            run_set_batches)
-from btcore.kernel import RUINED_ROW
+from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
+                                            REBALANCE_EVERY, TURNOVER_ROW,
+                                            cross_sectional_kernel_nb)
+from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.sweep import SweepResult
 

@@ -47,7 +47,7 @@ import pandas as pd
 
 from btcore.engine import DenseSink, Task, run_job, run_task
 from btcore.results import check_out, stored_job
-from btcore.kernel import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
+from btcore.kernels.single import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
 
 METHODS = ("bootstrap", "block", "gbm")

@@ -406,7 +406,7 @@ def _portfolio_metrics_line(metrics: dict, width: int = 84) -> str:
 def _portfolio_head(result, n_assets: int) -> str:
     """"Portfolio of n assets: strategy parameters", then the construction settings
     that are set (not inf) on a second line."""
-    from btcore.portfolio import CONSTRUCTION
+    from btcore.kernels.portfolio import CONSTRUCTION
     params = result.params or {}
     shown = [f"{k}={_number(v)}" for k, v in params.items() if k not in CONSTRUCTION]
     head = f"Portfolio of {n_assets} asset{'s' if n_assets != 1 else ''}"

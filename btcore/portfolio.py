@@ -2,7 +2,7 @@
 
 Each parameter set of a single-asset strategy trades every asset of a universe
 as a *sleeve* of one account (``docs/portfolios.md``). The accounting lives in
-:mod:`btcore.portfolio_kernel`; this module validates the inputs, binds the
+:mod:`btcore.kernels.portfolio`; this module validates the inputs, binds the
 strategy's functions to the portfolio kernel in a generated, disk-cached
 kernel module (next to the one ``btcore.binding`` writes), cuts the parameter
 sets into tasks (one universe per task) and runs them on any executor.
@@ -25,18 +25,14 @@ from btcore import binding
 from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
 from btcore.engine import (Task, check_targets, choose_batch_size, make_tasks,
                            measure_set_batches, run_set_batches)
-from btcore.kernel import RUINED_ROW
+from btcore.kernels.portfolio import (AVG_CORRELATION_ROW, CONSTRUCTION, N_CONSTRUCTION,
+                                      PORTFOLIO_OUT_ROWS, RECORD_LAYERS, RECORD_SHARES,
+                                      RECORD_TRANSFER, RECORD_TRIP_PNL, RECORD_VALUE,
+                                      TURNOVER_ROW, empty_portfolio_record)
+from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
-from btcore.portfolio_kernel import (AVG_CORRELATION_ROW, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
-                                     RECORD_LAYERS, RECORD_SHARES, RECORD_TRANSFER,
-                                     RECORD_TRIP_PNL, RECORD_VALUE, TURNOVER_ROW,
-                                     empty_portfolio_record)
 from btcore.sweep import SweepResult
 
-#: the construction settings, in the kernel's ``construction`` column order; each may
-#: be a keyword (one value for the sweep) or a grid column (swept); inf = none
-CONSTRUCTION = ("rebalance_every", "max_gross_exposure", "max_position_weight",
-                "portfolio_stop_drawdown")
 PORTFOLIO_COLUMNS = ("turnover", "avg_correlation")
 _PORTFOLIO_ARGS = ("close, first_bars, last_bar, series_which, series_values, set_series, "
                    "params, options, construction, initial_capital, cost_bps, "
@@ -47,7 +43,7 @@ _HERE = pathlib.Path(__file__).resolve().parent
 # ----------------------------------------------------------------- binding
 def _portfolio_digest() -> str:
     hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
-    hasher.update((_HERE / "portfolio_kernel.py").read_bytes())
+    hasher.update((_HERE / "kernels" / "portfolio.py").read_bytes())
     return hasher.hexdigest()
 
 
@@ -57,7 +53,7 @@ def portfolio_source(spec) -> tuple[str, object]:
     ``_signal_nb``) plus the ``portfolio_batch_nb`` wrapper of the portfolio kernel."""
     text, source = generate_source(spec)
     parts = [text.rstrip("\n"),
-             "from btcore.portfolio_kernel import portfolio_kernel_nb as _portfolio_kernel_nb"]
+             "from btcore.kernels.portfolio import portfolio_kernel_nb as _portfolio_kernel_nb"]
     parts.append("@_njit(cache=True, nogil=True, error_model='numpy')\n"
                  f"def portfolio_batch_nb({_PORTFOLIO_ARGS}):\n"
                  f"    _portfolio_kernel_nb({_PORTFOLIO_ARGS}, compute_indicator_nb, "

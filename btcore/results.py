@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from btcore.kernel import RUINED_ROW
+from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
 
 #: metrics where a lower value is better (ranking, ``SweepResult.best``)

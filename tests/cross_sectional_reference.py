@@ -3,7 +3,7 @@
 Slow and readable: plain Python floats, explicit loops over bars and assets,
 ``sorted()`` with (trailing return, asset index) keys for the ranking, and the
 metrics of ``tests/reference.py`` on the full per-bar return list. The tests
-check ``btcore.cross_sectional_kernel`` against it.
+check ``btcore.kernels.cross_sectional`` against it.
 """
 import math
 

@@ -2,7 +2,7 @@
 
 Slow and readable: plain Python floats, one loop over bars and sleeves, the
 metrics of ``tests/reference.py`` on the full per-bar return list. The tests
-check ``btcore.portfolio_kernel`` against it.
+check ``btcore.kernels.portfolio`` against it.
 """
 import math
 

@@ -11,9 +11,9 @@ import btcore.cross_sectional as cs
 from btcore import MarketData
 from btcore.cross_sectional import (cross_sectional_backtest, prepare_cross_sectional,
                                     run_cross_sectional_sweep, run_cross_sectional_task)
-from btcore.cross_sectional_kernel import CS_OUT_ROWS, PARAM_NAMES, TURNOVER_ROW
 from btcore.engine import Task
-from btcore.kernel import RUINED_ROW
+from btcore.kernels.cross_sectional import CS_OUT_ROWS, PARAM_NAMES, TURNOVER_ROW
+from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import METRIC_NAMES
 from cross_sectional_reference import cross_sectional_reference
 

@@ -9,7 +9,7 @@ from btcore import run_sweep
 from btcore.engine import DenseSink, TopKSink, choose_batch_size, make_tasks, run_job
 from btcore.engine.plan import MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS
 from btcore.executors import get_executor
-from btcore.kernel import RUINED_ROW
+from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import METRIC_NAMES, N_METRICS
 from btcore.sweep import prepare
 from conftest import small_grid

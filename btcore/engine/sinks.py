@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from btcore.engine.tasks import Job, Task
-from btcore.kernel import OUT_ROWS, RUINED_ROW
+from btcore.kernels.single import OUT_ROWS, RUINED_ROW
 from btcore.metrics import METRIC_NAMES
 
 

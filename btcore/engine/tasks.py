@@ -8,7 +8,8 @@ from typing import NamedTuple
 import numpy as np
 
 from btcore.binding import KernelRef, debug_functions, kernel_ref, load_kernel
-from btcore.kernel import INVALID_BAR_ROW, OUT_ROWS, batch_kernel_nb, empty_record, no_blocks
+from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, batch_kernel_nb, empty_record,
+                                   no_blocks)
 
 
 class Task(NamedTuple):

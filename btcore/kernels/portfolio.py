@@ -7,9 +7,9 @@ One call evaluates a batch of parameter sets on a whole universe
    asset's whole close column (exactly as the single-asset kernel does);
 2. each parameter set then makes one pass over time. At each bar every listed
    asset (sleeve) asks the strategy's rule for a target sign and trades with
-   :func:`btcore.kernel.fill_nb` from its own sleeve cash; the account's
+   :func:`btcore.kernels.single.fill_nb` from its own sleeve cash; the account's
    equity E_t = sum of sleeve cash + shares * close is accumulated with
-   :func:`btcore.kernel.accumulate_return_nb` / :func:`btcore.kernel.update_drawdown_nb`
+   :func:`btcore.kernels.single.accumulate_return_nb` / :func:`btcore.kernels.single.update_drawdown_nb`
    and finalised with :func:`btcore.metrics.finalize_metrics_nb`.
 
 The construction rules (``docs/portfolios.md``) sit around those building
@@ -28,7 +28,7 @@ Array arguments (C-contiguous float64 unless noted):
 - ``close`` (n_bars, n_assets); ``first_bars`` (n_assets,) int64: each asset's
   first traded bar; ``last_bar``: the window's last bar;
 - ``series_which``, ``series_values``, ``set_series``, ``params``, ``options``:
-  as in ``btcore.kernel.batch_kernel_nb``;
+  as in ``btcore.kernels.single.batch_kernel_nb``;
 - ``construction`` (n_sets, N_CONSTRUCTION): rebalance_every (0 = never),
   max_gross_exposure, max_position_weight, portfolio_stop_drawdown (inf = none);
 - ``out`` (PORTFOLIO_OUT_ROWS, n_sets): metrics, ruined, invalid_bar, turnover,
@@ -39,15 +39,18 @@ Array arguments (C-contiguous float64 unless noted):
 import numpy as np
 from numba import njit
 
-from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, accumulate_return_nb,
-                           close_out_nb, fill_nb, update_drawdown_nb)
+from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, accumulate_return_nb,
+                                   close_out_nb, fill_nb, update_drawdown_nb)
 from btcore.metrics import finalize_metrics_nb
 
 TURNOVER_ROW, AVG_CORRELATION_ROW = OUT_ROWS, OUT_ROWS + 1
 PORTFOLIO_OUT_ROWS = OUT_ROWS + 2
-#: columns of ``construction``
-REBALANCE_EVERY, MAX_GROSS_EXPOSURE, MAX_POSITION_WEIGHT, STOP_DRAWDOWN = 0, 1, 2, 3
-N_CONSTRUCTION = 4
+#: the construction settings, in the order of ``construction``'s columns; each may
+#: be a keyword (one value for the sweep) or a grid column (swept); inf = none
+CONSTRUCTION = ("rebalance_every", "max_gross_exposure", "max_position_weight",
+                "portfolio_stop_drawdown")
+REBALANCE_EVERY, MAX_GROSS_EXPOSURE, MAX_POSITION_WEIGHT, STOP_DRAWDOWN = range(4)
+N_CONSTRUCTION = len(CONSTRUCTION)
 #: layers of ``record``: shares, sleeve value (cash + shares * close), cash moved
 #: into the sleeve by a rebalance, P&L of the round trip(s) closed at the bar (NaN: none)
 RECORD_SHARES, RECORD_VALUE, RECORD_TRANSFER, RECORD_TRIP_PNL = 0, 1, 2, 3
@@ -89,7 +92,7 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                         compute_indicator_nb, select_series_nb, load_values_nb, signal_nb):
     """Backtest every row of ``params`` as one account over the universe ``close``.
 
-    The strategy's functions are those of ``btcore.kernel.batch_kernel_nb``;
+    The strategy's functions are those of ``btcore.kernels.single.batch_kernel_nb``;
     ``load_values_nb`` here copies a bar's row of every asset (series are laid out
     (n_bars, n_assets)).
     """
@@ -402,7 +405,8 @@ def empty_portfolio_record(n_assets: int = 0) -> tuple:
 
 
 __all__ = ["portfolio_kernel_nb", "trade_nb", "capped_size_nb", "empty_portfolio_record",
-           "PORTFOLIO_OUT_ROWS", "TURNOVER_ROW", "AVG_CORRELATION_ROW", "N_CONSTRUCTION",
+           "PORTFOLIO_OUT_ROWS", "TURNOVER_ROW", "AVG_CORRELATION_ROW", "CONSTRUCTION",
+           "N_CONSTRUCTION",
            "REBALANCE_EVERY", "MAX_GROSS_EXPOSURE", "MAX_POSITION_WEIGHT", "STOP_DRAWDOWN",
            "RECORD_LAYERS", "RECORD_SHARES", "RECORD_VALUE", "RECORD_TRANSFER",
            "RECORD_TRIP_PNL"]

@@ -17,7 +17,7 @@ one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar`
   target shares trunc(weight * E_t / close_t), every other asset 0, and the
   differences trade at close_t with costs on |delta shares|;
 - the account's return, drawdown and metrics use the building blocks of
-  :mod:`btcore.kernel` / :mod:`btcore.metrics`; E <= 0 after a bar closes
+  :mod:`btcore.kernels.single` / :mod:`btcore.metrics`; E <= 0 after a bar closes
   every position at close_t and leaves the account at 0 (ruined, r = -1).
 
 No user function is involved, so this is a plain ``@njit(cache=True, nogil=True)``
@@ -33,8 +33,8 @@ detail of a one-set batch (0 bars in sweeps).
 import numpy as np
 from numba import njit
 
-from btcore.kernel import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, accumulate_return_nb,
-                           update_drawdown_nb)
+from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW,
+                                   accumulate_return_nb, update_drawdown_nb)
 from btcore.metrics import finalize_metrics_nb
 
 PARAM_NAMES = ("lookback_period", "top_k", "rebalance_every", "gross_leverage")
