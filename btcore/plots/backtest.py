@@ -1,0 +1,70 @@
+"""``BacktestResult.plot``: equity with trade markers, drawdown and position."""
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+
+from btcore.plots.common import (date_axis, drawdown_axis, equity_axis, metrics_line,
+                                 number_text, pyplot, short_number_formatter)
+
+
+def backtest_figure(result):
+    """Equity (with trade entries and exits), drawdown and position of one backtest.
+
+    Three stacked panels sharing the time axis: equity (log scale when it
+    spans more than 10x) with long entries (green ^), short entries (red v)
+    and exits (black x) at the equity of their bar; drawdown in percent
+    (filled); position in shares (long green, short red).
+
+    Parameters
+    ----------
+    result : BacktestResult
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    equity, drawdown, positions = result.equity, result.drawdown, result.positions
+    trades = result.trades
+    if len(equity) == 0:
+        raise ValueError("the backtest has no traded bars; nothing to plot")
+    plt = pyplot()
+    fig, (ax_eq, ax_dd, ax_pos) = plt.subplots(
+        3, 1, sharex=True, figsize=(10, 7.2), height_ratios=(3, 1.2, 1.2), layout="constrained")
+    ax_eq.plot(equity.index, equity.to_numpy(), color="C0", lw=1.1, label="equity", zorder=2)
+    equity_axis(ax_eq, equity.to_numpy())
+    many = len(trades) > 150
+    marker = {"s": 12 if many else 30, "zorder": 3, "linewidths": 0.8 if many else 1.0}
+    sides = trades["side"].to_numpy()
+    for side, shape, colour, label in ((1, "^", "tab:green", "long entry"),
+                                       (-1, "v", "tab:red", "short entry")):
+        times = pd.DatetimeIndex(trades["entry_time"][sides == side])
+        if len(times):
+            ax_eq.scatter(times, equity.reindex(times).to_numpy(), marker=shape,
+                          color=colour, label=label, **marker)
+    exits = pd.DatetimeIndex(trades["exit_time"].dropna())
+    if len(exits):
+        ax_eq.scatter(exits, equity.reindex(exits).to_numpy(), marker="x", color="black",
+                      label="exit", **marker)
+    ax_eq.set_ylabel("equity")
+    ax_eq.legend(loc="best", fontsize=8, ncols=4, framealpha=0.8)
+    ax_eq.set_title(metrics_line(result.metrics), fontsize=10)
+
+    drawdown_axis(ax_dd, drawdown)
+
+    shares = positions.to_numpy()
+    ax_pos.fill_between(positions.index, shares, 0.0, where=shares > 0, step="post",
+                        color="tab:green", alpha=0.45, lw=0, label="long")
+    ax_pos.fill_between(positions.index, shares, 0.0, where=shares < 0, step="post",
+                        color="tab:red", alpha=0.45, lw=0, label="short")
+    ax_pos.axhline(0.0, color="0.3", lw=0.6)
+    ax_pos.set_ylabel("position (shares)")
+    ax_pos.yaxis.set_major_formatter(short_number_formatter())
+    date_axis(ax_pos)
+    for ax in (ax_eq, ax_dd, ax_pos):
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.margins(x=0.01)
+    params = ", ".join(f"{k}={number_text(v)}" for k, v in result.params.items())
+    fig.suptitle(textwrap.fill(f"{result.asset}: {params}", 110), fontsize=12)
+    return fig
