@@ -21,8 +21,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from btcore import _frames
-from btcore._frames import DateRules, NotNumericError
+from btcore import _dates, _frames
+from btcore._dates import DateRules
+from btcore._frames import NotNumericError
 
 OHLCV_FIELDS = ("open", "high", "low", "close", "volume")
 __all__ = ["MarketData", "NotNumericError", "as_market_data"]
@@ -181,8 +182,8 @@ class MarketData:
         TypeError
             A number instead of a date.
         """
-        start_ts, start_key = _frames.window_bound(start, "start", self.index.tz)
-        end_ts, end_key = _frames.window_bound(end, "end", self.index.tz)
+        start_ts, start_key = _dates.window_bound(start, "start", self.index.tz)
+        end_ts, end_key = _dates.window_bound(end, "end", self.index.tz)
         if start_ts is not None and end_ts is not None and start_ts > end_ts:
             raise ValueError(f"start ({start_ts:%Y-%m-%d}) is after end ({end_ts:%Y-%m-%d})")
         try:  # pandas' own slicing: a date-only string includes that whole day, as .loc does
@@ -368,7 +369,7 @@ def _check_prices(values: np.ndarray, symbol: str, field: str, index) -> None:
 
 
 def _datetime_index(index) -> pd.DatetimeIndex:
-    return _frames.parse_dates(index, "index")
+    return _dates.parse_dates(index, "index")
 
 
 def _stem(path) -> str:
