@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from btcore._expressions import evaluate_constraint
+from btcore._sampling import is_real, sampler
 
 
 class Grid:
@@ -149,7 +150,7 @@ class Grid:
             raise ValueError("the space is empty; give name -> list, (low, high) or (low, "
                              "high, step)")
         rng = np.random.default_rng(seed)
-        draws = {str(name): _sampler(str(name), value) for name, value in space.items()}
+        draws = {str(name): sampler(str(name), value) for name, value in space.items()}
         counts = [count for count, _, _ in draws.values()]
         distinct = math.prod(counts) if all(c is not None for c in counts) else None
         if distinct is not None and distinct < n:
@@ -380,7 +381,7 @@ def _value_lists(spec: Mapping) -> dict:
             raise ValueError(f"parameter {name!r} has no values; the grid would be empty")
         seen = {}
         for position, value in enumerate(values):
-            if not _is_real(value):
+            if not is_real(value):
                 break  # not a number: _numeric names the problem
             key = float(value)
             if key in seen:
@@ -461,68 +462,3 @@ def _check_distinct(columns: dict) -> None:
         raise ValueError(f"parameter set {row} ({shown}) repeats parameter set {first}; "
                          f"{int(repeated.sum())} set(s) would run twice: remove them, e.g. "
                          "with DataFrame.drop_duplicates()")
-
-
-def _sampler(name: str, value):
-    """``(number of distinct values or None if continuous, values() -> the distinct
-    values, draw(rng, size))`` for one entry of a ``Grid.random`` space."""
-    forms = "a list of choices, (low, high) or (low, high, step)"
-    if _is_real(value):
-        return _choices(np.array([value]))
-    if isinstance(value, tuple):
-        if len(value) not in (2, 3):
-            raise ValueError(f"{name}: a tuple is a range, (low, high) or (low, high, step); "
-                             f"got {len(value)} values {value!r}; write choices as a list: "
-                             f"{list(value)!r}")
-        if not all(_is_real(v) for v in value):
-            raise TypeError(f"{name}: the bounds of {value!r} must be real numbers")
-        if not all(math.isfinite(v) for v in value):
-            raise ValueError(f"{name}: the bounds of {value!r} must be finite")
-        low, high = value[:2]
-        if low > high:
-            raise ValueError(f"{name}: low {low} is above high {high} in {value!r}")
-        whole = all(isinstance(v, (int, np.integer)) for v in value)
-        if len(value) == 2:
-            if whole:
-                return (int(high) - int(low) + 1, lambda: np.arange(low, high + 1),
-                        lambda rng, size: rng.integers(low, high, endpoint=True, size=size))
-            if low == high:
-                return _choices(np.array([float(low)]))
-            return None, None, lambda rng, size: rng.uniform(low, high, size=size)
-        step = value[2]
-        if step <= 0:
-            raise ValueError(f"{name}: step {step} of {value!r} must be > 0")
-        steps = (high - low) / step
-        if abs(steps - round(steps)) > 1e-9 * max(1.0, abs(steps)):
-            raise ValueError(f"{name}: high - low = {high - low:g} is not a multiple of step "
-                             f"{step:g} in {value!r} (low, high, step); adjust high, or give "
-                             f"the choices as a list")
-        steps = int(round(steps))
-
-        def at(k):  # the k-th value of the range
-            return low + step * k if whole else low + step * k.astype(np.float64)
-        return (steps + 1, lambda: at(np.arange(steps + 1)),
-                lambda rng, size: at(rng.integers(0, steps, endpoint=True, size=size)))
-    if isinstance(value, (list, range, np.ndarray, pd.Series, pd.Index)):
-        options = np.asarray(list(value))
-        if options.size == 0:
-            raise ValueError(f"{name}: no values to draw from")
-        if options.ndim != 1 or options.dtype.kind not in "iuf":
-            raise TypeError(f"{name}: the choices must be real numbers, got {list(value)[:3]!r}")
-        return _choices(options)
-    kind = type(value).__name__
-    hint = " (a set has no order, so a seed could not fix the draw; use a sorted list)" \
-        if isinstance(value, (set, frozenset)) else ""
-    raise TypeError(f"{name}: give {forms}, got a {kind} {value!r}{hint}")
-
-
-def _choices(options: np.ndarray):
-    """Uniform draws from ``options`` (a repeated choice weighs more)."""
-    distinct = np.unique(options)
-    return (distinct.size, lambda: distinct,
-            lambda rng, size: options[rng.integers(0, options.size, size=size)])
-
-
-def _is_real(value) -> bool:
-    return not isinstance(value, (bool, np.bool_, np.timedelta64)) and isinstance(
-        value, (int, float, np.integer, np.floating))
