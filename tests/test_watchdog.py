@@ -13,7 +13,7 @@ from btcore.engine.watchdog import ThroughputWarning, Watchdog, WatchdogSettings
 GRID = {"lookback_period": [5, 10, 20, 30], "entry_threshold": [1.0, 2.0],
         "exit_threshold": [0.0, 0.5], "stop_loss_z": [2.5, 4.0]}
 FAST = WatchdogSettings(min_stall_s=0.3, stall_factor=1.0, check_every_s=0.05,
-                        slow_tasks=0.0, window=3)
+                        slow_tasks=0.0, min_slow_s=0.0, window=3)
 
 
 class Runner:
@@ -32,13 +32,25 @@ def test_a_stall_warns_once_while_it_lasts():
 def test_a_slow_rate_warns_and_names_lost_workers():
     runner = Runner()
     dog = Watchdog(1e9, 1e-6, runner, lambda kind: None,
-                   WatchdogSettings(min_stall_s=60, check_every_s=60, slow_tasks=0.0, window=3))
+                   WatchdogSettings(min_stall_s=60, check_every_s=60, slow_tasks=0.0,
+                                    min_slow_s=0.0, window=3))
     runner.lost_workers = 2
     with pytest.warns(ThroughputWarning, match="fell to .* 2 worker\\(s\\) lost"):
         for _ in range(4):
             dog.finished(10.0)  # 10 param-bars per task: far below 1e9/s
             time.sleep(0.01)
     assert dog.stop()[0]["kind"] == "slow" and dog.slowdowns[0]["lost_workers"] == 2
+
+
+def test_a_short_slow_spell_is_not_a_slowdown():
+    """Tiny tasks pay fixed costs the kernel speed does not show: under min_slow_s."""
+    dog = Watchdog(1e12, 1e-6, Runner(), lambda kind: None,
+                   WatchdogSettings(min_stall_s=60, check_every_s=60, window=3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(20):
+            dog.finished(1.0)
+        assert dog.stop() == []
 
 
 def test_a_healthy_rate_is_quiet():

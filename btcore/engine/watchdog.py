@@ -5,7 +5,9 @@ backtests/minute indicates worker failures"). The engine watches for them:
 
 - **slow**: the rolling rate of the last tasks falls below ``min_rate_fraction``
   of the rate the plan expects (the calibrated kernel speed x workers) for longer
-  than ``slow_tasks`` expected task times;
+  than ``slow_tasks`` expected task times and at least ``min_slow_s`` (short
+  tasks pay fixed costs the kernel's speed does not show: seconds-long runs of
+  them are not a slowdown);
 - **stalled**: no task finishes for ``stall_factor`` x the longest expected task
   (at least ``min_stall_s``).
 
@@ -33,6 +35,7 @@ class WatchdogSettings:
 
     min_rate_fraction: float = 0.25
     slow_tasks: float = 3.0
+    min_slow_s: float = 10.0
     stall_factor: float = 20.0
     min_stall_s: float = 30.0
     check_every_s: float = 1.0
@@ -118,7 +121,8 @@ class Watchdog:
             self._slow_since = None
             return
         self._slow_since = self._slow_since or now
-        if now - self._slow_since >= self.settings.slow_tasks * self.longest_task_s:
+        if now - self._slow_since >= max(self.settings.slow_tasks * self.longest_task_s,
+                                         self.settings.min_slow_s):
             self._report("slow", f"throughput fell to {rate / 1e6:.3g} M param-bars/s, "
                          f"under {self.settings.min_rate_fraction:.0%} of the "
                          f"{self.expected_rate / 1e6:.3g} M planned")
