@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -387,6 +388,8 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
                              f"{history:,} bars of data{where} up to the window end; use "
                              "shorter windows, more data, or leave the asset out (assets=)")
     close = market.close[:, asset_index]  # time-major (bars, assets)
+    warn_unaffordable(close, first_bar, last, capital, costs,
+                      [market.symbols[i] for i in asset_index])
     job = Job(spec, _frozen(close), _frozen(first_bar[:, None]),
               _frozen(np.array([[last]], dtype=np.int64)),
               job_sets(spec, grid, option_values), _frozen(option_values),
@@ -398,6 +401,21 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
         **spec.option_settings(option_values),
     }
     return Prepared(job, grid, market, asset_index, settings)
+
+
+def warn_unaffordable(close: np.ndarray, first_bar: np.ndarray, last: int, capital: float,
+                      cost_bps: float, symbols: list) -> None:
+    """Warn (UserWarning) for each asset whose cheapest close in the window costs more
+    than ``capital`` with costs: whole shares can never be bought, so every row of it
+    shows 0 trades and a Sharpe of 0."""
+    for column, symbol in enumerate(symbols):
+        prices = close[int(first_bar[column]):last + 1, column]
+        cheapest = float(np.nanmin(prices)) if prices.size else np.nan
+        if cheapest * (1.0 + cost_bps / 1e4) > capital:
+            warnings.warn(f"asset {symbol!r}: initial_capital={capital:,.6g} buys no whole "
+                          f"share (its lowest close in the window is {cheapest:,.6g}), so "
+                          "every backtest of it makes no trade; raise initial_capital",
+                          UserWarning, stacklevel=4)
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -183,3 +183,12 @@ def test_numeric_index_is_refused():
         MarketData.from_pandas(pd.DataFrame({"A": prices()[:, 0]}))
     with pytest.raises(ValueError, match=r"not dates"):
         MarketData(prices(), np.arange(50), ("A",))
+
+
+def test_capital_below_one_share_is_warned_about_naming_the_asset(small_data, grid):
+    from btcore import run_sweep
+    cheapest = float(np.nanmin(small_data.close[:, 0]))
+    with pytest.warns(UserWarning, match=f"asset {small_data.symbols[0]!r}: initial_capital"):
+        result = run_sweep(grid, data=small_data, assets=[small_data.symbols[0]],
+                           initial_capital=cheapest * 0.5, progress=False)
+    assert (result.table["num_trades"] == 0).all()
