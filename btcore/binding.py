@@ -8,12 +8,16 @@ function, so a fresh process, or a worker, loads machine code instead of
 compiling.
 
 The module's file name holds a digest of its source, of btcore's kernel
-sources, and of every source file its functions come from: editing a strategy
-or upgrading btcore makes a new module (Numba alone only watches the file a
-cached function is defined in). Strategies defined in ``__main__`` (a script
-or a notebook) are *embedded*: their source, and that of the ``__main__``
-helpers and constants they use, is copied into the kernel module, so workers
-never need the driver's ``__main__``.
+sources, of every source file its functions come from, and of the values of
+every global those functions read (Numba freezes them at compile time), through
+the functions they call: editing a strategy, a constant it imports, or upgrading
+btcore makes a new module (Numba alone only watches the file a cached function
+is defined in). The strategy's own ``cache=True`` functions get the same key in
+Numba's cache (:func:`key_function_caches`). Kernel modules and Numba's cache of
+them live in directories only the current user can write (:func:`kernel_dir`).
+Strategies defined in ``__main__`` (a script or a notebook) are *embedded*:
+their source, and that of the ``__main__`` helpers and constants they use, is
+copied into the kernel module, so workers never need the driver's ``__main__``.
 
 Workers receive a :class:`KernelRef` (the source, a few hundred bytes), never
 compiled dispatchers.
@@ -22,13 +26,17 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import dis
+import enum
 import hashlib
 import importlib.util
 import inspect
 import os
 import pathlib
 import re
+import shlex
+import stat
 import sys
 import tempfile
 import textwrap
@@ -72,12 +80,69 @@ class KernelRef:
     sys_path: tuple  # import roots of the strategy's modules, added in workers
 
 
+_FIX = "set BTCORE_KERNEL_DIR to a directory you own with mode 0700"
+
+
+class UnsafeKernelDirError(PermissionError):
+    """A kernel or cache directory that someone else could write: btcore imports
+    modules and Numba unpickles its index from there, so it refuses it."""
+
+
+def private_dir(path) -> pathlib.Path:
+    """``path`` as a directory only the current user can write.
+
+    Components btcore creates are made mode 0700 (chmod after mkdir, whatever the
+    umask); an existing directory must be owned by the current user and not be
+    writable by group or others, else :class:`UnsafeKernelDirError`.
+    """
+    path = pathlib.Path(path)
+    missing = []
+    for parent in (path, *path.parents):
+        if os.path.lexists(parent):
+            break
+        missing.append(parent)
+    for component in reversed(missing):
+        try:
+            os.mkdir(component, 0o700)
+        except FileExistsError:  # made meanwhile (another process): checked below
+            continue
+        os.chmod(component, 0o700)
+    problem = _unsafe(path)
+    if problem:
+        raise UnsafeKernelDirError(f"refusing {problem}")
+    return path
+
+
+def _unsafe(path: pathlib.Path) -> str | None:
+    """Why ``path`` may not hold kernel modules or Numba's cache (None if it may)."""
+    status = os.stat(path)  # a symlink counts as its target
+    if not stat.S_ISDIR(status.st_mode):
+        return f"{str(path)!r}: not a directory; {_FIX}"
+    if status.st_uid != os.geteuid():
+        return (f"{str(path)!r}: owned by uid {status.st_uid}, not by you (uid "
+                f"{os.geteuid()}); {_FIX}")
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{str(path)!r}: writable by group or others (mode "
+                f"{stat.S_IMODE(status.st_mode):04o}); run chmod 700 {shlex.quote(str(path))} "
+                f"or {_FIX}")
+    return None
+
+
 def kernel_dir() -> pathlib.Path:
     """Where kernel modules are written: ``$BTCORE_KERNEL_DIR``, else
-    ``$NUMBA_CACHE_DIR/btcore_kernels``, else ``~/.cache/btcore/kernels``
-    (a temporary directory if none is writable)."""
-    for candidate in (os.environ.get("BTCORE_KERNEL_DIR"),
-                      os.environ.get("NUMBA_CACHE_DIR") and
+    ``$NUMBA_CACHE_DIR/btcore_kernels``, else ``~/.cache/btcore/kernels``, else
+    ``$TMPDIR/btcore-kernels-<uid>``: the first writable one that only the current
+    user can write (created mode 0700). An explicit ``BTCORE_KERNEL_DIR`` that is
+    not owned by the user, or is writable by group or others, is an error; a
+    fallback that is, is skipped."""
+    explicit = os.environ.get("BTCORE_KERNEL_DIR")
+    if explicit:
+        path = private_dir(explicit)  # raises, naming the directory and the fix
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OSError(f"BTCORE_KERNEL_DIR={explicit!r} is not writable; {_FIX}")
+        return path
+    refused = []
+    for candidate in (os.environ.get("NUMBA_CACHE_DIR") and
                       os.path.join(os.environ["NUMBA_CACHE_DIR"], "btcore_kernels"),
                       os.path.join(os.environ.get("XDG_CACHE_HOME") or
                                    os.path.join(os.path.expanduser("~"), ".cache"),
@@ -85,14 +150,234 @@ def kernel_dir() -> pathlib.Path:
                       os.path.join(tempfile.gettempdir(), f"btcore-kernels-{os.getuid()}")):
         if not candidate:
             continue
-        path = pathlib.Path(candidate)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path = private_dir(candidate)
+        except UnsafeKernelDirError as err:
+            refused.append(str(err).removeprefix("refusing "))
+            continue
         except OSError:
             continue
-        if os.access(path, os.W_OK):
+        if os.access(path, os.W_OK | os.X_OK):
             return path
-    raise OSError("no writable directory for btcore kernel modules; set BTCORE_KERNEL_DIR")
+    if refused:
+        raise UnsafeKernelDirError("no safe directory for btcore kernel modules; refused "
+                                   + "; ".join(refused))
+    raise OSError(f"no writable directory for btcore kernel modules; {_FIX}")
+
+
+# ------------------------------------------------------------ globals digest
+#: modules whose attributes a kernel may read without them entering the key
+#: (numba resolves ``np.float64`` and ``math.pi`` to library code, not user values)
+_OPAQUE_MODULES = frozenset({"numpy", "math", "cmath", "numba", "llvmlite", "builtins"})
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class _GlobalsDigest:
+    """Digests everything Numba freezes into a compiled function: the values of the
+    globals its code names (and attributes of the modules and enums among them),
+    its closure cells and defaults, recursively through the functions and
+    dispatchers it calls. Two processes that see the same code and values get the
+    same digest (no ids, no hash-ordered sets)."""
+
+    def __init__(self):
+        self.seen: set = set()  # functions (and modules per names) already digested
+
+    def function(self, fn, hasher) -> None:
+        function = getattr(fn, "py_func", fn)
+        hasher.update(f"fn {getattr(function, '__module__', None)}."
+                      f"{getattr(function, '__qualname__', None)}\0".encode())
+        if id(function) in self.seen or not isinstance(function, types.FunctionType):
+            return
+        self.seen.add(id(function))
+        if hasattr(fn, "targetoptions"):
+            self.value(sorted(map(repr, fn.targetoptions.items())), (), hasher)
+        code = function.__code__
+        names = _code_names(code)
+        self.code(code, hasher)
+        namespace = function.__globals__
+        for name in sorted(names):
+            if name in namespace:
+                hasher.update(f"global {name}\0".encode())
+                self.value(namespace[name], names, hasher)
+        for name, cell in zip(code.co_freevars, function.__closure__ or ()):
+            hasher.update(f"cell {name}\0".encode())
+            try:
+                self.value(cell.cell_contents, names, hasher)
+            except ValueError:  # an empty cell
+                hasher.update(b"empty\0")
+        self.value(function.__defaults__, names, hasher)
+        self.value(sorted((function.__kwdefaults__ or {}).items()), names, hasher)
+
+    def code(self, code, hasher) -> None:
+        hasher.update(code.co_code)
+        hasher.update("\0".join(code.co_names + code.co_varnames).encode() + b"\0")
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                self.code(const, hasher)
+            else:
+                self.value(const, (), hasher)
+
+    def value(self, value, names, hasher) -> None:
+        kind = type(value)
+        hasher.update(f"{kind.__module__}.{kind.__qualname__}\0".encode())
+        if isinstance(value, enum.Enum):
+            hasher.update(f"{value.name}\0".encode())
+            self.value(value.value, (), hasher)
+        elif value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+            hasher.update(repr(value).encode() + b"\0")
+        elif isinstance(value, np.ndarray):
+            hasher.update(f"{value.dtype.str}{value.shape}\0".encode())
+            hasher.update(np.ascontiguousarray(value).tobytes() if value.dtype != object
+                          else repr(value.tolist()).encode())
+        elif isinstance(value, np.generic):
+            hasher.update(f"{value.dtype.str}\0".encode() + value.tobytes())
+        elif isinstance(value, (tuple, list)):
+            hasher.update(f"{len(value)}\0".encode())
+            for item in value:
+                self.value(item, names, hasher)
+        elif isinstance(value, (set, frozenset)):
+            hasher.update("".join(sorted(self.digest_of(item, names) for item in value)).encode())
+        elif isinstance(value, dict):
+            hasher.update("".join(sorted(self.digest_of(item, names)
+                                         for item in value.items())).encode())
+        elif isinstance(value, types.ModuleType):
+            hasher.update(f"{value.__name__}\0".encode())
+            if value.__name__.partition(".")[0] in _OPAQUE_MODULES or \
+                    (id(value), names) in self.seen:
+                return
+            self.seen.add((id(value), names))  # other code may read other attributes
+            namespace = vars(value)
+            for name in sorted(names):  # the attributes the code may read
+                if name in namespace:
+                    hasher.update(f"attribute {name}\0".encode())
+                    self.value(namespace[name], names, hasher)
+        elif isinstance(value, type):
+            hasher.update(f"{value.__module__}.{value.__qualname__}\0".encode())
+            if issubclass(value, enum.Enum):
+                for member in value:
+                    self.value(member, (), hasher)
+        elif isinstance(value, types.FunctionType) or hasattr(value, "py_func"):
+            module = getattr(getattr(value, "py_func", value), "__module__", None) or ""
+            if module.partition(".")[0] in _OPAQUE_MODULES:
+                hasher.update(f"{module}.{getattr(value, '__qualname__', '')}\0".encode())
+            else:
+                self.function(value, hasher)
+        else:  # numba types, ufuncs, dtypes...: their repr, unless it is an address
+            text = repr(value)
+            hasher.update((text if not _ADDRESS.search(text) else "opaque").encode() + b"\0")
+
+    @staticmethod
+    def digest_of(value, names) -> str:
+        """An item of an unordered container, digested on its own (a fresh walk:
+        what was seen before must not depend on the container's order)."""
+        hasher = hashlib.sha256()
+        _GlobalsDigest().value(value, names, hasher)
+        return hasher.hexdigest()
+
+
+def _code_names(code) -> frozenset:
+    """Every name ``code`` (and code nested in it) looks up: globals and attributes."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return frozenset(names)
+
+
+def globals_digest(functions) -> str:
+    """Digest of the code and of every global value ``functions`` (numba dispatchers
+    or plain functions) read, recursively through what they call (see
+    :class:`_GlobalsDigest`)."""
+    hasher = hashlib.sha256()
+    walker = _GlobalsDigest()
+    for fn in functions:
+        walker.function(fn, hasher)
+    return hasher.hexdigest()
+
+
+# ------------------------------------------------- numba's own function caches
+_GENERATED = frozenset({"compute_indicator_nb", "select_series_nb", "load_values_nb",
+                        "batch_nb", "portfolio_batch_nb"})
+_KEYED_CACHE = None
+
+
+def _keyed_cache_class():
+    """Numba's FunctionCache with the function's globals digest in its index key.
+
+    Numba keys a cached function on its bytecode and closure only: a strategy's
+    ``cache=True`` helper that reads an edited constant of another module would
+    load its stale machine code (into a new kernel module, or into the plain-Python
+    rule check). With this key it misses and compiles with the current values
+    (older entries stay in the index, unused). The digest is taken when the cache
+    is first read, i.e. when the function is first compiled: by then its module
+    has finished importing.
+    """
+    global _KEYED_CACHE
+    if _KEYED_CACHE is None:
+        from numba.core.caching import FunctionCache
+
+        class GlobalsKeyedCache(FunctionCache):
+            globals_key = None
+
+            def _index_key(self, sig, codegen):
+                if self.globals_key is None:
+                    self.globals_key = globals_digest([self._py_func])
+                return super()._index_key(sig, codegen) + (self.globals_key,)
+
+        _KEYED_CACHE = GlobalsKeyedCache
+    return _KEYED_CACHE
+
+
+def key_function_caches(functions) -> None:
+    """Key the on-disk cache of every ``cache=True`` numba function in
+    ``functions``, and of those they reach through globals, module attributes and
+    closures, on the values of the globals it reads (see :func:`_keyed_cache_class`).
+    Idempotent and cheap: StrategySpec calls it on its functions, the rule check and
+    :func:`load_kernel` again before anything compiles."""
+    from numba.core.caching import FunctionCache
+    keyed = None
+    pending = list(functions)
+    seen: set[int] = set()
+    while pending:
+        dispatcher = pending.pop()
+        function = getattr(dispatcher, "py_func", None)
+        if not isinstance(function, types.FunctionType) or id(dispatcher) in seen or \
+                (function.__module__ or "").partition(".")[0] in _OPAQUE_MODULES:
+            continue
+        seen.add(id(dispatcher))
+        if type(getattr(dispatcher, "_cache", None)) is FunctionCache:
+            keyed = keyed or _keyed_cache_class()
+            dispatcher._cache = keyed(function)
+        names = _code_names(function.__code__)
+        values = [function.__globals__[n] for n in names if n in function.__globals__]
+        values += [cell.cell_contents for cell in function.__closure__ or ()
+                   if _filled(cell)]
+        modules: set[int] = set()
+        while values:
+            value = values.pop()
+            if isinstance(value, types.ModuleType):
+                if value.__name__.partition(".")[0] not in _OPAQUE_MODULES and \
+                        id(value) not in modules:
+                    modules.add(id(value))
+                    values += [vars(value)[n] for n in names if n in vars(value)]
+            elif hasattr(value, "py_func"):
+                pending.append(value)
+
+
+def _kernel_roots(module) -> list:
+    """The strategy's functions a kernel module uses (imported or embedded)."""
+    return [value for name, value in vars(module).items() if hasattr(value, "py_func")
+            and name not in _GENERATED and
+            (name == "_signal_nb" or name.startswith("_indicator_") or
+             getattr(value.py_func, "__module__", None) == module.__name__)]
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ generation
@@ -228,7 +513,11 @@ def generate_source(spec) -> tuple[str, _Source]:
     source = _Source(spec.name)
     branches = _indicator_calls(spec, source)
     signal = source.bind(spec.signal_nb, "_signal_nb")
+    # the values of the globals the strategy's functions read are frozen into the
+    # compiled code: their digest is part of the source, hence of the module's name
+    roots = [fn for fn, _ in indicator_kinds(spec)] + [spec.signal_nb]
     header = [f"# btcore kernel module for strategy {spec.name!r}; generated, do not edit",
+              f"# code and globals of the strategy's functions: {globals_digest(roots)}",
               "import numpy as np", "from numba import njit as _njit",
               "from btcore.kernels.single import batch_kernel_nb as _batch_kernel_nb"]
     parts = ["\n".join(header + sorted(source.imports.values()))]
@@ -271,29 +560,77 @@ def kernel_ref(spec) -> KernelRef:
 
 
 def load_kernel(ref: KernelRef) -> types.ModuleType:
-    """Import the kernel module of ``ref``, writing its file first if needed."""
+    """Import the kernel module of ``ref``, writing its file first if needed.
+
+    The module, Python's ``__pycache__`` next to it and Numba's cache directory
+    for it are all in directories only the current user can write (see
+    :func:`kernel_dir`); the file is written to a fresh ``mkstemp`` temporary and
+    renamed over the module's path, so a planted file or symlink is replaced, never
+    followed."""
     module = _LOADED.get(ref.module_name)
     if module is not None:
         return module
     for root in ref.sys_path:
         if root not in sys.path:
             sys.path.append(root)
-    path = kernel_dir() / f"{ref.module_name}.py"
-    if not path.exists() or path.read_text() != ref.source:
-        # written once and atomically: Numba's cache is keyed on the file's mtime
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(ref.source)
-        os.replace(temporary, path)
+    directory = kernel_dir()
+    path = directory / f"{ref.module_name}.py"
+    private_dir(directory / "__pycache__")  # Python's .pyc (and Numba's in-tree cache)
+    private_dir(_numba_cache_dir(path))
+    if _read_regular(path) != ref.source:
+        # written once and atomically: Numba's cache is keyed on the file's contents
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{ref.module_name}.",
+                                                 suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(ref.source)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
     spec = importlib.util.spec_from_file_location(ref.module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[ref.module_name] = module
     try:
         spec.loader.exec_module(module)
+        for name in _GENERATED:  # where Numba actually put the cache: checked too
+            cache_path = getattr(getattr(getattr(module, name, None), "_cache", None),
+                                 "cache_path", None)
+            if cache_path:
+                private_dir(cache_path)
+        key_function_caches(_kernel_roots(module))
     except Exception:
         del sys.modules[ref.module_name]
         raise
     _LOADED[ref.module_name] = module
     return module
+
+
+def _numba_cache_dir(module_file: pathlib.Path) -> pathlib.Path:
+    """The directory Numba caches a kernel module's functions in (its locators:
+    ``$NUMBA_CACHE_DIR/<dir>_<sha1>`` when set, else ``__pycache__`` beside it)."""
+    from numba.core import config
+    from numba.core.caching import _CacheLocator
+    if config.CACHE_DIR:
+        return pathlib.Path(config.CACHE_DIR) / _CacheLocator.get_suitable_cache_subpath(
+            str(module_file))
+    return module_file.parent / "__pycache__"
+
+
+def _read_regular(path: pathlib.Path) -> str | None:
+    """The text of ``path`` if it is a regular file (a symlink is never read)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None
+        try:
+            return file.read().decode()
+        except UnicodeDecodeError:
+            return None
 
 
 def debug_functions(ref: KernelRef):

@@ -199,8 +199,10 @@ def fingerprints(prepared, n_blocks: int, extra: dict | None = None) -> dict:
     index = pd.DatetimeIndex(data.index)
     settings = {k: v for k, v in prepared.settings.items() if k != "assets"}
     return {
-        "strategy": digest(job.strategy.name, job.kernel.module_name,
-                           job.options.tobytes()),
+        # the kernel module's name digests the strategy's code and the values of
+        # the globals it reads (btcore.binding.kernel_ref)
+        "strategy": digest(job.strategy.name, job.kernel.module_name),
+        "options": digest(job.options.tobytes()),
         "grid": digest(*grid_parts),
         "data": digest(np.ascontiguousarray(job.close).tobytes(),
                        index.asi8.tobytes(), str(index.tz), *prepared.settings["assets"]),
@@ -277,10 +279,12 @@ class ResultStore:
                     changed.append(f"batch_size ({stored.get('batch_size')} stored, "
                                    f"{batch_size} given)")
                 if changed and not overwrite:
+                    said = {"strategy": "strategy code changed",
+                            "options": "strategy options changed"}
                     raise ValueError(
                         f"out={str(out)!r} holds results of a different run (what "
-                        f"differs: {', '.join(changed)}); pass overwrite=True to replace them, "
-                        "or choose another out= directory")
+                        f"differs: {', '.join(said.get(n, n) for n in changed)}); pass "
+                        "overwrite=True to replace them, or choose another out= directory")
                 if not changed:
                     store = cls(path, stored, prepared)
                     store._clean_temporary()

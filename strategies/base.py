@@ -195,6 +195,16 @@ class StrategySpec:
             raise ValueError(f"{where}: cost_factor must be a positive number, "
                              f"got {self.cost_factor!r}")
         object.__setattr__(self, "_cache", {})
+        self.key_caches()
+
+    def key_caches(self) -> None:
+        """Key Numba's on-disk cache of this strategy's ``cache=True`` functions (and
+        of the ones they call) on the values of the globals they read, before any of
+        them compiles: Numba itself keys only on their bytecode, so an edited constant
+        imported from another module would load stale machine code."""
+        from btcore.binding import key_function_caches
+        key_function_caches([indicator.fn for indicator in self.indicators] +
+                            [self.signal_nb])
 
     def __reduce_ex__(self, protocol):
         # pickle by reference when the spec is a module global
@@ -352,6 +362,7 @@ def check_rule(spec: StrategySpec, params_row: np.ndarray | None = None,
     indicator values the spec does not declare, or an indicator fails.
     """
     where = f"strategy {spec.name!r}"
+    spec.key_caches()  # again: helpers defined after the spec are reached now
     if params_row is None:
         params_row = np.array([float(p.default) for p in spec.params])
     if options is None:

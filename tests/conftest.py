@@ -5,6 +5,14 @@ import pathlib
 # before numba is imported anywhere (workers started by tests inherit it)
 os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(pathlib.Path(__file__).resolve().parent.parent / ".numba_cache"))
+# btcore refuses kernel and cache directories that group or others may write: the
+# test cache is private even in a tree checked out under umask 002
+if os.environ["NUMBA_CACHE_DIR"] == str(pathlib.Path(__file__).resolve().parent.parent /
+                                        ".numba_cache"):
+    os.makedirs(os.environ["NUMBA_CACHE_DIR"], mode=0o700, exist_ok=True)
+    for _private in [os.environ["NUMBA_CACHE_DIR"],
+                     *pathlib.Path(os.environ["NUMBA_CACHE_DIR"]).glob("btcore_kernels*")]:
+        os.chmod(_private, 0o700)
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np  # noqa: E402
