@@ -464,6 +464,10 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
         stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
                         description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]",
                         store=store)
+    except BaseException:
+        if store is not None:
+            store.close()  # release the out= lock: a re-run or another process may resume
+        raise
     finally:
         if owned:
             runner.close()

@@ -412,6 +412,10 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     try:
         metrics, stats = run_portfolio_job(pjob, runner, batch_size=batch_size,
                                            progress=progress, store=store)
+    except BaseException:
+        if store is not None:
+            store.close()  # release the out= lock: a re-run or another process may resume
+        raise
     finally:
         if owned:
             runner.close()

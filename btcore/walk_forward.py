@@ -188,6 +188,10 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         stats = run_job(is_job, runner, sink, batch_size=batch_size, progress=progress,
                         description=f"walk-forward {job.strategy.name} [{runner.name}]",
                         store=store)
+    except BaseException:
+        if store is not None:
+            store.close()  # release the out= lock: a re-run or another process may resume
+        raise
     finally:
         if owned:
             runner.close()

@@ -138,10 +138,17 @@ def test_corrupt_or_foreign_outputs_are_clear_errors(tmp_path):
     run_sweep(GRID, out=out, batch_size=20, **WINDOW)
     part = sorted(out.glob("part-*.parquet"))[0]
     part.write_bytes(part.read_bytes()[:100])
-    with pytest.raises(ValueError, match="corrupt.*delete it"):
-        run_sweep(GRID, out=out, **WINDOW)
+    with pytest.raises(ValueError, match=f"{part.name} does not match the SHA-256"):
+        open_results(out)
+    # a resume recomputes the damaged part, saying so
+    with pytest.warns(results.StoreIntegrityWarning, match=f"{part.name} does not match"):
+        assert run_sweep(GRID, out=out, **WINDOW).stats["tasks_computed"] == 1
     part.unlink()
-    assert run_sweep(GRID, out=out, **WINDOW).stats["tasks_computed"] == 1
+    with pytest.raises(ValueError, match=f"{part.name} is missing"):
+        open_results(out)
+    with pytest.warns(results.StoreIntegrityWarning, match=f"{part.name} is missing"):
+        assert run_sweep(GRID, out=out, **WINDOW).stats["tasks_computed"] == 1
+    assert len(open_results(out)) == 180
     manifest = out / "_btcore.json"
     manifest.write_text("{not json")
     with pytest.raises(ValueError, match="unreadable.*overwrite=True"):
