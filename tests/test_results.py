@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 import btcore.results as results
+import btcore.store.writer as writer
 from btcore import Grid, open_results, run_sweep
+from btcore.store import StoreIntegrityWarning
 
 GRID = {"lookback_period": [10, 20, 30, 40, 50], "entry_threshold": [1.5, 2.0, 2.5],
         "exit_threshold": [0.0, 0.5], "stop_loss_z": [3.0, 4.0]}
@@ -141,12 +143,12 @@ def test_corrupt_or_foreign_outputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=f"{part.name} does not match the SHA-256"):
         open_results(out)
     # a resume recomputes the damaged part, saying so
-    with pytest.warns(results.StoreIntegrityWarning, match=f"{part.name} does not match"):
+    with pytest.warns(StoreIntegrityWarning, match=f"{part.name} does not match"):
         assert run_sweep(GRID, out=out, **WINDOW).stats["tasks_computed"] == 1
     part.unlink()
     with pytest.raises(ValueError, match=f"{part.name} is missing"):
         open_results(out)
-    with pytest.warns(results.StoreIntegrityWarning, match=f"{part.name} is missing"):
+    with pytest.warns(StoreIntegrityWarning, match=f"{part.name} is missing"):
         assert run_sweep(GRID, out=out, **WINDOW).stats["tasks_computed"] == 1
     assert len(open_results(out)) == 180
     manifest = out / "_btcore.json"
@@ -178,7 +180,7 @@ def test_an_unwritable_out_is_refused_before_work(tmp_path, monkeypatch):
     locked.mkdir()
     # root may write anywhere, so the permission bits are checked through os.access
     real_access = os.access
-    monkeypatch.setattr(results.os, "access", lambda path, mode: False if
+    monkeypatch.setattr(writer.os, "access", lambda path, mode: False if
                         os.fspath(path) == os.fspath(locked) else real_access(path, mode))
     with pytest.raises(ValueError, match="not writable"):
         run_sweep(GRID, out=locked / "run", **WINDOW)

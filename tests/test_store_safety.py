@@ -15,9 +15,10 @@ import warnings
 import numpy as np
 import pytest
 
-import btcore.results as results
+import btcore.store as store
 from btcore import open_results, run_sweep, walk_forward
 from btcore.metrics import METRIC_NAMES
+from btcore.store.manifest import MANIFEST
 from conftest import assert_tables_identical
 
 fcntl = pytest.importorskip("fcntl", reason="the store lock is flock on Linux/macOS")
@@ -63,7 +64,7 @@ def resumed_identical(small_data, grid, out, fresh, *, recomputed: int, warns: s
     """Re-run into ``out``: ``recomputed`` tasks computed, the table bit-identical to
     ``fresh``, and the store readable afterwards."""
     if warns:
-        with pytest.warns(results.StoreIntegrityWarning, match=warns):
+        with pytest.warns(store.StoreIntegrityWarning, match=warns):
             result = run_sweep(grid, data=small_data, out=out, **RUN)
     else:
         result = run_sweep(grid, data=small_data, out=out, **RUN)
@@ -108,7 +109,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_readers_still_work(
             time.sleep(0.05)
         # overwrite=True, even for another grid, deletes nothing: the lock comes first
         for other_grid in (grid, {**grid, "stop_loss_z": [3.0]}):
-            with pytest.raises(results.StoreBusyError,
+            with pytest.raises(store.StoreBusyError,
                                match=rf"being written by another btcore run: process "
                                      rf"{holder.pid} on host \S+, started .*run_sweep.*Wait "
                                      "for it to finish"):
@@ -150,7 +151,7 @@ def test_another_thread_of_the_process_is_refused_too(small_data, grid, tmp_path
     thread.start()
     try:
         assert started.wait(120)
-        with pytest.raises(results.StoreBusyError, match="another thread of this process "
+        with pytest.raises(store.StoreBusyError, match="another thread of this process "
                                                          rf"\(pid {os.getpid()}, thread "
                                                          "'first-writer'\\)"):
             run_sweep(grid, data=small_data, out=out, overwrite=True, **RUN)
@@ -176,7 +177,7 @@ def test_the_lock_is_released_on_completion_exception_and_ctrl_c(small_data, gri
     gc.collect()  # run_sweep's lock goes with its store once the traceback is dropped
     assert lock_is_free(tmp_path / "failed")
     # walk_forward, monte_carlo and run_portfolio_sweep release it as the exception leaves
-    write, calls = results.ResultStore.write, []
+    write, calls = store.ResultStore.write, []
 
     def interrupted(self, task, payload):
         calls.append(task)
@@ -184,13 +185,13 @@ def test_the_lock_is_released_on_completion_exception_and_ctrl_c(small_data, gri
             raise KeyboardInterrupt
         write(self, task, payload)
 
-    monkeypatch.setattr(results.ResultStore, "write", interrupted)
+    monkeypatch.setattr(store.ResultStore, "write", interrupted)
     wf_grid = {"lookback_period": [10, 20], "entry_threshold": [1.5, 2.0]}
     with pytest.raises(KeyboardInterrupt) as caught:
         walk_forward(wf_grid, data=small_data, n_splits=3, out=tmp_path / "wf",
                      executor="serial", progress=False, batch_size=1)
     assert caught.value is not None and lock_is_free(tmp_path / "wf")  # traceback still held
-    monkeypatch.setattr(results.ResultStore, "write", write)
+    monkeypatch.setattr(store.ResultStore, "write", write)
     resumed = walk_forward(wf_grid, data=small_data, n_splits=3, out=tmp_path / "wf",
                            executor="serial", progress=False, batch_size=1)
     assert resumed.stats["tasks_resumed"] == 1
@@ -339,14 +340,14 @@ def test_a_part_replaced_by_its_neighbour_is_refused_and_recomputed(stored, smal
 
 
 def test_parts_swapped_with_their_records_are_refused(stored, small_data, grid, fresh):
-    manifest = json.loads((stored / results.MANIFEST).read_text())
+    manifest = json.loads((stored / MANIFEST).read_text())
     parts = manifest["parts"]
     a, b = part(stored, 6), part(stored, 7)
     data_a, data_b = a.read_bytes(), b.read_bytes()
     a.write_bytes(data_b)
     b.write_bytes(data_a)
     parts[a.name], parts[b.name] = parts[b.name], parts[a.name]  # hashes follow the bytes
-    (stored / results.MANIFEST).write_text(json.dumps(manifest))
+    (stored / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="part-0000006.parquet is recorded for task"):
         open_results(stored)
     resumed_identical(small_data, grid, stored, fresh, recomputed=2,
@@ -381,9 +382,9 @@ def test_a_complete_manifest_with_a_part_missing(stored, small_data, grid, fresh
     resumed_identical(small_data, grid, stored, fresh, recomputed=1,
                       warns="part-0000008.parquet is missing")
     # a record deleted with its part: the count of a complete run still tells
-    manifest = json.loads((stored / results.MANIFEST).read_text())
+    manifest = json.loads((stored / MANIFEST).read_text())
     del manifest["parts"][part(stored, 9).name]
-    (stored / results.MANIFEST).write_text(json.dumps(manifest))
+    (stored / MANIFEST).write_text(json.dumps(manifest))
     part(stored, 9).unlink()
     with pytest.raises(ValueError, match="part-0000009.parquet is missing: the manifest marks "
                                          "the run complete with 18 parts but records 17"):
@@ -427,7 +428,7 @@ def test_a_tampered_walk_forward_block_is_recomputed(small_data, tmp_path):
         again = walk_forward(wf_grid, out=out, **kwargs)
     assert_tables_identical(again.folds, fresh.folds)
     assert again.stats["tasks_computed"] == 1
-    assert any(w.category is results.StoreIntegrityWarning and
+    assert any(w.category is store.StoreIntegrityWarning and
                "part-0000001.npy does not match the SHA-256" in str(w.message) for w in caught)
     assert_tables_identical(again.oos_equity, fresh.oos_equity)
     assert_tables_identical(again.oos_metrics, fresh.oos_metrics)
