@@ -22,7 +22,7 @@ from _peers import naive_backtest  # noqa: E402
 from btcore import Grid  # noqa: E402
 from btcore.datasets import sp500_sample  # noqa: E402
 from btcore.engine import Task, run_task  # noqa: E402
-from btcore.sweep import prepare  # noqa: E402
+from btcore.workflows.base import prepare  # noqa: E402
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the last commit with the previous kernel (fused loop, strategy-written wrappers)
@@ -79,7 +79,10 @@ PROBE = """
 import sys, time, numba
 from btcore import Grid
 from btcore.datasets import sp500_sample
-from btcore.sweep import prepare
+try:
+    from btcore.workflows.base import prepare
+except ImportError:  # a checkout from before the workflows package
+    from btcore.sweep import prepare
 grid, threads, repeats = %r, %d, %d
 try:
     from btcore.engine import Task, run_task

@@ -19,7 +19,7 @@ from btcore.engine import Task, run_task
 try:
     from btcore.workflows.base import prepare
 except ImportError:  # before the workflows package
-    from btcore.sweep import prepare
+    from btcore.workflows.base import prepare
 
 ASSET = "AAPL"
 GRIDS = {

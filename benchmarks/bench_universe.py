@@ -80,7 +80,7 @@ def main_cross_sectional(argv=None) -> None:
     """``python benchmarks/bench_universe.py cross_sectional [--assets 500]
     [--executor threads] [--direction reversal] [--repeats 2]``: the cross-sectional
     sweep (rank, hold top_k each side) over the same synthetic universe, end to end."""
-    from btcore.cross_sectional import run_cross_sectional_sweep
+    from btcore.workflows.cross_sectional import run_cross_sectional_sweep
     parser = argparse.ArgumentParser(description="cross-sectional sweep benchmark")
     parser.add_argument("--assets", type=int, default=500)
     parser.add_argument("--executor", default="threads")

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from btcore import MarketData, run_sweep, walk_forward
-from btcore.walk_forward import fold_windows
+from btcore.workflows.walk_forward import fold_windows
 
 
 def grid_of(n_sets: int) -> dict:

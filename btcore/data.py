@@ -386,8 +386,8 @@ def as_market_data(data, price: str | None = None) -> MarketData:
 
     Parameters
     ----------
-    data : None, MarketData, pandas Series/DataFrame, or str/os.PathLike
-        None is the bundled sample; a path ending in .parquet/.pq is read with
+    data : MarketData, pandas Series/DataFrame, or str/os.PathLike
+        A path ending in .parquet/.pq is read with
         :meth:`MarketData.from_parquet`, any other path with :meth:`MarketData.from_csv`.
     price : {None, 'close', 'adj_close'}
         Traded price column of OHLCV data (see :meth:`MarketData.from_pandas`); for
@@ -397,12 +397,6 @@ def as_market_data(data, price: str | None = None) -> MarketData:
     -------
     MarketData
     """
-    if data is None:
-        from btcore.datasets import sp500_sample
-        if price is not None:
-            raise ValueError(f"price={price!r} picks a column of OHLCV data, but the bundled "
-                             "sample holds adjusted closes only; leave price=None")
-        return sp500_sample()
     if isinstance(data, MarketData):
         wanted = _frames.price_choice(price)
         used = _frames.field_of(data.price_column) if data.price_column else None

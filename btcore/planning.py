@@ -9,11 +9,19 @@ the data. Wall = start-up + share + (kernel + per-task overhead) / CPUs.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 
-from btcore.engine.cost import OVERHEADS, Workload, predict_seconds
+import btcore.strategies as strategies
 from btcore.engine import plan
+from btcore.engine.cost import OVERHEADS, Workload, predict_seconds
+from btcore.settings import check_arguments
+from btcore.workflows.base import prepare
+from btcore.workflows.cross_sectional import prepare_cross_sectional
+from btcore.workflows.monte_carlo import plan_monte_carlo
+from btcore.workflows.portfolio import prepare_portfolio
+from btcore.workflows.walk_forward import plan_walk_forward
 
 #: estimate(workflow=...) -> the keywords of that workflow it takes besides the sweep's
 WORKFLOW_KEYWORDS = {
@@ -22,6 +30,7 @@ WORKFLOW_KEYWORDS = {
     "monte_carlo": ("n_paths", "method", "block_size", "seed", "asset"),
     "portfolio": ("rebalance_every", "max_gross_exposure", "max_position_weight",
                   "portfolio_stop_drawdown"),
+    "cross_sectional": ("direction", "long_only"),
 }
 
 
@@ -51,7 +60,8 @@ def estimate(grid, strategy="mean_reversion", data=None, *, workflow: str = "swe
     **options
         The workflow's own keywords (``n_splits``, ``anchored``, ... for walk-forward;
         ``n_paths``, ``method``, ``asset``, ... for Monte Carlo; ``rebalance_every``,
-        ... for portfolios; their defaults as there) and strategy options.
+        ... for portfolios; ``direction``, ``long_only`` for cross-sectional sweeps;
+        their defaults as there) and strategy options.
 
     Returns
     -------
@@ -102,8 +112,6 @@ def estimate(grid, strategy="mean_reversion", data=None, *, workflow: str = "swe
 def _check_options(options: dict, strategy, workflow: str) -> None:
     """A keyword that is not a strategy option: name the workflow that takes it, or
     the closest argument (as the workflows themselves do)."""
-    import btcore.strategies as strategies
-    from btcore.settings import check_arguments
     spec = strategies.get(strategy)
     for name in options:
         owners = [other for other, names in WORKFLOW_KEYWORDS.items() if name in names]
@@ -114,19 +122,16 @@ def _check_options(options: dict, strategy, workflow: str) -> None:
 
 
 def _plan_sweep(grid, strategy, data, assets, common, keywords):
-    from btcore.sweep import prepare
     job = prepare(grid, strategy, data, assets=assets, debug=False, **common).job
     return Workload.of_job(job), lambda: plan.calibrate(job, repeats=3)
 
 
 def _plan_walk_forward(grid, strategy, data, assets, common, keywords):
-    from btcore.walk_forward import plan_walk_forward
     _, _, is_job = plan_walk_forward(grid, strategy, data, assets=assets, **common, **keywords)
     return Workload.of_job(is_job), lambda: plan.calibrate(is_job, repeats=3)
 
 
 def _plan_monte_carlo(grid, strategy, data, assets, common, keywords):
-    from btcore.monte_carlo import plan_monte_carlo
     if assets is not None:
         raise TypeError("workflow='monte_carlo' resamples one asset: give asset=NAME, not "
                         "assets=")
@@ -135,13 +140,23 @@ def _plan_monte_carlo(grid, strategy, data, assets, common, keywords):
 
 
 def _plan_portfolio(grid, strategy, data, assets, common, keywords):
-    from btcore.portfolio import prepare_portfolio
     pjob = prepare_portfolio(grid, strategy, data, assets=assets, **common, **keywords)
-    return pjob.workload(), lambda: pjob.calibrate(repeats=3)
+    return Workload.of_job(pjob), lambda: plan.calibrate(pjob, repeats=3)
+
+
+def _plan_cross_sectional(grid, strategy, data, assets, common, keywords):
+    if common.pop("options"):
+        raise TypeError("workflow='cross_sectional' ranks assets with its own rule: it takes "
+                        "no strategy options")
+    cjob = prepare_cross_sectional(grid, data, assets=assets, **common,
+                                   direction=keywords.get("direction", "reversal"),
+                                   long_only=keywords.get("long_only", False))
+    return Workload.of_job(cjob), lambda: plan.calibrate(cjob, repeats=3)
 
 
 _PLANNERS = {"sweep": _plan_sweep, "walk_forward": _plan_walk_forward,
-             "monte_carlo": _plan_monte_carlo, "portfolio": _plan_portfolio}
+             "monte_carlo": _plan_monte_carlo, "portfolio": _plan_portfolio,
+             "cross_sectional": _plan_cross_sectional}
 
 
 def _cpu_counts(cpus) -> list[int]:

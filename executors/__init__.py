@@ -52,10 +52,10 @@ def get_executor(executor, **kwargs) -> tuple[Executor, bool]:
     if isinstance(executor, Executor):
         return executor, False
     if executor == "auto":
-        raise ValueError("executor='auto' is chosen by run_sweep, walk_forward, "
-                         "monte_carlo and run_portfolio_sweep from a measured prediction; "
-                         "here name one of "
-                         f"{', '.join(available())}")
+        raise ValueError("executor='auto' is chosen by the workflows (run_sweep, "
+                         "walk_forward, monte_carlo, run_portfolio_sweep, "
+                         "run_cross_sectional_sweep) from a measured prediction; here name "
+                         f"one of {', '.join(available())}")
     if isinstance(executor, str):
         return executor_class(executor)(**kwargs), True
     raise TypeError(f"executor must be a name ({', '.join(available())}) or an Executor "

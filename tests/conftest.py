@@ -52,17 +52,17 @@ def small_data():
 def no_kernel_runs(monkeypatch):
     """Fail the test if a kernel or executor starts: errors must come first."""
     import btcore.engine.plan
-    import btcore.sweep
+    import btcore.workflows.base
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before input validation")
 
+    # every workflow runs through workflows.base.execute -> run_job; the engine
+    # measures or compiles the kernel first
     monkeypatch.setattr(btcore.engine.plan, "calibrate", forbidden)
-    monkeypatch.setattr(btcore.sweep, "run_job", forbidden)
-    monkeypatch.setattr(btcore.sweep, "_execute", forbidden)
-    import sys
-    # the module, not the function btcore re-exports under the same name
-    monkeypatch.setattr(sys.modules["btcore.walk_forward"], "run_job", forbidden)
+    monkeypatch.setattr(btcore.engine.plan, "compile_kernel", forbidden)
+    monkeypatch.setattr(btcore.workflows.base, "run_job", forbidden)
+    return forbidden
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ import pytest
 
 import btcore.engine.cost as cost
 from btcore import run_sweep
-from btcore.sweep import prepare
+from btcore.workflows.base import prepare
+from conftest import assert_tables_identical
 
 WINDOW = dict(assets=["AAPL"], start="2018-01-01", end="2020-12-31", progress=False)
 
@@ -84,9 +85,11 @@ def test_a_portfolio_sweep_takes_auto_too():
     pd.testing.assert_frame_equal(auto.table, run_portfolio_sweep(grid, **window).table)
 
 
-def test_workflows_without_auto_say_where_it_works():
+def test_every_sweep_workflow_takes_auto():
+    """Cross-sectional sweeps run on the same template: auto chooses, results equal serial."""
     from btcore import run_cross_sectional_sweep
-    with pytest.raises(ValueError, match="chosen by run_sweep, walk_forward, monte_carlo and "
-                                         "run_portfolio_sweep"):
-        run_cross_sectional_sweep({"lookback_period": [20]}, executor="auto",
-                                  start="2019-01-01", progress=False)
+    grid = {"lookback_period": [20, 40], "top_k": [2, 3]}
+    auto = run_cross_sectional_sweep(grid, executor="auto", start="2019-01-01", progress=False)
+    serial = run_cross_sectional_sweep(grid, start="2019-01-01", progress=False)
+    assert auto.stats["executor_choice"]["executor"] in ("serial", "threads")
+    assert_tables_identical(auto.table, serial.table)

@@ -184,7 +184,7 @@ def test_ray_executor_arguments_table_matches_the_constructor():
 
 
 def test_stats_keys_and_executor_attributes_exist():
-    from btcore.engine import run_stats
+    from btcore.engine.run import run_stats
     from btcore.executors.serial import SerialExecutor
     stats = run_stats(SerialExecutor(), (0, 0), n_backtests=1, param_bars=1, tasks=[],
                       batch_size=1, calibrate_s=0.0, share_s=0.0, compute_s=1.0)
@@ -194,8 +194,8 @@ def test_stats_keys_and_executor_attributes_exist():
     assert mentioned, "the guide names no stats keys"
     assert mentioned - extra <= set(stats), mentioned - set(stats)
     if "executor_choice" in mentioned:
-        import btcore.sweep
-        assert "executor_choice" in inspect.getsource(btcore.sweep)
+        import btcore.workflows.base
+        assert "executor_choice" in inspect.getsource(btcore.workflows.base)
     for attribute in ("n_workers", "retries", "lost_workers"):
         assert hasattr(SerialExecutor(), attribute)
     if "tasks_per_node" in TEXT:

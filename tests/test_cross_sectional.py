@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from hypothesis import given, strategies as st
 
-import btcore.cross_sectional as cs
+import btcore.workflows.cross_sectional as cs
 from btcore import MarketData
-from btcore.cross_sectional import (cross_sectional_backtest, prepare_cross_sectional,
+from btcore.workflows.cross_sectional import (cross_sectional_backtest, prepare_cross_sectional,
                                     run_cross_sectional_sweep, run_cross_sectional_task)
-from btcore.engine import Task
+from btcore.engine import Task, plan_tasks
 from btcore.kernels.cross_sectional import CS_OUT_ROWS, PARAM_NAMES, TURNOVER_ROW
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import METRIC_NAMES
@@ -189,7 +189,7 @@ def test_auto_tasks_cover_every_set_once_costliest_first():
                                    periods_per_year=None, assets=None)
     assert (np.diff(cjob.params[:, 2]) >= 0).all()  # frequent rebalancing first
     for batch_size in ("auto", 7):
-        tasks, _ = cs._plan_tasks(cjob, batch_size, throughput=5e7, slots=2)
+        tasks, _ = plan_tasks(cjob, batch_size, throughput=5e7, slots=2)
         covered = np.zeros(cjob.n_sets, dtype=int)
         for task in tasks:
             covered[task.start:task.stop] += 1
@@ -209,11 +209,9 @@ def test_table_layout(small_data):
 
 
 @pytest.fixture
-def forbid_work(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("work started before input validation")
-    monkeypatch.setattr(cs, "run_cross_sectional_task", forbidden)
-    monkeypatch.setattr(cs, "run_cross_sectional_job", forbidden)
+def forbid_work(no_kernel_runs, monkeypatch):
+    """No kernel, calibration or run starts (every workflow runs through one template)."""
+    monkeypatch.setattr(cs, "run_cross_sectional_task", no_kernel_runs)
 
 
 @pytest.mark.parametrize("grid, kwargs, message", [

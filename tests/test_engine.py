@@ -11,7 +11,7 @@ from btcore.engine.plan import MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS
 from btcore.executors import get_executor
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import METRIC_NAMES, N_METRICS
-from btcore.sweep import prepare
+from btcore.workflows.base import prepare
 from conftest import small_grid
 
 SETTINGS = dict(initial_capital=1e6, cost_bps=5.0, periods_per_year=252.0, debug=False,

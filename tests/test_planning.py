@@ -73,7 +73,7 @@ def test_more_work_predicts_more_time(sample):
     """Ten times the paths: about ten times the kernel time on one core (the same
     calibration is reused, so only the workload differs)."""
     import btcore.engine.cost as cost
-    from btcore.monte_carlo import plan_monte_carlo
+    from btcore.workflows.monte_carlo import plan_monte_carlo
     common = dict(start="2015-01-01", asset="AAPL")
     small, big = (cost.Workload.of_job(plan_monte_carlo(
         {"lookback_period": 20}, "mean_reversion", sample, n_paths=n, **common).job)

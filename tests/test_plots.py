@@ -423,7 +423,7 @@ def test_walk_forward_plot_method_needs_asset(wf):
 # ------------------------------------------------------------------ Monte Carlo
 @pytest.fixture(scope="module")
 def mc(sweep, data):
-    pytest.importorskip("btcore.monte_carlo")
+    pytest.importorskip("btcore.workflows.monte_carlo")
     return btcore.monte_carlo(sweep.table.iloc[0], data=data, n_paths=40, progress=False)
 
 
@@ -444,7 +444,7 @@ def test_monte_carlo_figure(mc, tmp_path):
 
 
 def test_monte_carlo_figure_of_a_grid(data, tmp_path):
-    pytest.importorskip("btcore.monte_carlo")
+    pytest.importorskip("btcore.workflows.monte_carlo")
     grid_mc = btcore.monte_carlo({"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0]},
                                  data=data, asset="SYN000", n_paths=12, progress=False)
     with pytest.raises(ValueError, match=r"the run has 4 parameter sets; pick one with set="):

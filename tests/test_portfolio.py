@@ -1,4 +1,4 @@
-"""Portfolios of one account (``btcore.portfolio``, ``docs/portfolios.md``)."""
+"""Portfolios of one account (``btcore.workflows.portfolio``, ``docs/portfolios.md``)."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from btcore import MarketData, backtest, run_sweep
 from btcore.metrics import METRIC_NAMES
-from btcore.portfolio import CONSTRUCTION, portfolio_backtest, run_portfolio_sweep
+from btcore.workflows.portfolio import CONSTRUCTION, portfolio_backtest, run_portfolio_sweep
 from conftest import assert_tables_identical
 from portfolio_reference import portfolio_reference
 from reference import spec_rule
@@ -257,14 +257,10 @@ def test_executors_and_batch_sizes_agree_bit_for_bit(universe, joblib_executor):
 
 # --------------------------------------------------------------- bad input
 @pytest.fixture
-def no_portfolio_runs(monkeypatch):
-    import btcore.portfolio as portfolio
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("work started before input validation")
-
-    monkeypatch.setattr(portfolio, "run_portfolio_job", forbidden)
-    monkeypatch.setattr(portfolio, "_compile_and_calibrate", forbidden)
+def no_portfolio_runs(no_kernel_runs, monkeypatch):
+    """No kernel, calibration or run starts (every workflow runs through one template)."""
+    import btcore.workflows.portfolio as portfolio
+    monkeypatch.setattr(portfolio, "run_portfolio_task", no_kernel_runs)
 
 
 @pytest.mark.parametrize("kwargs, message", [

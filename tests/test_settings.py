@@ -10,7 +10,6 @@ import pytest
 from btcore import MarketData, backtest, run_sweep
 from btcore.settings import (check_arguments, check_settings, infer_periods_per_year,
                              resolve_periods_per_year)
-from btcore.sweep import _check_settings
 from conftest import small_grid
 
 GRID = small_grid(1)
@@ -84,7 +83,7 @@ def test_none_is_inferred_and_an_explicit_value_wins():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert resolve_periods_per_year(None, hourly) == 1764
-        assert _check_settings(1e6, 5.0, None, hourly) == (1e6, 5.0, 1764.0)
+        assert check_settings(1e6, 5.0, None, hourly) == (1e6, 5.0, 1764.0)
         assert resolve_periods_per_year(1000, hourly) == 1000  # within 2x: no warning
         assert resolve_periods_per_year(365, pd.bdate_range("2020", periods=60)) == 365
 

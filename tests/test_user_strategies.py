@@ -81,7 +81,7 @@ def test_each_unique_window_is_computed_once(data, monkeypatch):
                                                                              task.stop))])
         return original(shared, task, record)
 
-    monkeypatch.setattr("btcore.engine.run.run_task", spy)
+    monkeypatch.setattr("btcore.engine.tasks.run_task", spy)
     run_sweep({"fast_window": [2, 3, 4, 5], "slow_window": [10, 11, 12, 13], "band": [0.0]},
               crossover.SPEC, data, progress=False, batch_size=16)
     series = seen[-1]  # the one task of the sweep (earlier calls calibrate)

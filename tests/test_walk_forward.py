@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from btcore import MarketData, run_sweep, walk_forward
 from btcore.metrics import METRIC_NAMES
-from btcore.walk_forward import fold_windows
+from btcore.workflows.walk_forward import fold_windows
 from conftest import assert_tables_identical
 
 GRID = {"lookback_period": [5, 10, 20], "entry_threshold": [1.0, 2.0],

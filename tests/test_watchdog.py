@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-import btcore.engine.run as engine_run
+import btcore.engine.tasks as engine_tasks
 import btcore.engine.watchdog as watchdog
 from btcore import run_sweep
 from btcore.engine.watchdog import ThroughputWarning, Watchdog, WatchdogSettings
@@ -65,14 +65,14 @@ def test_a_healthy_rate_is_quiet():
 def test_a_sweep_whose_task_stalls_reports_it(small_data, monkeypatch):
     quick = run_sweep(GRID, data=small_data, progress=False, batch_size=4)
     monkeypatch.setattr(watchdog, "DEFAULT", FAST)
-    original = engine_run.run_task
+    original = engine_tasks.run_task
 
     def slow_task(shared, task, record=None):
         if task.task_id == 0:
             time.sleep(1.0)
         return original(shared, task, record)
 
-    monkeypatch.setattr(engine_run, "run_task", slow_task)
+    monkeypatch.setattr(engine_tasks, "run_task", slow_task)
     with pytest.warns(ThroughputWarning):
         result = run_sweep(GRID, data=small_data, progress=False, batch_size=4,
                            executor="threads")

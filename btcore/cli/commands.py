@@ -207,8 +207,8 @@ def _monte_carlo(args) -> int:
             raise CLIError("monte-carlo resamples one asset: give --asset NAME (or --assets "
                            "with one name)")
         asset = inputs.assets[0]
-    from btcore.data import as_market_data
-    inputs.data = as_market_data(inputs.data)  # loaded once, to name a missing --asset
+    from btcore.workflows.base import resolve_data
+    inputs.data = resolve_data(inputs.data)  # loaded once, to name a missing --asset
     if asset is None and inputs.data.n_assets > 1:
         symbols = list(inputs.data.symbols)
         shown = ", ".join(symbols[:12]) + (", ..." if len(symbols) > 12 else "")

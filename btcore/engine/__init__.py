@@ -23,12 +23,13 @@ Modules: :mod:`~btcore.engine.tasks` (what a task is, and running one),
 :mod:`~btcore.engine.cost` (the cost model behind ``executor="auto"``).
 """
 from btcore.binding import StrategyCompileError
-from btcore.engine.plan import calibrate, choose_batch_size, measure_set_batches
-from btcore.engine.run import run_job, run_set_batches
-from btcore.engine.sinks import DenseSink, TopKSink
+from btcore.engine.plan import calibrate, choose_batch_size, plan_tasks
+from btcore.engine.run import run_job
+from btcore.engine.sinks import ArraySink, DenseSink, TopKSink
 from btcore.engine.tasks import Job, Task, check_targets, make_tasks, run_task
 from btcore.sets import plan_series, sort_sets
 
-__all__ = ["Job", "Task", "DenseSink", "TopKSink", "run_job", "run_set_batches", "run_task",
-           "make_tasks", "check_targets", "choose_batch_size", "calibrate", "measure_set_batches", "plan_series",
+__all__ = ["Job", "Task", "ArraySink", "DenseSink", "TopKSink", "run_job", "run_task",
+           "make_tasks", "check_targets", "choose_batch_size", "calibrate", "plan_tasks",
+           "plan_series",
            "sort_sets", "StrategyCompileError"]

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 from btcore.binding import compile_error
-from btcore.engine.tasks import Job, Task, run_task
+from btcore.engine.tasks import Job, Task, make_tasks
 
 #: seconds one task should take; long enough to amortise per-task overhead
 #: (~1 ms Dask, ~0.5 ms Ray), short enough to balance load and show progress
@@ -66,9 +66,49 @@ def compile_kernel(job) -> None:
     """Compile (or load from the cache) ``job``'s kernel in this process by running
     one set, so a compile error is raised once, trimmed to the strategy's code."""
     try:
-        run_task(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
+        job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
     except numba.core.errors.NumbaError as err:
+        if job.strategy is None:  # btcore's own kernel: not the user's to fix
+            raise
         raise compile_error(job.strategy, err) from None
+
+
+def plan_tasks(job, batch_size, throughput: float, slots: int) -> tuple[list, int]:
+    """``(tasks longest first, sets per task)``: ``batch_size`` sets per task, or
+    with "auto" from the measured ``throughput`` (:func:`choose_batch_size`).
+
+    A job whose sets differ in cost (``set_cost``: relative cost per sorted set,
+    the cross-sectional sweep's rebalances) has its tasks costed by it, and with
+    "auto" is cut where a task's cost reaches that of ``batch_size`` average sets.
+    """
+    traded = job.traded_bars
+    explicit = batch_size != "auto"
+    if not explicit:
+        batch_size = choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+                                       throughput, slots)
+    batch_size = int(batch_size)
+    set_cost = getattr(job, "set_cost", None)
+    if set_cost is None:
+        return make_tasks(traded, job.n_sets, batch_size, job.cost_factor), batch_size
+    bars = float(traded.mean())
+    if explicit:
+        tasks = [task._replace(cost=bars * float(set_cost[task.start:task.stop].sum()))
+                 for task in make_tasks(traded, job.n_sets, batch_size)]
+        return sorted(tasks, key=lambda task: -task.cost), batch_size
+    return weighted_tasks(bars, set_cost, batch_size), batch_size
+
+
+def weighted_tasks(bars: float, set_cost: np.ndarray, batch_size: int) -> list:
+    """Tasks of consecutive sets of one block, each costing about ``batch_size``
+    average sets, costliest first."""
+    budget = batch_size * float(set_cost.mean())
+    tasks, start, spent = [], 0, 0.0
+    for stop in range(1, set_cost.size + 1):
+        spent += set_cost[stop - 1]
+        if spent >= budget or stop == set_cost.size:
+            tasks.append(Task(len(tasks), 0, 0, start, stop, bars * spent))
+            start, spent = stop, 0.0
+    return sorted(tasks, key=lambda task: -task.cost)
 
 
 def calibrate(job: Job, repeats: int = 2) -> float:
@@ -92,17 +132,27 @@ def calibrate(job: Job, repeats: int = 2) -> float:
         for _ in range(max(repeats, 1)):
             started = time.perf_counter()
             for probe in probes:
-                run_task(shared, probe)
+                job.task_fn(shared, probe)
             best = min(best, time.perf_counter() - started)
         n_probed = sum(p.n_sets for p in probes)
         if best >= CALIBRATE_SECONDS or n_probed >= job.n_sets or repeats == 0 or \
                 size >= MAX_PROBE_SETS:
-            return n_bars * n_probed / max(best, 1e-6)
+            return n_bars * n_probed / max(best, 1e-6) * _cost_weight(job, probes)
         size *= 2
 
 
 #: a calibration probe grows until it takes this long, up to this many sets a run
 CALIBRATE_SECONDS, MAX_PROBE_SETS = 0.003, 128
+
+
+def _cost_weight(job, probes) -> float:
+    """For jobs whose sets differ in cost: the probed sets' mean cost over all sets',
+    turning the probes' speed into the whole job's average."""
+    set_cost = getattr(job, "set_cost", None)
+    if set_cost is None:
+        return 1.0
+    probed = np.concatenate([set_cost[p.start:p.stop] for p in probes])
+    return float(probed.mean() / set_cost.mean())
 
 
 def _probe_tasks(n_sets: int, size: int) -> list:
@@ -111,24 +161,3 @@ def _probe_tasks(n_sets: int, size: int) -> list:
         return [Task(-1, 0, 0, 0, n_sets, 0.0)]
     starts = (n_sets // 4 - size // 2, 3 * n_sets // 4 - size // 2)
     return [Task(-1, 0, 0, max(0, a), max(0, a) + size, 0.0) for a in starts]
-
-
-def measure_set_batches(fn, payload, *, n_sets: int, asset_bars: float,
-                        measure: bool, repeats: int = 1) -> float:
-    """Run ``fn`` on one set (compiling or loading the kernel in the driver) and, if
-    ``measure``, return the asset-bars/s of the first sets (best of ``repeats``
-    runs; from 4 sets, doubled until a run takes ``CALIBRATE_SECONDS``), else NaN."""
-    fn(payload, Task(-1, 0, 0, 0, 1, 0.0))
-    if not measure:
-        return float("nan")
-    size = 4
-    while True:
-        probe = Task(-1, 0, 0, 0, min(n_sets, size), 0.0)
-        best = np.inf
-        for _ in range(max(repeats, 1)):
-            started = time.perf_counter()
-            fn(payload, probe)
-            best = min(best, time.perf_counter() - started)
-        if best >= CALIBRATE_SECONDS or probe.n_sets >= n_sets or size >= MAX_PROBE_SETS:
-            return asset_bars * probe.n_sets / max(best, 1e-6)
-        size *= 2

@@ -8,8 +8,7 @@ from functools import partial
 import numpy as np
 
 from btcore.engine import plan
-from btcore.engine.plan import choose_batch_size
-from btcore.engine.tasks import Job, check_targets, make_tasks, run_task
+from btcore.engine.tasks import Job
 from btcore.engine.watchdog import Watchdog
 
 
@@ -48,10 +47,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         plan.compile_kernel(job)
         throughput = throughput or plan.SLOW_PARAM_BARS_PER_S
     calibrate_s = time.perf_counter() - calibrate_started
-    if batch_size == "auto":
-        batch_size = choose_batch_size(n_sets, traded.size, float(traded.mean()), throughput,
-                                       slots)
-    tasks = make_tasks(traded, n_sets, int(batch_size), job.strategy.cost_factor)
+    tasks, batch_size = plan.plan_tasks(job, batch_size, throughput, slots)
     done = resume(tasks) if resume is not None else set()
     todo, initial = _pending(tasks, done)
     total_param_bars = float(traded.sum()) * n_sets
@@ -61,12 +57,12 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
 
     def take(task, result):
         out, block_sums = result if isinstance(result, tuple) else (result, None)
-        check_targets(job, task, out)
+        job.check(task, out)
         sink.add(task, out, block_sums)
 
-    timings = execute_tasks(runner, run_task, job.payload(), todo, take,
+    timings = execute_tasks(runner, job.task_fn, job.payload(), todo, take,
                             total=n_sets * traded.size, progress=progress,
-                            description=description or f"{job.strategy.name} [{runner.name}]",
+                            description=f"{description or job.name} [{runner.name}]",
                             on_progress=on_progress, initial=initial,
                             throughput=None if job.debug else throughput)
     sink.check_complete()
@@ -76,57 +72,6 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
                       tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
     stats["tasks_resumed"], stats["tasks_computed"] = len(tasks) - len(todo), len(todo)
     return stats
-
-
-def run_set_batches(runner, fn, payload, *, n_sets: int, out_rows: int, asset_bars: float,
-                    calibrate_fn, plan_fn, batch_size, progress, description: str,
-                    check=None, kind: str = "", store=None) -> tuple[np.ndarray, dict]:
-    """Run a job whose tasks are ranges of parameter sets over one whole universe
-    (portfolio and cross-sectional sweeps): ``(out (out_rows, n_sets) in sorted-set
-    order, stats)``.
-
-    ``calibrate_fn(measure)`` compiles the kernel in the driver and returns the
-    measured asset-bars/s (NaN unless ``measure``); ``plan_fn(batch_size,
-    throughput, slots)`` returns ``(tasks, batch_size)``; ``check(task, result)``
-    may refuse a result (e.g. an invalid target). With ``store`` (an arrays
-    :class:`btcore.results.ResultStore`), finished tasks found there are loaded,
-    not run, and every new one is written there first.
-    """
-    runner.start()
-    slots = runner.n_workers
-    before = (runner.retries, runner.lost_workers)
-    calibrate_started = time.perf_counter()
-    throughput = calibrate_fn(batch_size == "auto" or progress is None)
-    calibrate_s = time.perf_counter() - calibrate_started
-    tasks, batch_size = plan_fn(batch_size, throughput, slots)
-    if progress is None:
-        estimate = asset_bars * n_sets / throughput / max(slots, 1)
-        progress = sys.stderr.isatty() and estimate > plan.AUTO_PROGRESS_SECONDS
-    out = np.full((out_rows, n_sets), np.nan)
-    filled = np.zeros(n_sets, dtype=np.int64)
-
-    def place(task, result):
-        out[:, task.start:task.stop] = result
-        filled[task.start:task.stop] += 1
-
-    def take(task, result):
-        if check is not None:
-            check(task, result)
-        if store is not None:
-            store.write(task, result)
-        place(task, result)
-
-    done = store.load_finished(tasks, place) if store is not None else set()
-    todo, initial = _pending(tasks, done)
-    timings = execute_tasks(runner, fn, payload, todo, take, total=n_sets, progress=progress,
-                            description=description, initial=initial)
-    if not (filled == 1).all():
-        raise RuntimeError(f"internal error: {kind} backtests missing or duplicated")
-    computed = sum(task.n_sets for task in todo)
-    stats = run_stats(runner, before, n_backtests=computed, param_bars=asset_bars * computed,
-                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
-    stats["tasks_resumed"], stats["tasks_computed"] = len(done), len(todo)
-    return out, stats
 
 
 def _pending(tasks, done: set) -> tuple[list, int]:

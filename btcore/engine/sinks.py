@@ -9,6 +9,24 @@ from btcore.kernels.single import OUT_ROWS, RUINED_ROW
 from btcore.metrics import METRIC_NAMES
 
 
+class ArraySink:
+    """Every result of a job over one block: ``out`` (rows, n_sets) in sorted-set
+    order, for jobs whose task returns (rows, sets) (portfolio, cross-sectional)."""
+
+    def __init__(self, rows: int, n_sets: int, kind: str = ""):
+        self.out = np.full((rows, n_sets), np.nan)
+        self.kind = kind
+        self._filled = np.zeros(n_sets, dtype=np.int64)
+
+    def add(self, task: Task, out: np.ndarray, block_sums=None) -> None:
+        self.out[:, task.start:task.stop] = out
+        self._filled[task.start:task.stop] += 1
+
+    def check_complete(self) -> None:
+        if not (self._filled == 1).all():
+            raise RuntimeError(f"internal error: {self.kind} backtests missing or duplicated")
+
+
 class DenseSink:
     """Every result: ``metrics`` (n_columns, n_windows, n_checks, OUT_ROWS, n_sets)
     in sorted-set order, plus ``block_sums`` (n_columns, n_windows, n_sets, n_blocks, 2)."""

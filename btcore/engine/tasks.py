@@ -29,7 +29,15 @@ class Task(NamedTuple):
 
 @dataclass
 class Job:
-    """Validated inputs of a backtest job (see the module docstring for axes)."""
+    """Validated inputs of a backtest job (see the module docstring for axes).
+
+    Every job the engine runs (this one, and the portfolio and cross-sectional
+    jobs) offers the same few members to :func:`btcore.engine.run_job`:
+    ``n_sets``, ``traded_bars`` (the blocks each set runs over), ``close`` (what
+    is shared), ``debug``, ``name``, ``cost_factor``, ``payload()``, ``task_fn``
+    (the function a worker runs on ``(payload, task)``) and ``check(task, out)``
+    (refuses an invalid result).
+    """
 
     strategy: object                # StrategySpec (driver side only)
     close: np.ndarray               # (n_bars, n_columns)
@@ -48,6 +56,21 @@ class Job:
 
     def __post_init__(self):
         self.kernel = kernel_ref(self.strategy)
+
+    @property
+    def name(self) -> str:
+        return self.strategy.name
+
+    @property
+    def cost_factor(self) -> float:
+        return self.strategy.cost_factor
+
+    @property
+    def task_fn(self):
+        return run_task
+
+    def check(self, task: "Task", out: np.ndarray) -> None:
+        check_targets(self, task, out)
 
     @property
     def n_sets(self) -> int:

@@ -9,21 +9,29 @@ universe per task) and runs them on any executor.
 """
 from __future__ import annotations
 
+import hashlib
+import pathlib
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from btcore.engine import (Task, choose_batch_size, make_tasks, measure_set_batches,
-                           run_set_batches)
+import btcore.kernels.cross_sectional as kernels_cross_sectional
+from btcore import binding
+from btcore.engine import ArraySink, Task
+from btcore.grid import Grid, as_grid
 from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                             REBALANCE_EVERY, TURNOVER_ROW,
                                             cross_sectional_kernel_nb)
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
-from btcore.sweep import SweepResult
+from btcore.settings import check_settings
+from btcore.store import ResultStore
+from btcore.workflows.base import RunOptions, execute, resolve_data
+from btcore.workflows.sweep import SweepResult
 
 STRATEGY = "cross_sectional"
 DIRECTIONS = ("reversal", "momentum")
@@ -48,7 +56,9 @@ def run_cross_sectional_task(shared: dict, task: Task, record=None) -> np.ndarra
     long_only, momentum = (bool(v) for v in shared["flags"])
     out = np.empty((CS_OUT_ROWS, task.n_sets), dtype=np.float64)
     record_equity, record_shares = _empty_record() if record is None else record
-    cross_sectional_kernel_nb(
+    kernel = (cross_sectional_kernel_nb.py_func if shared.get("debug") else
+              cross_sectional_kernel_nb)
+    kernel(
         np.ascontiguousarray(shared["close"], dtype=np.float64),
         np.array(shared["first_bars"], dtype=np.int64),
         np.array(shared["first_valid"], dtype=np.int64), int(shared["last_bar"]),
@@ -76,10 +86,29 @@ class CrossSectionalJob:
     periods_per_year: float
     settings: dict
     data: object
+    debug: bool = False
+
+    # the engine's job protocol (btcore.engine.Job): every set over one block, the
+    # whole universe; no strategy code, so nothing to compile per strategy
+    name = STRATEGY
+    cost_factor = 1.0
+    strategy = None
 
     @property
     def n_sets(self) -> int:
         return int(self.params.shape[0])
+
+    @property
+    def traded_bars(self) -> np.ndarray:
+        return np.array([[(self.last_bar - self.first_bar + 1) * self.n_assets]],
+                        dtype=np.int64)
+
+    @property
+    def task_fn(self):
+        return run_cross_sectional_task
+
+    def check(self, task: Task, out: np.ndarray) -> None:
+        """Targets are the kernel's own: nothing to refuse."""
 
     @property
     def n_assets(self) -> int:
@@ -106,11 +135,25 @@ class CrossSectionalJob:
                 "first_valid": self.first_valid, "last_bar": self.last_bar,
                 "params": self.params, "flags": np.array([self.long_only, self.momentum]),
                 "settings": np.array([self.initial_capital, self.cost_bps,
-                                      self.periods_per_year])}
+                                      self.periods_per_year]), "debug": self.debug}
+
+
+def store_view(cjob: CrossSectionalJob) -> SimpleNamespace:
+    """The job as the result store fingerprints a run (a sweep's ``Prepared``): the
+    kernel's code (btcore's kernel sources and the cross-sectional kernel), the
+    flags, the grid, the prices, the settings."""
+    hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
+    hasher.update(pathlib.Path(kernels_cross_sectional.__file__).read_bytes())
+    job = SimpleNamespace(
+        strategy=SimpleNamespace(name=STRATEGY, params=()),
+        kernel=SimpleNamespace(module_name=f"btcore_cross_sectional_{hasher.hexdigest()[:16]}"),
+        options=np.array([cjob.long_only, cjob.momentum], dtype=np.float64),
+        close=cjob.close, n_blocks=0)
+    return SimpleNamespace(job=job, grid=Grid(cjob.columns), data=cjob.data,
+                           settings=cjob.settings)
 
 
 def _check_columns(grid) -> dict:
-    from btcore.grid import as_grid
     columns = as_grid(grid).columns
     unknown = [name for name in columns if name not in PARAM_NAMES]
     if unknown:
@@ -137,16 +180,15 @@ def _check_columns(grid) -> dict:
 
 
 def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, initial_capital,
-                            cost_bps, periods_per_year, assets) -> CrossSectionalJob:
+                            cost_bps, periods_per_year, assets,
+                            debug=False) -> CrossSectionalJob:
     """Validate every input and build the job (no kernel runs here)."""
-    from btcore.data import as_market_data
-    from btcore.settings import check_settings
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
     if not isinstance(long_only, (bool, np.bool_)):
         raise TypeError(f"long_only must be True or False, got {long_only!r}")
     columns = _check_columns(grid)
-    market = as_market_data(data)
+    market = resolve_data(data)
     capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
                                          market.index)
     asset_index = market.asset_indices(assets)
@@ -169,8 +211,7 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
     close = np.ascontiguousarray(market.close[:, asset_index], dtype=np.float64)
     params = np.column_stack([columns[n] for n in PARAM_NAMES])
     assert params.shape[1] == N_PARAMS
-    # frequent rebalancing first: the costliest tasks start first and the calibration
-    # probe (the first sets) measures the slowest sets
+    # frequent rebalancing first: the costliest tasks start first
     order = np.argsort(params[:, REBALANCE_EVERY], kind="stable")
     params = np.ascontiguousarray(params[order])
     for array in (close, first_valid, first_bars, params, order):
@@ -181,58 +222,7 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
                 "long_only": bool(long_only)}
     return CrossSectionalJob(close, first_bars, first_valid, int(last), params, order, columns,
                              bool(long_only), direction == "momentum", capital, costs, ppy,
-                             settings, market)
-
-
-# ---------------------------------------------------------------------- run
-def _compile_and_calibrate(cjob: CrossSectionalJob, measure: bool) -> float:
-    """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
-    return measure_set_batches(run_cross_sectional_task, cjob.payload(), n_sets=cjob.n_sets,
-                               asset_bars=(cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets,
-                               measure=measure)
-
-
-def _plan_tasks(cjob: CrossSectionalJob, batch_size, throughput: float,
-                slots: int) -> tuple[list, int]:
-    """Tasks of consecutive sorted sets, costliest first. An explicit ``batch_size``
-    is sets per task; "auto" cuts where the estimated cost (``set_cost``) reaches
-    that of ``choose_batch_size`` sets like the calibrated (costliest) ones."""
-    asset_bars = float((cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets)
-    cost = cjob.set_cost
-    n_sets = cjob.n_sets
-    if batch_size != "auto":
-        tasks = make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size))
-        tasks = [task._replace(cost=asset_bars * float(cost[task.start:task.stop].sum()))
-                 for task in tasks]
-        return sorted(tasks, key=lambda task: -task.cost), int(batch_size)
-    probe = cost[:min(n_sets, 4)].mean()  # the calibration ran the first sets
-    # the throughput of the whole job, weighting every set by its cost
-    mean_rate = throughput * probe / cost.mean()
-    batch_size = choose_batch_size(n_sets, 1, asset_bars, mean_rate, slots)
-    budget = batch_size * cost.mean()
-    tasks, start, spent = [], 0, 0.0
-    for stop in range(1, n_sets + 1):
-        spent += cost[stop - 1]
-        if spent >= budget or stop == n_sets:
-            tasks.append(Task(len(tasks), 0, 0, start, stop, asset_bars * spent))
-            start, spent = stop, 0.0
-    return sorted(tasks, key=lambda task: -task.cost), int(batch_size)
-
-
-def run_cross_sectional_job(cjob: CrossSectionalJob, runner, *, batch_size="auto",
-                            progress=None) -> tuple[np.ndarray, dict]:
-    """Run every parameter set of ``cjob`` on ``runner``: ``(out in sorted-set order,
-    stats)`` (``cjob.to_grid_order`` for the grid's)."""
-    out, stats = run_set_batches(
-        runner, run_cross_sectional_task, cjob.payload(), n_sets=cjob.n_sets,
-        out_rows=CS_OUT_ROWS, asset_bars=(cjob.last_bar - cjob.first_bar + 1) * cjob.n_assets,
-        calibrate_fn=lambda measure: _compile_and_calibrate(cjob, measure),
-        plan_fn=lambda batch_size, throughput, slots: _plan_tasks(cjob, batch_size, throughput,
-                                                                  slots),
-        batch_size=batch_size, progress=progress, description=f"{STRATEGY} [{runner.name}]",
-        kind="cross-sectional")
-    stats["assets"] = cjob.n_assets
-    return out, stats
+                             settings, market, bool(debug))
 
 
 def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.DataFrame:
@@ -254,7 +244,7 @@ def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.
 
 @dataclass
 class CrossSectionalSweepResult(SweepResult):
-    """:class:`~btcore.sweep.SweepResult` of :func:`run_cross_sectional_sweep`: one row
+    """:class:`~btcore.workflows.sweep.SweepResult` of :func:`run_cross_sectional_sweep`: one row
     per parameter set; :meth:`backtest` replays a row with :func:`cross_sectional_backtest`."""
 
     def backtest(self, row=0, data=None, **overrides):
@@ -272,8 +262,9 @@ class CrossSectionalSweepResult(SweepResult):
 def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_only=False,
                               executor="serial", start=None, end=None,
                               initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
-                              progress=None, batch_size="auto",
-                              assets=None) -> CrossSectionalSweepResult:
+                              progress=None, batch_size="auto", assets=None,
+                              on_progress=None, debug=False, out=None, overwrite=False
+                              ) -> CrossSectionalSweepResult:
     """Backtest every parameter set of ``grid`` as a ranked long/short book on one account.
 
     Every ``rebalance_every`` bars (from the first traded bar) the eligible
@@ -292,9 +283,14 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     direction : {"reversal", "momentum"}
     long_only : bool
     executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
-    batch_size, assets
+    batch_size, assets, on_progress, debug
         As in :func:`btcore.run_sweep` (``periods_per_year=None`` is inferred from
-        the bar spacing).
+        the bar spacing; ``debug=True`` runs the kernel as plain Python).
+    out, overwrite : optional
+        A directory keeping every finished task, so re-running the same call
+        after a crash or Ctrl-C computes only the missing ones (a different run
+        there is an error unless ``overwrite=True``); the table is saved there as
+        ``table.parquet``.
 
     Returns
     -------
@@ -309,24 +305,20 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
         one asset; ``top_k`` above half the universe (all of it when long only);
         all before any work starts.
     """
-    from btcore.sweep import _check_batch_size, _check_progress
     started = time.perf_counter()
+    options = RunOptions(executor, batch_size, progress, on_progress, debug, out,
+                         overwrite).check()
     cjob = prepare_cross_sectional(grid, data, direction=direction, long_only=long_only,
                                    start=start, end=end, initial_capital=initial_capital,
                                    cost_bps=cost_bps, periods_per_year=periods_per_year,
-                                   assets=assets)
-    _check_batch_size(batch_size)
-    _check_progress(progress)
-    import btcore.executors as executors
-    runner, owned = executors.get_executor(executor)
-    try:
-        out, stats = run_cross_sectional_job(cjob, runner, batch_size=batch_size,
-                                             progress=progress)
-    finally:
-        if owned:
-            runner.close()
-    table = build_cross_sectional_table(cjob, cjob.to_grid_order(out))
-    stats["elapsed_s"] = time.perf_counter() - started
+                                   assets=assets, debug=debug)
+    sink = ArraySink(CS_OUT_ROWS, cjob.n_sets, "cross-sectional")
+    run = execute(cjob, sink, options, started=started, open_store=lambda: ResultStore.open(
+        out, store_view(cjob), batch_size=batch_size, overwrite=overwrite, kind="arrays",
+        workflow="run_cross_sectional_sweep"))
+    table = build_cross_sectional_table(cjob, cjob.to_grid_order(sink.out))
+    run.stats["assets"] = cjob.n_assets
+    stats = run.finish("sharpe_ratio", {"table": table})
     return CrossSectionalSweepResult(table, stats, STRATEGY, cjob.settings, None, cjob.data)
 
 
@@ -422,5 +414,5 @@ def cross_sectional_backtest(params=None, data=None, *, direction="reversal", lo
 
 __all__ = ["run_cross_sectional_sweep", "cross_sectional_backtest",
            "CrossSectionalSweepResult", "CrossSectionalBacktestResult",
-           "run_cross_sectional_task", "run_cross_sectional_job", "prepare_cross_sectional",
+           "run_cross_sectional_task", "prepare_cross_sectional",
            "PARAM_NAMES", "DIRECTIONS"]

@@ -45,10 +45,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from btcore.engine import DenseSink, Task, run_job, run_task
-from btcore.results import check_out, stored_job
+import btcore.strategies as strategies
+from btcore._checks import check_int, check_number
+from btcore.engine import DenseSink, Task, run_task
+from btcore.settings import check_arguments
+from btcore.store import stored_job
 from btcore.kernels.single import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.workflows.base import RunOptions, execute, parameters_of, prepare, resolve_data
 
 METHODS = ("bootstrap", "block", "gbm")
 #: quantiles of :attr:`MonteCarloResult.summary` and the default fan of ``equity_quantiles``
@@ -375,7 +379,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                 executor="serial", asset=None, start=None, end=None,
                 initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                 batch_size="auto", progress=None, debug=False, out=None, overwrite=False,
-                **strategy_options) -> MonteCarloResult:
+                on_progress=None, **strategy_options) -> MonteCarloResult:
     """Run a strategy on ``n_paths`` simulated price paths of one asset.
 
     Paths are resampled from the asset's log returns (module docstring: exact
@@ -407,7 +411,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
         Required when the data has several assets (unless ``params`` is a table
         row naming one).
     start, end, initial_capital, cost_bps, periods_per_year, batch_size, progress,
-    debug, **strategy_options
+    debug, on_progress, **strategy_options
         As in :func:`btcore.run_sweep` (``batch_size`` counts parameter sets; a
         task is one path x a batch of sets).
     out : str or path, optional
@@ -434,16 +438,10 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     >>> mc.summary.loc[["5%", "50%", "95%"], ["sharpe_ratio", "max_drawdown"]]  # doctest: +SKIP
     >>> mc.prob_loss, mc.equity_quantiles().plot()  # doctest: +SKIP
     """
-    from btcore.settings import check_arguments
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, monte_carlo)  # a misspelt keyword lands there
-    check_out(out, overwrite)
-    from btcore.sweep import _check_batch_size, _check_progress
-    _check_batch_size(batch_size)
-    _check_progress(progress)
-    if debug and not (executor in ("serial", "auto") or getattr(executor, "name", None) ==
-                      "serial"):
-        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    options = RunOptions(executor, batch_size, progress, on_progress, debug, out,
+                         overwrite).check()
     plan = plan_monte_carlo(params, strategy, data, n_paths=n_paths, method=method,
                             block_size=block_size, seed=seed, asset=asset, start=start,
                             end=end, initial_capital=initial_capital, cost_bps=cost_bps,
@@ -451,39 +449,20 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
                             options=strategy_options)
     prepared, job, generator, market = plan.prepared, plan.job, plan.job.paths, plan.market
     n_paths, block_size, seed, spec = plan.n_paths, plan.block_size, plan.seed, job.strategy
-    one_set = plan.one_set
-    import btcore.executors as executors
-    from btcore.engine.cost import resolve_auto
-    store = stored_job(out, prepared, job, batch_size=batch_size, overwrite=overwrite,
-                       extra={"n_paths": n_paths, "method": method, "block_size": block_size,
-                              "seed": seed}, workflow="monte_carlo")
-    executor, choice = resolve_auto(executor, job)
-    runner, owned = executors.get_executor(executor)
-    try:
-        sink = DenseSink(job)
-        stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
-                        description=f"{spec.name} x {n_paths:,} {method} paths [{runner.name}]",
-                        store=store)
-    except BaseException:
-        if store is not None:
-            store.close()  # release the out= lock: a re-run or another process may resume
-        raise
-    finally:
-        if owned:
-            runner.close()
-    table, sets = _build_table(job, prepared.grid, sink.metrics[:, 0, -1], grid_table=not one_set)
-    stats["n_paths"] = n_paths
-    if choice is not None:
-        stats["executor_choice"] = choice
-    stats["elapsed_s"] = time.perf_counter() - started
+    sink = DenseSink(job)
+    run = execute(job, sink, options, started=started, open_store=lambda: stored_job(
+        out, prepared, job, batch_size=batch_size, overwrite=overwrite,
+        extra={"n_paths": n_paths, "method": method, "block_size": block_size, "seed": seed},
+        workflow="monte_carlo"),
+        description=f"{spec.name} x {n_paths:,} {method} paths")
+    table, sets = _build_table(job, prepared.grid, sink.metrics[:, 0, -1],
+                               grid_table=not plan.one_set)
+    run.stats["n_paths"] = n_paths
+    stats = run.finish("sharpe_ratio", {"table": table})
     settings = {**prepared.settings, "n_paths": n_paths, "method": method,
                 "block_size": block_size, "seed": seed,
                 "n_log_returns": int(generator.log_returns.size),
                 "log_return_mean": generator.mean, "log_return_std": generator.std}
-    if store is not None:
-        store.save_table("table", table)
-        store.complete(stats, "sharpe_ratio")
-        stats["out"] = str(store.path)
     return MonteCarloResult(table, stats, spec.name, settings, job, sets, market.index)
 
 
@@ -491,7 +470,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
 class PathPlan:
     """A validated Monte Carlo run: its job (one column per path) and what labels it."""
 
-    prepared: object   # btcore.sweep.Prepared of the chosen asset
+    prepared: object   # btcore.workflows.sweep.Prepared of the chosen asset
     job: object        # btcore.engine.Job with ``paths`` set
     one_set: bool
     market: object     # btcore.MarketData
@@ -505,24 +484,21 @@ def plan_monte_carlo(params, strategy, data, *, n_paths=1000, method="bootstrap"
                      initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                      debug=False, options=None) -> PathPlan:
     """Validate a Monte Carlo run and build its job (no kernel runs)."""
-    n_paths = _check_int("n_paths", n_paths, 1)
-    seed = _check_int("seed", seed, 0)
+    n_paths = check_int("n_paths", n_paths, 1)
+    seed = check_int("seed", seed, 0)
     if not isinstance(method, str):
         raise TypeError(f"method must be one of {list(METHODS)}, got {type(method).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {list(METHODS)}")
-    block_size = _check_block_size(block_size)
-    import btcore.strategies as strategies
-    from btcore.backtest import _parameters_of
-    from btcore.data import as_market_data
-    from btcore.sweep import prepare
+    block_size = check_number("block_size", block_size, 1,
+                              what="a number (the mean block length)")
     spec = strategies.get(strategy)
     one_set = _is_one_set(params)
-    market = as_market_data(data)
+    market = resolve_data(data)
     row_asset = None
     grid = params
     if one_set:
-        values, row_asset = _parameters_of(params, spec)
+        values, row_asset = parameters_of(params, spec)
         grid = {name: [value] for name, value in values.items()}
     asset = _choose_asset(asset if asset is not None else row_asset, market)
     prepared = prepare(grid, spec, market, start=start, end=end,
@@ -580,20 +556,3 @@ def _choose_asset(asset, market) -> str:
     if not isinstance(asset, str):
         raise TypeError(f"asset must be a symbol string, got {type(asset).__name__}")
     return asset
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
-
-
-def _check_block_size(value) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"block_size must be a number (the mean block length), got "
-                        f"{type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < 1:
-        raise ValueError(f"block_size must be a finite mean block length >= 1, got {value}")
-    return float(value)

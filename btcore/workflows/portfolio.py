@@ -17,33 +17,38 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
-import numba
 import numpy as np
 import pandas as pd
 
+import btcore.kernels.portfolio as kernels_portfolio
+import btcore.strategies as strategies
 from btcore import binding
-from btcore.binding import KernelRef, compile_error, generate_source, load_kernel
-from btcore.engine import (Task, check_targets, choose_batch_size, make_tasks,
-                           measure_set_batches, run_set_batches)
+from btcore.binding import KernelRef, debug_functions, generate_source, load_kernel
+from btcore.engine import ArraySink, Task, check_targets
+from btcore.engine.plan import compile_kernel
+from btcore.grid import Grid, as_grid
 from btcore.kernels.portfolio import (AVG_CORRELATION_ROW, CONSTRUCTION, N_CONSTRUCTION,
                                       PORTFOLIO_OUT_ROWS, RECORD_LAYERS, RECORD_SHARES,
                                       RECORD_TRANSFER, RECORD_TRIP_PNL, RECORD_VALUE,
-                                      TURNOVER_ROW, empty_portfolio_record)
+                                      TURNOVER_ROW, empty_portfolio_record,
+                                      portfolio_kernel_nb)
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
-from btcore.sweep import SweepResult
+from btcore.settings import check_arguments
+from btcore.store import ResultStore
+from btcore.workflows.base import RunOptions, execute, parameters_of, prepare
+from btcore.workflows.sweep import SweepResult
 
 PORTFOLIO_COLUMNS = ("turnover", "avg_correlation")
 _PORTFOLIO_ARGS = ("close, first_bars, last_bar, series_which, series_values, set_series, "
                    "params, options, construction, initial_capital, cost_bps, "
                    "periods_per_year, out, record_equity, record")
-_HERE = pathlib.Path(__file__).resolve().parent
 
 
 # ----------------------------------------------------------------- binding
 def _portfolio_digest() -> str:
     hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
-    hasher.update((_HERE / "kernels" / "portfolio.py").read_bytes())
+    hasher.update(pathlib.Path(kernels_portfolio.__file__).read_bytes())
     return hasher.hexdigest()
 
 
@@ -104,7 +109,10 @@ def run_portfolio_task(shared: dict, task: Task, record=None) -> np.ndarray:
             np.array(shared["options"], dtype=np.float64),
             np.array(shared["construction"][rows], dtype=np.float64),
             capital, cost_bps, periods_per_year, out, record_equity, record_layers)
-    load_kernel(shared["kernel"]).portfolio_batch_nb(*args)
+    if shared["debug"]:  # plain Python: breakpoints and prints in the strategy work
+        portfolio_kernel_nb.py_func(*args, *debug_functions(shared["strategy_kernel"]))
+    else:
+        load_kernel(shared["kernel"]).portfolio_batch_nb(*args)
     return out
 
 
@@ -113,7 +121,7 @@ def run_portfolio_task(shared: dict, task: Task, record=None) -> np.ndarray:
 class PortfolioJob:
     """A validated portfolio sweep (parameter sets sorted as ``sweep.prepare`` sorts)."""
 
-    prepared: object          # btcore.sweep.Prepared (single-asset job, for its arrays)
+    prepared: object          # btcore.workflows.sweep.Prepared (single-asset job, for its arrays)
     construction: np.ndarray  # (n_sets, N_CONSTRUCTION), sorted order
     grid_construction: dict   # construction name -> values in grid order
     kernel: KernelRef
@@ -139,16 +147,42 @@ class PortfolioJob:
         """Bars x assets one parameter set runs over (one task block)."""
         return (self.last_bar - self.first_bar + 1) * self.n_assets
 
-    def workload(self):
-        """What the sweep costs (:class:`btcore.planning.Workload`): every set over
-        one block of the whole universe."""
-        from btcore.engine.cost import Workload
-        return Workload(int(self.job.n_sets), np.array([[float(self.asset_bars)]]),
-                        int(self.job.close.nbytes))
+    # the engine's job protocol (btcore.engine.Job): every set over one block, the
+    # whole universe
+    @property
+    def n_sets(self) -> int:
+        return self.job.n_sets
 
-    def calibrate(self, repeats: int = 1) -> float:
-        """Measured asset-bars/s of the kernel on one core (compiles it first)."""
-        return _compile_and_calibrate(self, True, repeats)
+    @property
+    def traded_bars(self) -> np.ndarray:
+        return np.array([[self.asset_bars]], dtype=np.int64)
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.job.close
+
+    @property
+    def strategy(self):
+        return self.job.strategy
+
+    @property
+    def debug(self) -> bool:
+        return self.job.debug
+
+    @property
+    def name(self) -> str:
+        return f"{self.job.strategy.name} portfolio"
+
+    @property
+    def cost_factor(self) -> float:
+        return self.job.strategy.cost_factor
+
+    @property
+    def task_fn(self):
+        return run_portfolio_task
+
+    def check(self, task: Task, out: np.ndarray) -> None:
+        check_targets(self.job, task, out[None])  # the flag row is where a sweep's has it
 
     def payload(self) -> dict:
         job = self.job
@@ -158,7 +192,8 @@ class PortfolioJob:
                 "set_series": job.set_series, "options": job.options,
                 "construction": self.construction,
                 "settings": np.array([job.initial_capital, job.cost_bps,
-                                      job.periods_per_year])}
+                                      job.periods_per_year]),
+                "debug": job.debug, "strategy_kernel": job.kernel}
 
 
 def _check_construction_value(name: str, values: np.ndarray) -> None:
@@ -198,7 +233,6 @@ def _strategy_grid(columns: dict, n_rows: int, spec):
     """A :class:`~btcore.grid.Grid` of the strategy's columns; its rows may repeat once
     the construction columns are split off (they differ there), so it is built
     without ``Grid``'s distinct-rows check."""
-    from btcore.grid import Grid
     unknown = [n for n in columns if n not in spec.param_names]
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for strategy {spec.name!r} (the "
@@ -218,11 +252,8 @@ def _strategy_grid(columns: dict, n_rows: int, spec):
 def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost_bps,
                       periods_per_year, assets, options, rebalance_every=None,
                       max_gross_exposure=None, max_position_weight=None,
-                      portfolio_stop_drawdown=None) -> PortfolioJob:
+                      portfolio_stop_drawdown=None, debug=False) -> PortfolioJob:
     """Validate every input and build the portfolio job (no kernel runs here)."""
-    import btcore.sweep as sweep
-    from btcore.grid import as_grid
-    import btcore.strategies as strategies
     spec = strategies.get(strategy)
     keywords = {"rebalance_every": rebalance_every, "max_gross_exposure": max_gross_exposure,
                 "max_position_weight": max_position_weight,
@@ -241,10 +272,10 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
         else:
             construction[name] = np.full(n_rows, _keyword_value(name, keywords[name]))
     strategy_grid = _strategy_grid(columns, n_rows, spec)
-    prepared = sweep.prepare(strategy_grid, spec, data, start=start, end=end,
-                             initial_capital=initial_capital, cost_bps=cost_bps,
-                             periods_per_year=periods_per_year, assets=assets, debug=False,
-                             options=options)
+    prepared = prepare(strategy_grid, spec, data, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=assets, debug=debug,
+                       options=options)
     order = prepared.job.order
     matrix = np.column_stack([construction[name] for name in CONSTRUCTION])[order]
     matrix = np.ascontiguousarray(matrix, dtype=np.float64)
@@ -253,46 +284,6 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
     prepared.settings["portfolio"] = True
     prepared.settings.update({name: keywords[name] for name in CONSTRUCTION})
     return PortfolioJob(prepared, matrix, construction, portfolio_kernel_ref(spec))
-
-
-# ---------------------------------------------------------------------- run
-def _compile_and_calibrate(pjob: PortfolioJob, measure: bool, repeats: int = 1) -> float:
-    """Compile (or load) the kernel in the driver; measured asset-bars/s if ``measure``."""
-    try:
-        return measure_set_batches(run_portfolio_task, pjob.payload(), n_sets=pjob.job.n_sets,
-                                   asset_bars=pjob.asset_bars, measure=measure,
-                                   repeats=repeats)
-    except numba.core.errors.NumbaError as err:
-        raise compile_error(pjob.job.strategy, err) from None
-
-
-def run_portfolio_job(pjob: PortfolioJob, runner, *, batch_size="auto",
-                      progress=None, store=None) -> tuple[np.ndarray, dict]:
-    """Run every parameter set of ``pjob`` on ``runner``: ``(out in sorted-set order,
-    stats)``. Mirrors ``btcore.engine.run_job`` with one universe per task."""
-    job = pjob.job
-    n_sets = job.n_sets
-    asset_bars = pjob.asset_bars
-
-    def plan(batch_size, throughput, slots):
-        if store is not None:  # the stored plan, or one from the job's size alone
-            batch_size = store.plan(job, slots, batch_size)
-        elif batch_size == "auto":
-            batch_size = choose_batch_size(n_sets, 1, float(asset_bars), throughput, slots)
-        return make_tasks(np.array([[asset_bars]]), n_sets, int(batch_size),
-                          job.strategy.cost_factor), batch_size
-
-    out, stats = run_set_batches(
-        runner, run_portfolio_task, pjob.payload(), n_sets=n_sets,
-        out_rows=PORTFOLIO_OUT_ROWS, asset_bars=asset_bars,
-        calibrate_fn=lambda measure: _compile_and_calibrate(pjob, measure), plan_fn=plan,
-        batch_size=batch_size, progress=progress,
-        description=f"{job.strategy.name} portfolio [{runner.name}]",
-        # the flag row is where a sweep's out has it
-        check=lambda task, result: check_targets(job, task, result[None]), kind="portfolio",
-        store=store)
-    stats["assets"] = pjob.n_assets
-    return out, stats
 
 
 def build_portfolio_table(pjob: PortfolioJob, out: np.ndarray) -> pd.DataFrame:
@@ -323,7 +314,7 @@ def build_portfolio_table(pjob: PortfolioJob, out: np.ndarray) -> pd.DataFrame:
 
 @dataclass
 class PortfolioSweepResult(SweepResult):
-    """:class:`~btcore.sweep.SweepResult` of :func:`run_portfolio_sweep`: one row per
+    """:class:`~btcore.workflows.sweep.SweepResult` of :func:`run_portfolio_sweep`: one row per
     parameter set (one account over the universe); :meth:`backtest` replays a row
     with :func:`portfolio_backtest`."""
 
@@ -340,7 +331,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
                         portfolio_stop_drawdown=None, executor="serial", start=None, end=None,
                         initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                         progress=None, batch_size="auto", assets=None, out=None,
-                        overwrite=False, **strategy_options) -> PortfolioSweepResult:
+                        overwrite=False, on_progress=None, debug=False,
+                        **strategy_options) -> PortfolioSweepResult:
     """Backtest every parameter set of ``grid`` as one account trading every asset.
 
     Each asset of ``data`` (or of ``assets``) is a sleeve of the single-asset
@@ -365,7 +357,7 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     portfolio_stop_drawdown : float in (0, 1), optional
         Equity / peak - 1 <= -d closes every position; the account stays flat.
     executor, start, end, initial_capital, cost_bps, periods_per_year, progress,
-    batch_size, assets, **strategy_options
+    batch_size, assets, on_progress, debug, **strategy_options
         As in :func:`btcore.run_sweep`.
     out : str or path, optional
         A directory keeping every finished task, so re-running the same call
@@ -386,47 +378,24 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
         Bad grid, data, assets, window, settings, construction values or
         options, before any work starts.
     """
-    from btcore.settings import check_arguments
-    from btcore.sweep import _check_batch_size, _check_progress
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, run_portfolio_sweep)
+    options = RunOptions(executor, batch_size, progress, on_progress, debug, out,
+                         overwrite).check()
     pjob = prepare_portfolio(grid, strategy, data, start=start, end=end,
                              initial_capital=initial_capital, cost_bps=cost_bps,
                              periods_per_year=periods_per_year, assets=assets,
                              options=strategy_options, rebalance_every=rebalance_every,
                              max_gross_exposure=max_gross_exposure,
                              max_position_weight=max_position_weight,
-                             portfolio_stop_drawdown=portfolio_stop_drawdown)
-    _check_batch_size(batch_size)
-    _check_progress(progress)
-    from btcore.results import ResultStore, check_out
-    check_out(out, overwrite)
-    store = None if out is None else ResultStore.open(
+                             portfolio_stop_drawdown=portfolio_stop_drawdown, debug=debug)
+    sink = ArraySink(PORTFOLIO_OUT_ROWS, pjob.n_sets, "portfolio")
+    run = execute(pjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, pjob.prepared, batch_size=batch_size, overwrite=overwrite, kind="arrays",
-        extra={name: values for name, values in pjob.grid_construction.items()},
-        workflow="run_portfolio_sweep")
-    import btcore.executors as executors
-    from btcore.engine.cost import resolve_auto_workload
-    executor, choice = resolve_auto_workload(executor, pjob.workload(), pjob.calibrate)
-    runner, owned = executors.get_executor(executor)
-    try:
-        metrics, stats = run_portfolio_job(pjob, runner, batch_size=batch_size,
-                                           progress=progress, store=store)
-    except BaseException:
-        if store is not None:
-            store.close()  # release the out= lock: a re-run or another process may resume
-        raise
-    finally:
-        if owned:
-            runner.close()
-    table = build_portfolio_table(pjob, metrics)
-    if choice is not None:
-        stats["executor_choice"] = choice
-    stats["elapsed_s"] = time.perf_counter() - started
-    if store is not None:
-        store.save_table("table", table)
-        store.complete(stats, "sharpe_ratio")
-        stats["out"] = str(store.path)
+        extra=dict(pjob.grid_construction), workflow="run_portfolio_sweep"))
+    table = build_portfolio_table(pjob, sink.out)
+    run.stats["assets"] = pjob.n_assets
+    stats = run.finish("sharpe_ratio", {"table": table})
     job = pjob.job
     return PortfolioSweepResult(table, stats, job.strategy.name, pjob.prepared.settings,
                                 job.strategy, pjob.prepared.data)
@@ -496,8 +465,6 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     exactly; ``avg_correlation`` (NaN in sweeps) is computed here from the
     sleeves' returns.
     """
-    from btcore.settings import check_arguments
-    import btcore.strategies as strategies
     check_arguments(strategy_options, strategy, portfolio_backtest)
     spec = strategies.get(strategy)
     if isinstance(params, pd.Series):
@@ -508,26 +475,18 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     keywords = {"rebalance_every": rebalance_every, "max_gross_exposure": max_gross_exposure,
                 "max_position_weight": max_position_weight,
                 "portfolio_stop_drawdown": portfolio_stop_drawdown}
-    from_row = any(name in params for name in METRIC_NAMES)
-    values = {}
-    for name, value in params.items():
-        if name in CONSTRUCTION:
-            if keywords[name] is None:
-                keywords[name] = None if value is None or (
-                    isinstance(value, float) and math.isinf(value)) else value
-            continue
-        if from_row and name not in spec.param_names:
-            continue
-        if not np.isscalar(value):
-            raise TypeError(f"params[{name!r}] must be one number, got {value!r}")
-        values[name] = value
-    for param in spec.params:
-        values.setdefault(param.name, param.default)
+    for name in CONSTRUCTION:  # a row's construction values, unless a keyword overrides
+        value = params.get(name)
+        if name in params and keywords[name] is None:
+            keywords[name] = None if value is None or (
+                isinstance(value, float) and math.isinf(value)) else value
+    values, _ = parameters_of({k: v for k, v in params.items() if k not in CONSTRUCTION},
+                              spec)
     pjob = prepare_portfolio({k: [v] for k, v in values.items()}, spec, data, start=start,
                              end=end, initial_capital=initial_capital, cost_bps=cost_bps,
                              periods_per_year=periods_per_year, assets=assets,
                              options=strategy_options, **keywords)
-    _compile_and_calibrate(pjob, measure=False)
+    compile_kernel(pjob)
     job = pjob.job
     n_bars, n_assets = job.close.shape
     record_equity = np.full(n_bars, np.nan)
@@ -624,6 +583,6 @@ def _trade_list(index, close, held, trip_pnl, symbols) -> pd.DataFrame:
 
 
 __all__ = ["run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
-           "PortfolioBacktestResult", "run_portfolio_task", "run_portfolio_job",
+           "PortfolioBacktestResult", "run_portfolio_task",
            "prepare_portfolio", "portfolio_kernel_ref", "portfolio_source",
            "average_correlation", "CONSTRUCTION"]

@@ -6,25 +6,18 @@ validation happens before any executor starts or any kernel runs.
 """
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
-from btcore.data import as_market_data
-from btcore.grid import as_grid
-from btcore.settings import check_arguments, check_settings
-from btcore.engine import Job, run_job
-from btcore.engine.cost import resolve_auto
-from btcore.results import LOWER_IS_BETTER, ResultStore, RowsSink, check_memory, check_out
-from btcore.sets import job_sets
 from btcore.metrics import METRIC_NAMES
-from btcore.strategies.base import check_rule
-
+from btcore.results import LOWER_IS_BETTER, RowsSink, check_memory
+from btcore.settings import check_arguments
+from btcore.store import ResultStore
+from btcore.workflows.base import (RunOptions, check_blocks, check_output, execute, prepare)
 
 
 @dataclass
@@ -149,7 +142,7 @@ class SweepResult:
         **overrides
             Settings to change, e.g. ``cost_bps=10``.
         """
-        from btcore.backtest import backtest
+        from btcore.workflows.backtest import backtest
         row, spec, settings = self._replay(row, overrides)
         return backtest(row, spec, self._data if data is None else data, **settings)
 
@@ -318,127 +311,21 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     """
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, run_sweep)  # a misspelt keyword lands there
-    _check_batch_size(batch_size)
-    _check_progress(progress)
-    _check_output(keep, sort_by, overwrite, on_progress, out, blocks)
-    prepared = prepare(grid, strategy, data, start=start, end=end, initial_capital=initial_capital,
-                  cost_bps=cost_bps, periods_per_year=periods_per_year, assets=assets,
-                  debug=debug, options=strategy_options, n_blocks=_check_blocks(blocks))
-    if debug and not (executor in ("serial", "auto") or getattr(executor, "name", None) ==
-                      "serial"):
-        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
+    options = RunOptions(executor, batch_size, progress, on_progress, debug, out,
+                         overwrite).check()
+    check_output(keep, sort_by, out, blocks)
+    prepared = prepare(grid, strategy, data, start=start, end=end,
+                       initial_capital=initial_capital, cost_bps=cost_bps,
+                       periods_per_year=periods_per_year, assets=assets, debug=debug,
+                       options=strategy_options, n_blocks=check_blocks(blocks))
     check_memory(prepared, keep)
-    executor, choice = resolve_auto(executor, prepared.job)
-    store = None if out is None else ResultStore.open(out, prepared, batch_size=batch_size,
-                                                       overwrite=overwrite)
-    import btcore.executors as executors
-    runner, owned = executors.get_executor(executor)
-    try:
-        result = _execute(prepared, runner, batch_size, progress, started,
-                          RowsSink(prepared, sort_by, keep), store, on_progress,
-                          throughput=choice and choice.get("param_bars_per_s"))
-        if choice is not None:
-            result.stats["executor_choice"] = choice
-        return result
-    finally:
-        if owned:
-            runner.close()
-
-
-@dataclass
-class Prepared:
-    """A validated job and what the driver needs to label its results."""
-
-    job: Job
-    grid: object
-    data: object
-    asset_index: np.ndarray
-    settings: dict
-
-
-def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
-            assets, debug, options, n_blocks: int = 0) -> Prepared:
-    """Validate every input and build the job (no compiled kernel runs here)."""
-    spec = strategies.get(strategy)
-    option_values = spec.option_values(options)
-    checked = spec._cache.setdefault("rule_checked", set())
-    if tuple(option_values) not in checked:  # the rule, as plain Python, once per options
-        check_rule(spec, options=option_values)
-        checked.add(tuple(option_values))
-    grid = as_grid(grid, spec)  # parameters left out take their defaults
-    grid.check(spec)
-    market = as_market_data(data)
-    capital, costs, ppy = _check_settings(initial_capital, cost_bps, periods_per_year,
-                                          market.index)
-    asset_index = market.asset_indices(assets)
-    first, last = market.window(start, end)
-    first_bar = np.maximum(first, market.first_valid[asset_index]).astype(np.int64)
-    for position, bar in enumerate(first_bar):
-        if last - bar + 1 < 2:
-            symbol = market.symbols[asset_index[position]]
-            raise ValueError(f"asset {symbol!r} has {max(last - bar + 1, 0)} bar(s) in the "
-                             "window; exclude it with assets= or widen start/end")
-    longest_window = max((math.ceil(grid.value_range(p.name)[1]) for p in spec.params
-                          if p.is_window), default=0)
-    for asset in asset_index:
-        history = last + 1 - int(market.first_valid[asset])
-        if longest_window >= history:
-            where = f" of asset {market.symbols[asset]!r}" if len(asset_index) > 1 else ""
-            raise ValueError(f"a window parameter of {longest_window:.6g} bars is at least the "
-                             f"{history:,} bars of data{where} up to the window end; use "
-                             "shorter windows, more data, or leave the asset out (assets=)")
-    close = market.close[:, asset_index]  # time-major (bars, assets)
-    warn_unaffordable(close, first_bar, last, capital, costs,
-                      [market.symbols[i] for i in asset_index])
-    job = Job(spec, _frozen(close), _frozen(first_bar[:, None]),
-              _frozen(np.array([[last]], dtype=np.int64)),
-              job_sets(spec, grid, option_values), _frozen(option_values),
-              capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index)
-    settings = {
-        "start": market.index[first], "end": market.index[last], "initial_capital": capital,
-        "cost_bps": costs, "periods_per_year": ppy,
-        "assets": [market.symbols[i] for i in asset_index],
-        **spec.option_settings(option_values),
-    }
-    return Prepared(job, grid, market, asset_index, settings)
-
-
-def warn_unaffordable(close: np.ndarray, first_bar: np.ndarray, last: int, capital: float,
-                      cost_bps: float, symbols: list) -> None:
-    """Warn (UserWarning) for each asset whose cheapest close in the window costs more
-    than ``capital`` with costs: whole shares can never be bought, so every row of it
-    shows 0 trades and a Sharpe of 0."""
-    for column, symbol in enumerate(symbols):
-        prices = close[int(first_bar[column]):last + 1, column]
-        cheapest = float(np.nanmin(prices)) if prices.size else np.nan
-        if cheapest * (1.0 + cost_bps / 1e4) > capital:
-            warnings.warn(f"asset {symbol!r}: initial_capital={capital:,.6g} buys no whole "
-                          f"share (its lowest close in the window is {cheapest:,.6g}), so "
-                          "every backtest of it makes no trade; raise initial_capital",
-                          UserWarning, stacklevel=4)
-
-
-def _frozen(array: np.ndarray) -> np.ndarray:
-    """A read-only C-contiguous copy-or-view, safe to share with workers."""
-    array = np.ascontiguousarray(array)
-    if array.flags.writeable:
-        if not array.flags.owndata:
-            array = array.copy()
-        array.flags.writeable = False
-    return array
-
-
-def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: RowsSink,
-             store=None, on_progress=None, throughput=None) -> SweepResult:
     job = prepared.job
-    stats = run_job(job, runner, sink, batch_size=batch_size, progress=progress,
-                    on_progress=on_progress, store=store, throughput=throughput)
+    sink = RowsSink(prepared, sort_by, keep)
+    run = execute(job, sink, options, started=started, open_store=lambda: ResultStore.open(
+        out, prepared, batch_size=batch_size, overwrite=overwrite))
     rows = sink.table()
-    stats["elapsed_s"] = time.perf_counter() - started  # validation to table, all included
-    stats["keep"], stats["sort_by"] = sink.keep, sink.sort_by
-    if store is not None:
-        store.complete(stats, sink.sort_by)
-        stats["out"] = str(store.path)
+    run.stats["keep"], run.stats["sort_by"] = sink.keep, sink.sort_by
+    stats = run.finish(sink.sort_by)
     counts = None
     if job.n_blocks:
         counts = np.array([[len(b) for b in np.array_split(
@@ -446,51 +333,3 @@ def _execute(prepared: Prepared, runner, batch_size, progress, started, sink: Ro
             for first in job.first_bar[:, 0]])
     return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
                        prepared.data, sink.block_sums, counts)
-
-
-def _check_output(keep, sort_by, overwrite, on_progress, out, blocks) -> None:
-    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, (int, np.integer))
-                             or keep < 1):
-        raise ValueError(f"keep must be a positive int (rows kept in memory) or None, got "
-                         f"{keep!r}")
-    if sort_by not in METRIC_NAMES:
-        raise ValueError(f"sort_by={sort_by!r} is not a metric; choose from "
-                         f"{list(METRIC_NAMES)}")
-    check_out(out, overwrite)
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError(f"on_progress must be a callable (done, total, backtests_per_s), got "
-                        f"{on_progress!r}")
-    if out is not None and blocks is not None:
-        raise ValueError("blocks= (for pbo()) cannot be combined with out= yet: the per-block "
-                         "sums are not stored; run the blocks= sweep without out=")
-
-
-def _check_settings(initial_capital, cost_bps, periods_per_year, index=None):
-    """``(capital, cost_bps, periods_per_year)`` as floats (:func:`btcore.settings.check_settings`:
-    periods_per_year=None is inferred from ``index``, an explicit one checked against it)."""
-    return check_settings(initial_capital, cost_bps, periods_per_year, index)
-
-
-def _check_blocks(blocks) -> int:
-    if blocks is None:
-        return 0
-    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
-        raise TypeError(f"blocks must be an even int >= 2 or None, got {blocks!r}")
-    if blocks < 2 or blocks % 2:
-        raise ValueError(f"blocks must be an even int >= 2 (CSCV splits them in halves), "
-                         f"got {blocks}")
-    return int(blocks)
-
-
-def _check_batch_size(batch_size) -> None:
-    if batch_size == "auto":
-        return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be a positive int or 'auto', got {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-
-
-def _check_progress(progress) -> None:
-    if progress is not None and not isinstance(progress, bool):
-        raise TypeError(f"progress must be True, False or None, got {progress!r}")

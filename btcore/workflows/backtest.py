@@ -5,15 +5,17 @@ switched on), so its metrics equal the matching ``run_sweep`` row exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+import btcore.strategies as strategies
 from btcore.engine import Task, check_targets, run_task
 from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL,
                                    RUINED_ROW)
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
+from btcore.settings import check_arguments
+from btcore.workflows.base import parameters_of, prepare, resolve_data
 
 
 @dataclass
@@ -88,14 +90,10 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     >>> res.trades.head()  # doctest: +SKIP
     >>> sweep = run_sweep(grid); backtest(sweep.table.iloc[0])  # doctest: +SKIP
     """
-    import btcore.strategies as strategies
-    from btcore.data import as_market_data
-    from btcore.sweep import prepare
-    from btcore.settings import check_arguments
     spec = strategies.get(strategy)
     check_arguments(strategy_options, spec, backtest)  # a misspelt keyword lands there
-    params, row_asset = _parameters_of(params, spec)
-    market = as_market_data(data)
+    params, row_asset = parameters_of(params, spec)
+    market = resolve_data(data)
     asset = asset if asset is not None else row_asset
     if asset is None:
         if market.n_assets > 1:
@@ -132,28 +130,6 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     trades = trade_list(job.close[traded, 0], shares, equity, record[RECORD_TRIP_PNL, traded],
                         job.initial_capital)
     return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset)
-
-
-def _parameters_of(params, spec) -> tuple[dict, str | None]:
-    """``(parameter values, asset or None)`` from a dict or a result-table row."""
-    if isinstance(params, pd.Series):
-        params = params.to_dict()
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a dict of name -> value or a result-table row, got "
-                        f"{type(params).__name__}")
-    asset = params.get("asset")
-    from_row = any(name in params for name in METRIC_NAMES)
-    values = {}
-    for name, value in params.items():
-        if from_row and name not in spec.param_names:
-            continue  # a result row: metric and label columns are not parameters
-        if not np.isscalar(value):
-            raise TypeError(f"params[{name!r}] must be one number, got {value!r}; use "
-                            "run_sweep for several values")
-        values[name] = value
-    for param in spec.params:
-        values.setdefault(param.name, param.default)
-    return values, asset if isinstance(asset, str) else None
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "shares", "entry_price", "exit_price",

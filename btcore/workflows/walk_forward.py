@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from btcore.engine import DenseSink, Task, TopKSink, run_job, run_task
-from btcore.results import check_out, stored_job
+from btcore.engine import DenseSink, Task, TopKSink, run_task
+from btcore.store import stored_job
+from btcore._checks import check_int
+from btcore.settings import check_arguments
+from btcore.workflows.base import RunOptions, execute, prepare
 from btcore.kernels.single import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, equity_metrics
 
@@ -88,11 +91,11 @@ def fold_windows(first: int, last: int, n_splits: int, *, test_bars=None, train_
     ValueError
         Folds that do not fit in [first, last], naming the arithmetic.
     """
-    n_splits = _positive_int("n_splits", n_splits, minimum=2)
-    gap = _positive_int("gap", gap, minimum=0)
+    n_splits = check_int("n_splits", n_splits, minimum=2)
+    gap = check_int("gap", gap, minimum=0)
     n_bars = last - first + 1
     test_bars = (n_bars // (n_splits + 1) if test_bars is None
-                 else _positive_int("test_bars", test_bars, minimum=1))
+                 else check_int("test_bars", test_bars, minimum=1))
     if test_bars < 1:
         raise ValueError(f"{n_bars} traded bars are too few for {n_splits} folds; use fewer "
                          "folds (n_splits) or a wider start/end")
@@ -102,7 +105,7 @@ def fold_windows(first: int, last: int, n_splits: int, *, test_bars=None, train_
         if anchored:
             raise ValueError("train_bars sets the rolling in-sample length; anchored folds "
                              "use every bar before each fold (leave train_bars out)")
-        train_bars = _positive_int("train_bars", train_bars, minimum=2)
+        train_bars = check_int("train_bars", train_bars, minimum=2)
         if train_bars > first_train:
             raise ValueError(f"train_bars={train_bars} does not fit: the first fold has "
                              f"{first_train} in-sample bars before its gap ({n_bars} traded "
@@ -123,14 +126,14 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                  select="per_asset", executor="serial", start=None, end=None, progress=None,
                  batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
                  periods_per_year=None, debug=False, out=None, overwrite=False,
-                 **strategy_options) -> WalkForwardResult:
+                 on_progress=None, **strategy_options) -> WalkForwardResult:
     """Walk-forward optimisation of ``grid`` (see the module docstring for the folds).
 
     Parameters
     ----------
     grid, strategy, data, executor, start, end, progress, batch_size, assets,
-    initial_capital, cost_bps, periods_per_year, debug, **strategy_options
-        As in :func:`btcore.run_sweep`.
+    initial_capital, cost_bps, periods_per_year, debug, on_progress, **strategy_options
+        As in :func:`btcore.run_sweep` (``on_progress`` counts in-sample backtests).
     n_splits : int, default 10
         Folds (>= 2).
     train_bars, test_bars, gap : int, optional
@@ -154,9 +157,6 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     -------
     WalkForwardResult
     """
-    import btcore.executors as executors
-    from btcore.sweep import _check_batch_size, _check_progress
-    from btcore.settings import check_arguments
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, walk_forward)
     if select not in ("per_asset", "universe"):
@@ -164,9 +164,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     if not callable(objective) and objective not in METRIC_NAMES:
         raise ValueError(f"unknown objective {objective!r}; choose a metric from "
                          f"{list(METRIC_NAMES)} or pass a function of the in-sample table")
-    _check_batch_size(batch_size)
-    _check_progress(progress)
-    check_out(out, overwrite)
+    options = RunOptions(executor, batch_size, progress, on_progress, debug, out,
+                         overwrite).check()
     prepared, folds, is_job = plan_walk_forward(
         grid, strategy, data, n_splits=n_splits, train_bars=train_bars, test_bars=test_bars,
         gap=gap, anchored=anchored, start=start, end=end, assets=assets,
@@ -175,42 +174,23 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     job = prepared.job
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
-    from btcore.engine.cost import resolve_auto
-    store = stored_job(out, prepared, is_job, batch_size=batch_size, overwrite=overwrite,
-                       extra={"anchored": anchored}, workflow="walk_forward")
-    executor, choice = resolve_auto(executor, is_job)
-    runner, owned = executors.get_executor(executor)
-    if debug and runner.name != "serial":
-        raise ValueError("debug=True runs plain Python in this process; use executor='serial'")
-    try:
-        sink = (DenseSink(is_job) if dense else
-                TopKSink(is_job, objective, k=1, lower_is_better=lower))
-        stats = run_job(is_job, runner, sink, batch_size=batch_size, progress=progress,
-                        description=f"walk-forward {job.strategy.name} [{runner.name}]",
-                        store=store)
-    except BaseException:
-        if store is not None:
-            store.close()  # release the out= lock: a re-run or another process may resume
-        raise
-    finally:
-        if owned:
-            runner.close()
+    sink = (DenseSink(is_job) if dense else
+            TopKSink(is_job, objective, k=1, lower_is_better=lower))
+    run = execute(is_job, sink, options, started=started, open_store=lambda: stored_job(
+        out, prepared, is_job, batch_size=batch_size, overwrite=overwrite,
+        extra={"anchored": anchored}, workflow="walk_forward"),
+        description=f"walk-forward {job.strategy.name}")
     # (assets, folds, OUT_ROWS, sets) of in-sample metrics, fold-major either way
     chosen = _choose(prepared, sink, objective, select, anchored, lower, dense)
     result = _out_of_sample(prepared, folds, chosen, is_metrics=_is_metrics(sink, anchored))
-    stats.update(folds=len(folds), elapsed_s=time.perf_counter() - started)
-    if choice is not None:
-        stats["executor_choice"] = choice
+    run.stats["folds"] = len(folds)
     settings = dict(prepared.settings, n_splits=len(folds), anchored=anchored, gap=gap,
                     test_bars=int(folds[0, 3] - folds[0, 2] + 1),
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
                     objective=getattr(objective, "__name__", objective), select=select)
-    result = WalkForwardResult(*result, stats=stats, settings=settings)
-    if store is not None:
-        for name in ("folds", "oos_equity", "oos_metrics"):
-            store.save_table(name, getattr(result, name))
-        store.complete(stats, settings["objective"])
-        stats["out"] = str(store.path)
+    result = WalkForwardResult(*result, stats=run.stats, settings=settings)
+    run.finish(settings["objective"], {name: getattr(result, name)
+                                       for name in ("folds", "oos_equity", "oos_metrics")})
     return result
 
 
@@ -221,7 +201,6 @@ def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, tes
     """Validate a walk-forward study and build its in-sample job (no kernel runs):
     ``(prepared, folds, is_job)``; ``folds`` rows are (IS start, IS end, OOS start,
     OOS end) bars, as :func:`fold_windows` returns."""
-    from btcore.sweep import prepare
     if not isinstance(anchored, bool):
         raise TypeError(f"anchored must be True or False, got {anchored!r}")
     prepared = prepare(grid, strategy, data, start=start, end=end,
@@ -398,14 +377,6 @@ def _stability(prepared, chosen, symbols) -> pd.DataFrame:
         records.append({"changes": float((np.diff(picks) != 0).mean()),
                         "mean_step": float(steps.mean())})
     return pd.DataFrame(records, index=symbols)
-
-
-def _positive_int(name, value, minimum) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 __all__ = ["WalkForwardResult", "fold_windows", "walk_forward"]
