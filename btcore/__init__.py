@@ -15,8 +15,8 @@ from btcore.workflows.cross_sectional import (CrossSectionalBacktestResult,
                                               cross_sectional_backtest,
                                               run_cross_sectional_sweep)
 from btcore.workflows.monte_carlo import MonteCarloResult, monte_carlo
-from btcore.workflows.portfolio import (PortfolioBacktestResult, PortfolioSweepResult,
-                                        portfolio_backtest, run_portfolio_sweep)
+from btcore.workflows.portfolio import PortfolioSweepResult, run_portfolio_sweep
+from btcore.workflows.portfolio_backtest import PortfolioBacktestResult, portfolio_backtest
 from btcore.workflows.sweep import SweepResult, run_sweep
 from btcore.workflows.walk_forward import WalkForwardResult, walk_forward
 

@@ -24,20 +24,22 @@ def is_number(value) -> bool:
 def check_int(name: str, value, minimum: int | None = None) -> int:
     """``value`` as an int (>= ``minimum`` when given)."""
     if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
 def check_number(name: str, value, minimum: float | None = None, *,
-                 finite: bool = True, what: str = "a number") -> float:
+                 finite: bool = True, what: str = "a real number") -> float:
     """``value`` as a float (finite unless ``finite=False``; >= ``minimum``)."""
     if not is_number(value):
         raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
     value = float(value)
-    if math.isnan(value) or (finite and not math.isfinite(value)):
-        raise ValueError(f"{name} must be {'a finite' if finite else 'a'} number, got {value}")
+    if finite and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum:g}, got {value:g}")
     return value

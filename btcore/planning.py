@@ -20,7 +20,7 @@ from btcore.settings import check_arguments
 from btcore.workflows.base import prepare
 from btcore.workflows.cross_sectional import prepare_cross_sectional
 from btcore.workflows.monte_carlo import plan_monte_carlo
-from btcore.workflows.portfolio import prepare_portfolio
+from btcore.workflows.portfolio_job import prepare_portfolio
 from btcore.workflows.walk_forward import plan_walk_forward
 
 #: estimate(workflow=...) -> the keywords of that workflow it takes besides the sweep's

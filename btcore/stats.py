@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 from dataclasses import dataclass
 from statistics import NormalDist
 
 import numpy as np
+
+from btcore._checks import check_int, check_number
 
 __all__ = ["PBOResult", "block_sums", "deflated_sharpe_ratio", "expected_max_sharpe",
            "pbo_from_block_sums", "probabilistic_sharpe_ratio",
@@ -46,25 +47,6 @@ _ZERO_VARIANCE_ULPS = 4.0
 #: splits × sets elements handled at once by pbo_from_block_sums: bounds memory and keeps the
 #: working arrays (512 KiB each) in cache; results do not depend on it
 _CHUNK_ELEMENTS = 1 << 16
-
-
-# --------------------------------------------------------------------------- validation
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def _integer(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 # --------------------------------------------------------------------------- PSR and DSR
@@ -93,10 +75,10 @@ def expected_max_sharpe(sharpe_std, n_trials):
     float
         SR0, a per-period Sharpe ratio (same units as ``sharpe_std``).
     """
-    sharpe_std = _real("sharpe_std", sharpe_std)
+    sharpe_std = check_number("sharpe_std", sharpe_std)
     if sharpe_std < 0.0:
         raise ValueError(f"sharpe_std must be >= 0 (a standard deviation), got {sharpe_std}")
-    n_trials = _integer("n_trials", n_trials, 1)
+    n_trials = check_int("n_trials", n_trials, 1)
     if n_trials == 1:
         return 0.0
     # Z⁻¹(1 − p) = −Z⁻¹(p): forming 1 − 1/N first loses the tail probability's digits
@@ -158,11 +140,11 @@ def probabilistic_sharpe_ratio(observed_sharpe, benchmark_sharpe=0.0, n_obs=None
     """
     if n_obs is None:
         raise TypeError("probabilistic_sharpe_ratio() needs n_obs, the number of returns")
-    observed_sharpe = _real("observed_sharpe", observed_sharpe)
-    benchmark_sharpe = _real("benchmark_sharpe", benchmark_sharpe)
-    n_obs = _integer("n_obs", n_obs, 2)
-    skew = _real("skew", skew)
-    kurtosis = _real("kurtosis", kurtosis)
+    observed_sharpe = check_number("observed_sharpe", observed_sharpe)
+    benchmark_sharpe = check_number("benchmark_sharpe", benchmark_sharpe)
+    n_obs = check_int("n_obs", n_obs, 2)
+    skew = check_number("skew", skew)
+    kurtosis = check_number("kurtosis", kurtosis)
     term = _sharpe_variance_term(observed_sharpe, skew, kurtosis)
     z = (observed_sharpe - benchmark_sharpe) * math.sqrt(n_obs - 1) / math.sqrt(term)
     return _NORMAL.cdf(z)
@@ -288,7 +270,7 @@ def _returns_matrix(returns):
 
 
 def _check_n_blocks(n_blocks, n_bars=None):
-    n_blocks = _integer("n_blocks", n_blocks, 2)
+    n_blocks = check_int("n_blocks", n_blocks, 2)
     if n_blocks % 2:
         raise ValueError(f"n_blocks must be even (half the blocks are in-sample), got "
                          f"{n_blocks}; use {n_blocks - 1} or {n_blocks + 1}")

@@ -5,7 +5,7 @@ import pytest
 
 from btcore import MarketData, monte_carlo, run_sweep
 from btcore.metrics import METRIC_NAMES
-from btcore.workflows.monte_carlo import METHODS, PathGenerator
+from btcore.workflows.paths import METHODS, PathGenerator
 from conftest import assert_tables_identical
 
 ONE_SET = {"lookback_period": 10, "entry_threshold": 1.0, "exit_threshold": 0.25,

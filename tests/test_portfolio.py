@@ -259,8 +259,8 @@ def test_executors_and_batch_sizes_agree_bit_for_bit(universe, joblib_executor):
 @pytest.fixture
 def no_portfolio_runs(no_kernel_runs, monkeypatch):
     """No kernel, calibration or run starts (every workflow runs through one template)."""
-    import btcore.workflows.portfolio as portfolio
-    monkeypatch.setattr(portfolio, "run_portfolio_task", no_kernel_runs)
+    import btcore.workflows.portfolio_job as portfolio_job
+    monkeypatch.setattr(portfolio_job, "run_portfolio_task", no_kernel_runs)
 
 
 @pytest.mark.parametrize("kwargs, message", [
