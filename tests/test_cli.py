@@ -1,10 +1,8 @@
 """The command line: every command (sweep, walk-forward, monte-carlo, portfolio,
-estimate, strategies, bench), in-process through ``btcore.cli.main`` and as real
-processes (``python -m btcore``, the ``btcore`` script), checked against the Python
-API on the same inputs; errors print one ``btcore: error:`` line and exit 2 without
-a traceback, before any work. Tests of ``run_sweep(out=, keep=, sort_by=,
-overwrite=)`` end to end are marked ``needs_streaming`` (skipped while run_sweep
-does not take ``out=``)."""
+cross-sectional, estimate, strategies, bench), in-process through ``btcore.cli.main``
+and as real processes (``python -m btcore``, the ``btcore`` script), checked
+against the Python API on the same inputs; errors print one ``btcore: error:``
+line and exit 2 without a traceback, before any work."""
 import argparse
 import json
 import os
@@ -434,7 +432,6 @@ def test_bad_options_are_one_line(capsys, option, message, no_kernel_runs):
 
 
 # ==================================================================== the full CLI
-import inspect  # noqa: E402
 
 import btcore  # noqa: E402
 import btcore.cli.inputs as cli_inputs  # noqa: E402
@@ -443,10 +440,6 @@ from btcore.cli.parser import build_parser  # noqa: E402
 WINDOW = ["--start", "2020-01-01", "--end", "2021-12-31"]
 WINDOW_KW = {"start": "2020-01-01", "end": "2021-12-31"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: tests of run_sweep(out=, keep=, sort_by=, overwrite=), which another change adds
-needs_streaming = pytest.mark.skipif(
-    "out" not in inspect.signature(btcore.run_sweep).parameters,
-    reason="run_sweep(out=) not landed yet")
 
 
 def run_module(*argv, cwd=None, timeout=300):
@@ -690,7 +683,6 @@ STREAM_GRID = ["lookback_period=20,40,60", "entry_threshold=1.5,2.0"]
 STREAM_DICT = {"lookback_period": [20, 40, 60], "entry_threshold": [1.5, 2.0]}
 
 
-@needs_streaming
 def test_out_directory_streams_and_resumes(capsys, tmp_path):
     folder = tmp_path / "results"
     argv = ["sweep", "--grid", *STREAM_GRID, "--assets", "KO,PEP", *WINDOW, "--no-progress",
@@ -711,7 +703,6 @@ def test_out_directory_streams_and_resumes(capsys, tmp_path):
     assert restarted.split("\n\n")[0] == first.split("\n\n")[0]
 
 
-@needs_streaming
 def test_a_different_sweep_in_the_out_directory_names_the_flag(capsys, tmp_path):
     folder = str(tmp_path / "results")
     base = ["sweep", "--assets", "KO", "--no-progress", "--out", folder]
@@ -725,7 +716,6 @@ def test_a_different_sweep_in_the_out_directory_names_the_flag(capsys, tmp_path)
     assert status == 0, err
 
 
-@needs_streaming
 def test_out_directory_without_extension_is_a_directory(capsys, tmp_path):
     folder = tmp_path / "run1"
     status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
@@ -735,7 +725,6 @@ def test_out_directory_without_extension_is_a_directory(capsys, tmp_path):
     assert f"results in {folder}" in out
 
 
-@needs_streaming
 def test_keep_and_sort_by_match_the_api(capsys):
     status, out, err = run_cli(capsys, "sweep", "--grid", *STREAM_GRID, "--assets", "KO,PEP",
                                *WINDOW, "--keep", "3", "--sort-by", "calmar_ratio",
@@ -749,7 +738,6 @@ def test_keep_and_sort_by_match_the_api(capsys):
     assert [r[calmar] for r in rows] == [f4(v) for v in expected["calmar_ratio"]]
 
 
-@needs_streaming
 def test_python_m_btcore_sweep_out_directory(tmp_path):
     done = run_module("sweep", "--grid", TINY_JSON, "--assets", "KO", "--no-progress",
                       "--out", str(tmp_path / "streamed") + "/", cwd=tmp_path)
@@ -798,7 +786,7 @@ def test_every_flag_has_help():
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     assert set(commands.choices) == {"sweep", "walk-forward", "monte-carlo", "portfolio",
-                                     "estimate", "strategies", "bench"}
+                                     "cross-sectional", "estimate", "strategies", "bench"}
     for name, sub in [("btcore", parser), *commands.choices.items()]:
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
@@ -1023,3 +1011,37 @@ def test_workflow_out_directories_resume(capsys, tmp_path, command, extra, table
     assert status == 2 and "--overwrite" in line and "different run" in line
     status, _, err = run_cli(capsys, *changed, "--overwrite")
     assert status == 0, err
+
+
+def test_cross_sectional_prints_the_top_rows_and_resumes(capsys, tmp_path):
+    argv = ["cross-sectional", "--grid", "lookback_period=20,60", "top_k=1,2",
+            "--assets", "KO,PEP,JNJ,PG", *WINDOW, "--direction", "momentum", "--top", "3",
+            "--no-progress"]
+    status, out, err = run_cli(capsys, *argv, "--out", str(tmp_path / "cs"))
+    assert status == 0, err
+    expected = btcore.run_cross_sectional_sweep(
+        {"lookback_period": [20, 60], "top_k": [1, 2]}, assets=["KO", "PEP", "JNJ", "PG"],
+        direction="momentum", progress=False, **WINDOW_KW).table
+    lines = out.split("\n\n")[0].splitlines()
+    assert lines[0] == "momentum book of 4 assets: KO, PEP, JNJ, PG"
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert [r[header.index("sharpe_ratio") + 1] for r in rows] == \
+        [f4(v) for v in expected["sharpe_ratio"][:3]]
+    assert "4 backtests (4 rows)" in out and f"results in {tmp_path / 'cs'}" in out
+    status, out, err = run_cli(capsys, *argv, "--out", str(tmp_path / "cs"))
+    assert status == 0 and "resumed" in out
+    stored = pd.read_parquet(tmp_path / "cs" / "table.parquet")
+    assert_tables_identical(stored, expected)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cross-sectional", "--option", "allow_short=false"], "unrecognized arguments: --option"),
+    (["cross-sectional", "--strategy", "ma_crossover"], "unrecognized arguments: --strategy"),
+    (["cross-sectional", "--direction", "sideways"], "invalid choice: 'sideways'"),
+    (["cross-sectional", "--grid", "top_k=11"], "exceeds half"),
+    (["estimate", "--direction", "momentum"], "--direction belongs to --workflow "
+                                              "cross-sectional"),
+])
+def test_cross_sectional_errors_are_one_line(capsys, no_kernel_runs, argv, message):
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and len(error_lines(err)) == 1 and message in err, err

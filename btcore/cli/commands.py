@@ -258,6 +258,26 @@ def _portfolio(args) -> int:
         plot=axes and (lambda result: (result.plot_heatmap(*axes), "")))
 
 
+def _cross_sectional(args) -> int:
+    import btcore
+    inputs = Inputs(args, directory=True)
+    axes = heatmap_axes(inputs)
+
+    def report(result, elapsed):
+        assets = result.settings["assets"]
+        print(f"{args.direction} book of {len(assets)} assets"
+              f"{' (long only)' if args.long_only else ''}: {', '.join(assets)}")
+        print(_frame_text(result.table.head(args.top)))
+        print("\n" + _timing_line(result.stats, len(result.table), elapsed))
+    return run_command(
+        args, inputs, functools.partial(
+            btcore.run_cross_sectional_sweep, inputs.grid, inputs.data,
+            direction=args.direction, long_only=args.long_only, assets=inputs.assets,
+            **store_keywords(args, inputs)),
+        table=lambda result: result.table, whole=True, report=report,
+        plot=axes and (lambda result: (result.plot_heatmap(*axes), "")))
+
+
 def _estimate(args) -> int:
     import btcore
     from btcore.engine.cost import OVERHEADS
@@ -274,6 +294,8 @@ def _estimate(args) -> int:
                 if dest in vars(args)}
     inputs = Inputs(args)
     grid = inputs.grid
+    if workflow == "cross_sectional" and args.grid is None:
+        grid = {}  # the book's defaults, not a strategy's grid
     if workflow == "monte_carlo":
         if getattr(args, "params", None) is not None and args.grid is not None:
             raise CLIError("give the parameter set with --params or --grid, not both")
@@ -344,4 +366,5 @@ def _bench(args) -> int:
 
 
 COMMANDS = {"sweep": _sweep, "walk-forward": _walk_forward, "monte-carlo": _monte_carlo,
-             "portfolio": _portfolio, "estimate": _estimate, "bench": _bench}
+             "portfolio": _portfolio, "cross-sectional": _cross_sectional,
+             "estimate": _estimate, "bench": _bench}

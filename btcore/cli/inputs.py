@@ -376,10 +376,11 @@ class Inputs:
         self.plot = getattr(args, "plot", None)
         _check_plot(self.plot)
         self.data = _data(args.data)
-        self.spec = resolve_strategy(args.strategy)
+        # a workflow with its own rule (cross-sectional) has no --strategy
+        self.spec = resolve_strategy(args.strategy) if "strategy" in args else None
         if grid and self.tokens is None:
-            self.grid = _default_grid(self.spec)
-        self.options = _parse_options(args.option, self.spec)
+            self.grid = _default_grid(self.spec) if self.spec else {}
+        self.options = _parse_options(args.option, self.spec) if self.spec else {}
         self.assets = _assets(args.assets)
         self.common = dict(start=args.start, end=args.end, initial_capital=args.capital,
                            cost_bps=args.cost_bps, **self.options)

@@ -9,8 +9,8 @@ import math
 from btcore.cli.inputs import CLIError
 
 #: ``btcore --help``'s first line
-DESCRIPTION = ("Command line: sweeps, walk-forward, Monte Carlo, portfolios, estimates, a "
-               "benchmark.")
+DESCRIPTION = ("Command line: sweeps, walk-forward, Monte Carlo, portfolios, cross-sectional "
+               "books, estimates, a benchmark.")
 
 #: estimate --workflow -> (btcore.estimate's workflow, {flag dest: keyword})
 WORKFLOWS = {
@@ -24,6 +24,7 @@ WORKFLOWS = {
     "portfolio": ("portfolio", {name: name for name in (
         "rebalance_every", "max_gross_exposure", "max_position_weight",
         "portfolio_stop_drawdown")}),
+    "cross-sectional": ("cross_sectional", {"direction": "direction", "long_only": "long_only"}),
 }
 
 
@@ -85,12 +86,15 @@ def _int_list(text: str) -> list[int]:
 
 
 # ----------------------------------------------------------------- parser
-def _add_inputs(parser, *, grid: bool = True, grid_help: str | None = None) -> None:
-    """--strategy, --grid, --data, --assets, --start, --end, --capital, --cost-bps, --option."""
-    parser.add_argument("--strategy", default="mean_reversion", metavar="NAME",
-                        help="a registered name (see `btcore strategies`) or "
-                             "package.module:SPEC; the current directory is importable "
-                             "(default: mean_reversion)")
+def _add_inputs(parser, *, grid: bool = True, grid_help: str | None = None,
+                strategy: bool = True) -> None:
+    """--strategy, --grid, --data, --assets, --start, --end, --capital, --cost-bps, --option
+    (``strategy=False``: a workflow with its own rule, without --strategy and --option)."""
+    if strategy:
+        parser.add_argument("--strategy", default="mean_reversion", metavar="NAME",
+                            help="a registered name (see `btcore strategies`) or "
+                                 "package.module:SPEC; the current directory is importable "
+                                 "(default: mean_reversion)")
     if grid:
         parser.add_argument("--grid", nargs="+", action="extend", default=None,
                             metavar="TOKEN",
@@ -114,9 +118,10 @@ def _add_inputs(parser, *, grid: bool = True, grid_help: str | None = None) -> N
                         help="initial capital (default 1000000)")
     parser.add_argument("--cost-bps", type=_number(float), default=5.0,
                         help="cost per trade in basis points of traded value (default 5)")
-    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                        help="a strategy option, e.g. --option allow_short=false or "
-                             "--option average=ema (repeatable; see `btcore strategies`)")
+    if strategy:
+        parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                            help="a strategy option, e.g. --option allow_short=false or "
+                                 "--option average=ema (repeatable; see `btcore strategies`)")
 
 
 def _add_execution(parser, *, auto: bool = False) -> None:
@@ -215,6 +220,17 @@ def _add_construction_flags(parser, given_only: bool = False) -> None:
                              "(0 < D < 1)")
 
 
+def _add_book_flags(parser, given_only: bool = False) -> None:
+    """run_cross_sectional_sweep's book: --direction, --long-only."""
+    default = _defaults(given_only)
+    parser.add_argument("--direction", choices=("reversal", "momentum"),
+                        default=default("reversal"),
+                        help="reversal buys the worst trailing returns and sells the best; "
+                             "momentum the opposite (default reversal)")
+    parser.add_argument("--long-only", action="store_true", default=default(False),
+                        help="hold the longs only, at gross_leverage / top_k each")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from btcore import __version__
     parser = _Parser(prog="btcore", description=DESCRIPTION,
@@ -293,8 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
                  plot="a heatmap of the Sharpe ratio over the first two parameters that "
                       "vary in the grid")
 
+    cs = command("cross-sectional", "sweep a cross-sectional book: every rebalance, rank the "
+                                    "assets by trailing return and hold the top_k at each end",
+                 "btcore cross-sectional --grid lookback_period=20,60,120 top_k=2,4 "
+                 "rebalance_every=5,21 --direction momentum --executor threads")
+    _add_inputs(cs, strategy=False,
+                grid_help="parameter sets over lookback_period, top_k, rebalance_every and "
+                          "gross_leverage, in the forms of `btcore sweep --grid`; parameters "
+                          "left out take their defaults (20, 5, 21, 1.0)")
+    _add_book_flags(cs)
+    _add_execution(cs, auto=True)
+    _add_outputs(cs, what="the result table", directory=True,
+                 plot="a heatmap of the Sharpe ratio over the first two parameters that "
+                      "vary in the grid")
+
     est = command("estimate", "predict the wall time and cost of a sweep, walk-forward "
-                              "study, Monte Carlo run or portfolio sweep on several CPU counts",
+                              "study, Monte Carlo run, portfolio or cross-sectional sweep on "
+                              "several CPU counts",
                   "btcore estimate --grid lookback_period=10:200:10 entry_threshold=1:3:0.25 "
                   "--workflow walk-forward --folds 10 --cpus 1,2,16,320 "
                   "--price-per-cpu-hour 0.015")
@@ -318,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="NAME=VALUE", help="the parameter set (instead of --grid)")
     _add_path_flags(paths, given_only=True)
     _add_construction_flags(est.add_argument_group("--workflow portfolio"), given_only=True)
+    _add_book_flags(est.add_argument_group("--workflow cross-sectional"), given_only=True)
     _add_outputs(est, what="the estimate table", top=False)
 
     listing = command("strategies", "list strategies with their parameters and options",

@@ -39,7 +39,7 @@ def deterministic_batch_size(job, slots: int) -> int:
     from btcore.engine import choose_batch_size
     traded = job.traded_bars
     return choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
-                             NOMINAL_PARAM_BARS_PER_S / job.strategy.cost_factor, slots)
+                             NOMINAL_PARAM_BARS_PER_S / job.cost_factor, slots)
 
 
 @dataclass

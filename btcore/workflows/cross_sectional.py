@@ -149,7 +149,7 @@ def store_view(cjob: CrossSectionalJob) -> SimpleNamespace:
         kernel=SimpleNamespace(module_name=f"btcore_cross_sectional_{hasher.hexdigest()[:16]}"),
         options=np.array([cjob.long_only, cjob.momentum], dtype=np.float64),
         close=cjob.close, n_blocks=0)
-    return SimpleNamespace(job=job, grid=Grid(cjob.columns), data=cjob.data,
+    return SimpleNamespace(job=job, grid=Grid(pd.DataFrame(cjob.columns)), data=cjob.data,
                            settings=cjob.settings)
 
 
