@@ -2,11 +2,13 @@
 today's kernel against an earlier commit's side by side, and fresh-process start-up.
 
 Run: ``python benchmarks/bench_kernel.py [--repeats 5] [--naive-runs 3]
-[--baseline REV] [--rounds 3]``. Every figure comes from this one run, best of
-``--repeats``; the naive loop's per-backtest time is measured on a few
-backtests and extrapolated. ``--baseline`` (a git revision, default the last
-commit before the engine-core rewrite) is checked out to a temporary folder and
-measured in fresh processes alternating with today's code, ``--rounds`` times.
+[--baseline REV_OR_FOLDER ...] [--rounds 3]``. Every figure comes from this one
+run, best of ``--repeats``; the naive loop's per-backtest time is measured on a
+few backtests and extrapolated. Each ``--baseline`` (a git revision, default the
+last commit before the engine-core rewrite, or a folder holding an importable
+``btcore`` with ``executors/`` and ``strategies/`` inside it, e.g. a variant of
+today's code) is measured in fresh processes alternating with today's code,
+``--rounds`` times; repeat the flag to compare several in the same run.
 """
 import argparse
 import os
@@ -145,28 +147,41 @@ def checkout(revision, folder):
         os.rename(os.path.join(folder, name), os.path.join(folder, "btcore", name))
 
 
-def report_baseline(revision, repeats, rounds):
-    """Old and new kernel in alternating fresh processes, best over ``rounds``."""
+def report_baseline(revisions, repeats, rounds):
+    """Each of ``revisions`` (git revisions or folders) and today's kernel in
+    alternating fresh processes, best over ``rounds``."""
     import tempfile
-    print(f"\nkernel vs {revision} (fresh processes alternating, best of {rounds} rounds x "
-          f"{repeats} repeats; 1 thread: CPU time, else wall), mean_reversion on {ASSET} "
-          f"from {START}")
-    header = (f"{'grid':<10}{'combos':>7}{'threads':>8}{'old M pb/s':>12}{'new M pb/s':>12}"
-              f"{'new / old':>11}")
+    labels = [os.path.basename(os.path.normpath(r)) if os.path.isdir(r) else r
+              for r in revisions]
+    print(f"\nkernel vs {', '.join(revisions)} (fresh processes alternating, best of {rounds} "
+          f"rounds x {repeats} repeats; 1 thread: CPU time, else wall), mean_reversion on "
+          f"{ASSET} from {START}; M param-bars/s and today's / theirs")
+    width = max(12, *(len(label) + 2 for label in labels))
+    header = (f"{'grid':<10}{'combos':>7}{'threads':>8}"
+              + "".join(f"{label:>{width}}" for label in labels) + f"{'today':>{width}}"
+              + "".join(f"{'/ ' + label:>{width}}" for label in labels))
     print(header)
     print("-" * len(header))
     bars = kernel_seconds(Grid(SEED_GRID), 1, 1)[1]
-    with tempfile.TemporaryDirectory() as old_tree, tempfile.TemporaryDirectory() as cache:
-        checkout(revision, old_tree)
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as cache:
+        trees = []
+        for i, revision in enumerate(revisions):
+            if os.path.isdir(revision):
+                trees.append(os.path.abspath(revision))
+            else:
+                trees.append(os.path.join(folder, str(i)))
+                checkout(revision, trees[-1])
+        trees.append(REPOSITORY)
         for name, grid in (("seed 135", SEED_GRID), ("1,000", BIG_GRID)):
             for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-                old = new = np.inf
+                best = [np.inf] * len(trees)
                 for _ in range(rounds):
-                    old = min(old, probe_seconds(old_tree, grid, threads, repeats, cache)[0])
-                    new_s, combos = probe_seconds(REPOSITORY, grid, threads, repeats, cache)
-                    new = min(new, new_s)
-                print(f"{name:<10}{combos:>7}{threads:>8}{combos * bars / old / 1e6:>12.1f}"
-                      f"{combos * bars / new / 1e6:>12.1f}{old / new:>11.3f}")
+                    for i, tree in enumerate(trees):
+                        seconds, combos = probe_seconds(tree, grid, threads, repeats, cache)
+                        best[i] = min(best[i], seconds)
+                print(f"{name:<10}{combos:>7}{threads:>8}"
+                      + "".join(f"{combos * bars / b / 1e6:>{width}.1f}" for b in best)
+                      + "".join(f"{b / best[-1]:>{width}.3f}" for b in best[:-1]))
 
 
 STARTUP_PROBE = """
@@ -229,8 +244,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-runs", type=int, default=3)
     parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process timing")
-    parser.add_argument("--baseline", default=BASELINE,
-                        help="git revision to compare the kernel with ('' to skip)")
+    parser.add_argument("--baseline", action="append",
+                        help="git revision, or folder with an importable btcore, to compare "
+                             f"the kernel with (repeat for several; default {BASELINE}; "
+                             "'' to skip)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     close = sp500_sample()
@@ -261,8 +278,9 @@ def main(argv=None):
                                            _user_strategy())
     print(f"\nuser sma crossover (docs example), {combos} sets x {bars} bars, 1 thread: "
           f"{combos * bars / seconds / 1e6:.1f} M param-bars/s")
-    if args.baseline:
-        report_baseline(args.baseline, args.repeats, args.rounds)
+    baselines = [b for b in (args.baseline or [BASELINE]) if b]
+    if baselines:
+        report_baseline(baselines, args.repeats, args.rounds)
     if not args.no_startup:
         report_startup()
 

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 
 #: btcore's compiled sources: every kernel module's name carries their digest
-_KERNEL_SOURCES = ("kernels/single.py", "metrics.py", "binding.py", "indicators.py",
-                   "indicators_extra.py")
+_KERNEL_SOURCES = ("kernels/accounting.py", "kernels/single.py", "metrics.py", "binding.py",
+                   "indicators.py", "indicators_extra.py")
 _LOADED: dict[str, types.ModuleType] = {}
 _SPECS: dict[str, object] = {}  # module name -> spec, in the process that made the ref
 _BATCH_ARGS = ("close, first_bar, checkpoints, series_which, series_values, set_series, "

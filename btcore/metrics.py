@@ -1,10 +1,11 @@
-"""Performance metrics: names, output layout and the online finaliser.
+"""Performance metrics: names, output layout and the formulas' definitions.
 
-The batch kernel accumulates, per parameter set, a handful of running sums over
-the traded bars (no per-bar arrays); ``finalize_metrics_nb`` turns them into the
-metrics below, written into column ``k`` of an ``out`` array shaped
-``(n_rows >= N_METRICS, n_param_sets)``. Definitions (``docs/semantics.md``)
-follow empyrical (required return 0, no risk-free rate):
+The kernels accumulate, per parameter set, a handful of running sums over the
+traded bars (no per-bar arrays; ``btcore.kernels.accounting.MetricState``) and
+``btcore.kernels.accounting.finalize_metrics_nb`` turns them into the metrics
+below, written into rows ``0 .. N_METRICS - 1`` of a kernel's ``out`` array in
+this order. Definitions (``docs/semantics.md``) follow empyrical (required
+return 0, no risk-free rate):
 
 - sharpe_ratio = mean(r) / std(r, ddof=1) * sqrt(periods_per_year); 0 if std == 0
 - sortino_ratio = mean(r) * ppy / (sqrt(mean(min(r, 0)^2)) * sqrt(ppy));
@@ -20,11 +21,13 @@ follow empyrical (required return 0, no risk-free rate):
 An account whose equity reaches 0 or less is closed out and stays at 0 (the
 out-of-money rule); the kernel flags such rows ``ruined`` and
 ``SweepResult.best`` skips them unless asked not to.
+
+This module holds no Numba code: :func:`equity_metrics` is the numpy version of
+the same formulas for curves no kernel ran.
 """
 import math
 
 import numpy as np
-from numba import njit
 
 METRIC_NAMES = (
     "total_return", "final_value", "sharpe_ratio", "sortino_ratio", "annual_volatility",
@@ -35,49 +38,6 @@ TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALM
     NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
 #: metrics that are whole numbers (stored as int64 in result tables)
 INTEGER_METRICS = ("num_trades",)
-@njit(cache=True, nogil=True, error_model="numpy")
-def finalize_metrics_nb(out, k, n_bars, active_bars, return_shift, sum_shifted,
-                        sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
-                        final_equity, initial_capital, periods_per_year, num_trades,
-                        bars_in_market, round_trips, winning_round_trips):
-    """Write the metrics of parameter set ``k`` into ``out[:, k]`` from running sums.
-
-    ``sum_shifted`` / ``sum_shifted_squares`` are sums of ``r - return_shift`` over
-    the ``active_bars`` bars that were not flat and untouched; the other bars had
-    r = 0 exactly and are added here in bulk.
-    """
-    flat_bars = n_bars - active_bars
-    total = sum_shifted - flat_bars * return_shift
-    squares = sum_shifted_squares + flat_bars * (return_shift * return_shift)
-    mean = return_shift + total / n_bars
-    variance = (squares - total * (total / n_bars)) / (n_bars - 1)
-    std = math.sqrt(variance) if variance > 0.0 else 0.0
-    annualizer = math.sqrt(periods_per_year)
-    out[SHARPE, k] = mean / std * annualizer if std > 0.0 else 0.0
-    out[VOLATILITY, k] = std * annualizer
-    downside = math.sqrt(sum_downside_squares / n_bars) * annualizer
-    if downside > 0.0:
-        out[SORTINO, k] = mean * periods_per_year / downside
-    elif mean > 0.0:
-        out[SORTINO, k] = np.inf
-    else:
-        out[SORTINO, k] = np.nan
-    growth = final_equity / initial_capital
-    out[TOTAL_RETURN, k] = growth - 1.0
-    out[FINAL_VALUE, k] = final_equity
-    max_drawdown = min_equity_to_peak - 1.0
-    out[MAX_DRAWDOWN, k] = max_drawdown
-    years = n_bars / periods_per_year
-    if growth > 0.0:
-        cagr = growth ** (1.0 / years) - 1.0
-    else:  # all capital lost: -100 % a year (empyrical); below zero it is undefined
-        cagr = -1.0 if growth == 0.0 else np.nan  # (< 0 cannot happen: out of money)
-    out[CAGR, k] = cagr
-    calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
-    out[CALMAR, k] = calmar if math.isfinite(calmar) else np.nan
-    out[NUM_TRADES, k] = num_trades
-    out[EXPOSURE, k] = bars_in_market / n_bars
-    out[WIN_RATE, k] = winning_round_trips / round_trips if round_trips > 0 else np.nan
 
 
 def equity_metrics(equity: np.ndarray, initial_capital: float, periods_per_year: float) -> dict:

@@ -16,9 +16,9 @@ one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar`
   argsort would (and is ~4x cheaper on 500 assets); the chosen assets get
   target shares trunc(weight * E_t / close_t), every other asset 0, and the
   differences trade at close_t with costs on |delta shares|;
-- the account's return, drawdown and metrics use the building blocks of
-  :mod:`btcore.kernels.single` / :mod:`btcore.metrics`; E <= 0 after a bar closes
-  every position at close_t and leaves the account at 0 (ruined, r = -1).
+- trade costs, the account's return, drawdown and metrics are those of
+  :mod:`btcore.kernels.accounting`; E <= 0 after a bar closes every position at
+  close_t and leaves the account at 0 (ruined, r = -1).
 
 No user function is involved, so this is a plain ``@njit(cache=True, nogil=True)``
 function. Each set is one loop: results are bit-identical however sets are split
@@ -33,9 +33,8 @@ detail of a one-set batch (0 bars in sweeps).
 import numpy as np
 from numba import njit
 
-from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW,
-                                   accumulate_return_nb, update_drawdown_nb)
-from btcore.metrics import finalize_metrics_nb
+from btcore.kernels.accounting import (OUT_ROWS, add_bar_nb, fee_nb, finalize_metrics_nb,
+                                       ruin_nb, start_metrics_nb, trade_cost_nb, turnover_nb)
 
 PARAM_NAMES = ("lookback_period", "top_k", "rebalance_every", "gross_leverage")
 LOOKBACK, TOP_K, REBALANCE_EVERY, GROSS_LEVERAGE = range(4)
@@ -96,6 +95,12 @@ def select_best_nb(values, n, k, chosen):
 def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, long_only,
                               momentum, initial_capital, cost_bps, periods_per_year, out,
                               record_equity, record_shares):
+    """Backtest every row of ``params`` as one account over the universe ``close``.
+
+    Arguments and rules: the module docstring. ``out`` rows: the metrics,
+    ``RUINED_ROW``, ``INVALID_BAR_ROW`` (always -1: no user rule) and
+    ``TURNOVER_ROW``.
+    """
     n_assets = close.shape[1]
     fee = cost_bps / 1e4
     recording = record_equity.shape[0] > 0
@@ -125,16 +130,8 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
             filled_at[a] = -1
         cash = initial_capital
         n_open = 0
-        equity = initial_capital
-        peak = initial_capital
-        min_equity_to_peak = 1.0
-        active_bars = 0
-        return_shift = 0.0
-        sum_shifted = 0.0
-        sum_shifted_squares = 0.0
-        sum_downside_squares = 0.0
+        metrics = start_metrics_nb(initial_capital)
         num_trades = 0
-        bars_in_market = 0
         round_trips = 0
         winning_round_trips = 0
         traded_value = 0.0
@@ -184,18 +181,19 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                     if delta == 0.0:
                         continue
                     price = close[t, a]
-                    flow = -(delta * price + abs(delta) * price * fee)
-                    cash += flow
+                    cost = trade_cost_nb(delta, price, fee)
+                    cash -= cost
                     traded_value += abs(delta) * price
                     if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
-                        # the round trip ends (close or flip); a flip opens the next
-                        pnl = trip_cash[a] + old * price - abs(old) * price * fee
+                        # the round trip ends (close or flip); a flip opens the next.
+                        # (trip cash + old * price) - fee, in this order: bit-identical
+                        # to trip cash - trade_cost_nb(-old, ...) only up to rounding
+                        pnl = trip_cash[a] + old * price - fee_nb(old, price, fee)
                         round_trips += 1
-                        if pnl > 0.0:
-                            winning_round_trips += 1
-                        trip_cash[a] = -(new * price + abs(new) * price * fee)
+                        winning_round_trips += pnl > 0.0
+                        trip_cash[a] = -trade_cost_nb(new, price, fee)
                     else:
-                        trip_cash[a] += flow
+                        trip_cash[a] -= cost
                     n_open += (new != 0.0) - (old != 0.0)
                     shares[a] = new if new != 0.0 else 0.0
                     num_trades += 1
@@ -222,12 +220,7 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                 n_open = 0
                 cash = 0.0
                 ruined = True
-                equity = 0.0
-                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                    sum_downside_squares = accumulate_return_nb(
-                        -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
-                        sum_downside_squares)
-                peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+                metrics = ruin_nb(metrics)
                 if recording:
                     for u in range(t, last_bar + 1):
                         record_equity[u] = 0.0
@@ -235,28 +228,13 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                             record_shares[u, a] = 0.0
                 break
             if any_fill or n_open > 0:  # else untouched: r = 0 exactly
-                period_return = marked / equity - 1.0
-                equity = marked
-                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                    sum_downside_squares = accumulate_return_nb(
-                        period_return, active_bars, return_shift, sum_shifted,
-                        sum_shifted_squares, sum_downside_squares)
-                peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
-                                                              min_equity_to_peak)
-                if n_open > 0:
-                    bars_in_market += 1
-            sum_equity += equity
+                metrics, _ = add_bar_nb(metrics, marked, n_open > 0)
+            sum_equity += metrics.equity
             if recording:
-                record_equity[t] = equity
+                record_equity[t] = metrics.equity
                 for a in range(n_assets):
                     record_shares[t, a] = shares[a]
-        finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
-                            sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
-                            equity, initial_capital, periods_per_year, num_trades,
-                            bars_in_market, round_trips, winning_round_trips)
-        out[RUINED_ROW, k] = 1.0 if ruined else 0.0
-        out[INVALID_BAR_ROW, k] = -1.0
-        mean_equity = sum_equity / n_traded
-        years = n_traded / periods_per_year
-        out[TURNOVER_ROW, k] = traded_value / mean_equity / years if mean_equity > 0.0 \
-            else np.nan
+        finalize_metrics_nb(out, k, n_traded, metrics, num_trades, round_trips,
+                            winning_round_trips, initial_capital, periods_per_year, ruined, -1)
+        out[TURNOVER_ROW, k] = turnover_nb(traded_value, sum_equity, n_traded,
+                                           periods_per_year)

@@ -7,10 +7,9 @@ One call evaluates a batch of parameter sets on a whole universe
    asset's whole close column (exactly as the single-asset kernel does);
 2. each parameter set then makes one pass over time. At each bar every listed
    asset (sleeve) asks the strategy's rule for a target sign and trades with
-   :func:`btcore.kernels.single.fill_nb` from its own sleeve cash; the account's
-   equity E_t = sum of sleeve cash + shares * close is accumulated with
-   :func:`btcore.kernels.single.accumulate_return_nb` / :func:`btcore.kernels.single.update_drawdown_nb`
-   and finalised with :func:`btcore.metrics.finalize_metrics_nb`.
+   ``fill_nb`` of :mod:`btcore.kernels.accounting` from its own sleeve cash;
+   the account's equity E_t = sum of sleeve cash + shares * close goes into
+   the accounting's metric state (``add_bar_nb``) and is finalised there.
 
 The construction rules (``docs/portfolios.md``) sit around those building
 blocks: periodic rebalancing of the sleeves' budgets, gross-exposure and
@@ -29,8 +28,9 @@ Array arguments (C-contiguous float64 unless noted):
   first traded bar; ``last_bar``: the window's last bar;
 - ``series_which``, ``series_values``, ``set_series``, ``params``, ``options``:
   as in ``btcore.kernels.single.batch_kernel_nb``;
-- ``construction`` (n_sets, N_CONSTRUCTION): rebalance_every (0 = never),
-  max_gross_exposure, max_position_weight, portfolio_stop_drawdown (inf = none);
+- ``construction`` (n_sets, N_CONSTRUCTION): the :data:`CONSTRUCTION` settings,
+  rebalance_every (0 = never), max_gross_exposure, max_position_weight,
+  portfolio_stop_drawdown (inf = none);
 - ``out`` (PORTFOLIO_OUT_ROWS, n_sets): metrics, ruined, invalid_bar, turnover,
   avg_correlation (NaN here: computed from the records by ``portfolio_backtest``);
 - ``record_equity`` (n_bars,) and ``record`` (RECORD_LAYERS, n_bars, n_assets):
@@ -39,9 +39,9 @@ Array arguments (C-contiguous float64 unless noted):
 import numpy as np
 from numba import njit
 
-from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, accumulate_return_nb,
-                                   close_out_nb, fill_nb, update_drawdown_nb)
-from btcore.metrics import finalize_metrics_nb
+from btcore.kernels.accounting import (OUT_ROWS, add_bar_nb, close_out_nb, entry_size_nb,
+                                       fee_nb, fill_nb, finalize_metrics_nb, ruin_nb,
+                                       start_metrics_nb, trade_cost_nb, turnover_nb)
 
 TURNOVER_ROW, AVG_CORRELATION_ROW = OUT_ROWS, OUT_ROWS + 1
 PORTFOLIO_OUT_ROWS = OUT_ROWS + 2
@@ -55,13 +55,6 @@ N_CONSTRUCTION = len(CONSTRUCTION)
 #: into the sleeve by a rebalance, P&L of the round trip(s) closed at the bar (NaN: none)
 RECORD_SHARES, RECORD_VALUE, RECORD_TRANSFER, RECORD_TRIP_PNL = 0, 1, 2, 3
 RECORD_LAYERS = 4
-
-
-@njit(inline="always", error_model="numpy")
-def trade_nb(delta, cash, price, fee_rate):
-    """Cash after trading ``delta`` shares at ``price`` (``fill_nb``'s cash formula),
-    for the trades ``fill_nb`` does not size: rebalance resizes and capped entries."""
-    return cash - (delta * price + abs(delta) * price * fee_rate)
 
 
 @njit(inline="always", error_model="numpy")
@@ -83,6 +76,14 @@ def capped_size_nb(size, price, fee_rate, equity, other_gross, max_gross, max_we
             break
         size -= 1.0
     return size
+
+
+@njit(inline="always", error_model="numpy")
+def record_trip_nb(record, t, a, pnl):
+    """Add a closed round trip's P&L to sleeve ``a``'s record at bar ``t`` (a bar
+    can close two: a rebalance or drawdown stop and the rule's exit)."""
+    previous = record[RECORD_TRIP_PNL, t, a]
+    record[RECORD_TRIP_PNL, t, a] = pnl if np.isnan(previous) else previous + pnl
 
 
 @njit(inline="always", error_model="numpy")
@@ -144,17 +145,8 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
             state[a] = 0
             last_fill[a] = -1
         n_open = 0
-        equity = initial_capital
-        previous_equity = initial_capital
-        peak = initial_capital
-        min_equity_to_peak = 1.0
-        active_bars = 0
-        return_shift = 0.0
-        sum_shifted = 0.0
-        sum_shifted_squares = 0.0
-        sum_downside_squares = 0.0
+        metrics = start_metrics_nb(initial_capital)
         num_trades = 0
-        bars_in_market = 0
         round_trips = 0
         winning_round_trips = 0
         traded_value = 0.0
@@ -210,19 +202,18 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                         resized = position[a] * size
                         delta = resized - shares[a]
                         entry_cash[a] += transfer
-                        cash[a] = trade_nb(delta, cash[a] + transfer, price, fee_rate)
+                        cash[a] = cash[a] + transfer - trade_cost_nb(delta, price, fee_rate)
                         if delta != 0.0:
                             filled = True
                             traded_value += abs(delta) * price
                             if capped:
-                                running -= abs(delta) * price * fee_rate
+                                running -= fee_nb(delta, price, fee_rate)
                                 gross += abs(resized) * price - abs(shares[a]) * price
                         shares[a] = resized
                         if resized == 0.0:  # the budget buys no share: the trip ends
                             pnl = cash[a] - entry_cash[a]
                             round_trips += 1
-                            if pnl > 0.0:
-                                winning_round_trips += 1
+                            winning_round_trips += pnl > 0.0
                             if recording:
                                 record[RECORD_TRIP_PNL, t, a] = pnl
                             position[a] = 0
@@ -248,19 +239,18 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                                 closed_trip, pnl = fill_nb(0, position[a], shares[a],
                                                            cash[a], price, fee_rate,
                                                            entry_cash[a])
-                            running -= abs(old_shares) * price * fee_rate
+                            running -= fee_nb(old_shares, price, fee_rate)
                             gross -= abs(old_shares) * price
                             filled = True
-                        size = np.floor(cash[a] / (price * (1.0 + fee_rate)))
-                        size = capped_size_nb(size, price, fee_rate, running, gross,
-                                              max_gross, max_weight)
+                        size = capped_size_nb(entry_size_nb(cash[a], price, fee_rate), price,
+                                              fee_rate, running, gross, max_gross, max_weight)
                         if size > 0.0:
                             entry_cash[a] = cash[a]
                             delta = target * size
-                            cash[a] = trade_nb(delta, cash[a], price, fee_rate)
+                            cash[a] = cash[a] - trade_cost_nb(delta, price, fee_rate)
                             shares[a] = delta
                             position[a] = target
-                            running -= size * price * fee_rate
+                            running -= fee_nb(size, price, fee_rate)
                             gross += size * price
                             filled = True
                     else:
@@ -270,17 +260,14 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                                                        entry_cash[a])
                         filled = filled or fill_done
                         if capped and was_open:  # an exit (capped sets enter above)
-                            running -= abs(old_shares) * price * fee_rate
+                            running -= fee_nb(old_shares, price, fee_rate)
                             gross -= abs(old_shares) * price
                     traded_value += (abs(old_shares) + abs(shares[a])) * price
                     if closed_trip:
                         round_trips += 1
-                        if pnl > 0.0:
-                            winning_round_trips += 1
+                        winning_round_trips += pnl > 0.0
                         if recording:
-                            previous = record[RECORD_TRIP_PNL, t, a]
-                            record[RECORD_TRIP_PNL, t, a] = \
-                                pnl if np.isnan(previous) else previous + pnl
+                            record_trip_nb(record, t, a, pnl)
                     n_open += (position[a] != 0) - was_open
                 if filled:
                     any_fill = True
@@ -292,14 +279,13 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                 stop_bar = t
                 break
             if any_fill or n_open > 0 or rebalance:  # else untouched: r = 0 exactly
-                previous_equity = equity
                 equity = new_equity
                 if equity <= 0.0:
                     ruined = True
                     stop_bar = t
                     break
                 if stop_drawdown < np.inf and \
-                        equity / max(peak, equity) - 1.0 <= -stop_drawdown:
+                        equity / max(metrics.peak, equity) - 1.0 <= -stop_drawdown:
                     halted = True  # close everything at close_t; flat to the end
                     equity = 0.0
                     for a in range(n_assets):
@@ -311,12 +297,9 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                                                            cash[a], price, fee_rate,
                                                            entry_cash[a])
                             round_trips += 1
-                            if pnl > 0.0:
-                                winning_round_trips += 1
+                            winning_round_trips += pnl > 0.0
                             if recording:
-                                previous = record[RECORD_TRIP_PNL, t, a]
-                                record[RECORD_TRIP_PNL, t, a] = \
-                                    pnl if np.isnan(previous) else previous + pnl
+                                record_trip_nb(record, t, a, pnl)
                             if last_fill[a] != t:
                                 num_trades += 1
                                 last_fill[a] = t
@@ -326,18 +309,10 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                         ruined = True
                         stop_bar = t
                         break
-                period_return = equity / previous_equity - 1.0
-                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                    sum_downside_squares = accumulate_return_nb(
-                        period_return, active_bars, return_shift, sum_shifted,
-                        sum_shifted_squares, sum_downside_squares)
-                peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
-                                                              min_equity_to_peak)
-                if n_open > 0:
-                    bars_in_market += 1
-            sum_equity += equity
+                metrics, _ = add_bar_nb(metrics, equity, n_open > 0)
+            sum_equity += metrics.equity
             if recording:
-                record_equity[t] = equity
+                record_equity[t] = metrics.equity
                 for a in range(n_assets):
                     record[RECORD_SHARES, t, a] = shares[a]
                     record[RECORD_VALUE, t, a] = cash[a] + shares[a] * close[t, a] \
@@ -358,43 +333,31 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                 if out_closed:
                     round_trips += 1
                     if recording:
-                        previous = record[RECORD_TRIP_PNL, t, a]
-                        record[RECORD_TRIP_PNL, t, a] = \
-                            out_pnl if np.isnan(previous) else previous + out_pnl
+                        record_trip_nb(record, t, a, out_pnl)
                 if out_filled and last_fill[a] != t:
                     num_trades += 1
                     last_fill[a] = t
                 cash[a] = 0.0
                 shares[a] = 0.0
                 position[a] = 0
-            equity = 0.0
-            active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                sum_downside_squares = accumulate_return_nb(
-                    -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
-                    sum_downside_squares)
-            peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+            metrics = ruin_nb(metrics)
             if recording:
                 record_equity[t] = 0.0
                 record[RECORD_SHARES, t] = 0.0
                 record[RECORD_VALUE, t] = 0.0
         if recording and stop_bar < last_bar:  # flat to the end
             for u in range(stop_bar + 1, last_bar + 1):
-                record_equity[u] = equity
+                record_equity[u] = metrics.equity
                 for a in range(n_assets):
                     record[RECORD_SHARES, u, a] = 0.0
                     record[RECORD_VALUE, u, a] = cash[a]
         # bars after a stop: E constant (0 when ruined), r = 0 (finalize adds them)
-        sum_equity += equity * (last_bar - stop_bar)
-        finalize_metrics_nb(out, k, n_traded, active_bars, return_shift, sum_shifted,
-                            sum_shifted_squares, sum_downside_squares, min_equity_to_peak,
-                            equity, initial_capital, periods_per_year, num_trades,
-                            bars_in_market, round_trips, winning_round_trips)
-        out[RUINED_ROW, k] = 1.0 if ruined else 0.0
-        out[INVALID_BAR_ROW, k] = invalid_bar
-        mean_equity = sum_equity / n_traded
-        years = n_traded / periods_per_year
-        out[TURNOVER_ROW, k] = traded_value / mean_equity / years if mean_equity > 0.0 \
-            else np.nan
+        sum_equity += metrics.equity * (last_bar - stop_bar)
+        finalize_metrics_nb(out, k, n_traded, metrics, num_trades, round_trips,
+                            winning_round_trips, initial_capital, periods_per_year, ruined,
+                            invalid_bar)
+        out[TURNOVER_ROW, k] = turnover_nb(traded_value, sum_equity, n_traded,
+                                           periods_per_year)
         out[AVG_CORRELATION_ROW, k] = np.nan
 
 
@@ -404,9 +367,8 @@ def empty_portfolio_record(n_assets: int = 0) -> tuple:
             np.empty((RECORD_LAYERS, 0, n_assets), dtype=np.float64))
 
 
-__all__ = ["portfolio_kernel_nb", "trade_nb", "capped_size_nb", "empty_portfolio_record",
-           "PORTFOLIO_OUT_ROWS", "TURNOVER_ROW", "AVG_CORRELATION_ROW", "CONSTRUCTION",
-           "N_CONSTRUCTION",
+__all__ = ["portfolio_kernel_nb", "capped_size_nb", "empty_portfolio_record", "CONSTRUCTION",
+           "PORTFOLIO_OUT_ROWS", "TURNOVER_ROW", "AVG_CORRELATION_ROW", "N_CONSTRUCTION",
            "REBALANCE_EVERY", "MAX_GROSS_EXPOSURE", "MAX_POSITION_WEIGHT", "STOP_DRAWDOWN",
            "RECORD_LAYERS", "RECORD_SHARES", "RECORD_VALUE", "RECORD_TRANSFER",
            "RECORD_TRIP_PNL"]

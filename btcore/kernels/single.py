@@ -1,4 +1,4 @@
-"""The batch kernel: shared accounting and online metrics for every strategy.
+"""The single-asset batch kernel: one strategy's parameter sets on one price column.
 
 One call evaluates a batch of parameter sets on one price column:
 
@@ -6,14 +6,15 @@ One call evaluates a batch of parameter sets on one price column:
    indicator function at one set of argument values, so a 50 x 50 crossover
    grid computes 100 moving averages, not 2,500 pairs);
 2. each parameter set then makes one sequential pass over the traded bars,
-   asking the strategy's rule for a target position sign, and doing sizing,
-   fills, costs, equity, out-of-money close-out and metric accumulation here
-   (``docs/semantics.md``), so every strategy gets the same tested bookkeeping.
+   asking the strategy's rule for a target position sign; sizing, fills,
+   costs, equity, out-of-money close-out and metric accumulation are the
+   account's (``docs/semantics.md``), so every strategy gets the same tested
+   bookkeeping.
 
-The pieces are ``@njit(inline="always")`` building blocks: :func:`fill_nb`
-(one bar's trading), :func:`close_out_nb` (out of money),
-:func:`accumulate_return_nb` / :func:`update_drawdown_nb` (running sums) and
-``btcore.metrics.finalize_metrics_nb``. :func:`batch_kernel_nb` composes them.
+:func:`batch_kernel_nb` composes the ``@njit(inline="always")`` blocks of
+:mod:`btcore.kernels.accounting`: ``fill_nb`` (one bar's trading),
+``close_out_nb`` / ``ruin_nb`` (out of money) and the metric state
+(``start_metrics_nb``, ``add_bar_nb``, ``finalize_metrics_nb``).
 
 ``batch_kernel_nb`` takes the strategy's functions as arguments and is inlined
 into a module-level ``@njit(cache=True, nogil=True)`` function that btcore
@@ -41,99 +42,13 @@ Array arguments (all C-contiguous float64 unless noted):
 import numpy as np
 from numba import njit
 
-from btcore.metrics import N_METRICS, finalize_metrics_nb
+from btcore.kernels.accounting import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, add_bar_nb,
+                                       close_out_nb, fill_nb, finalize_metrics_nb, ruin_nb,
+                                       start_metrics_nb)
 
-TROUGH_SLACK = 1.0 + 1e-12
-#: rows of ``out`` after the metrics: 1.0 if the account ran out of money by
-#: the checkpoint; the first bar whose target was outside {-1, 0, 1} (-1: none)
-RUINED_ROW, INVALID_BAR_ROW = N_METRICS, N_METRICS + 1
-OUT_ROWS = N_METRICS + 2
 #: rows of ``record``: equity, shares, P&L of the round trip closed at the bar (NaN if none)
 RECORD_EQUITY, RECORD_SHARES, RECORD_TRIP_PNL = 0, 1, 2
 RECORD_ROWS = 3
-
-
-@njit(inline="always", error_model="numpy")
-def fill_nb(target, position, shares, cash, price, fee_rate, entry_cash):
-    """Trade from ``position`` to ``target`` at ``price`` (both signs in {-1, 0, 1}).
-
-    An open position is closed first (its round trip ends: ``closed_pnl`` = cash
-    after the exit - cash before the entry); a new one is sized
-    floor(cash / (price * (1 + fee))) from the cash left, and skipped if that is 0.
-
-    Returns
-    -------
-    (position, shares, cash, entry_cash, filled, closed_trip, closed_pnl)
-    """
-    filled = False
-    closed_trip = False
-    closed_pnl = 0.0
-    if position != 0:
-        delta = -shares
-        cash -= delta * price + abs(delta) * price * fee_rate
-        closed_trip = True
-        closed_pnl = cash - entry_cash
-        filled = True
-        shares = 0.0
-        position = 0
-    if target != 0:
-        size = np.floor(cash / (price * (1.0 + fee_rate)))
-        if size > 0.0:
-            entry_cash = cash
-            delta = target * size
-            cash -= delta * price + abs(delta) * price * fee_rate
-            shares = delta
-            position = target
-            filled = True
-    return position, shares, cash, entry_cash, filled, closed_trip, closed_pnl
-
-
-@njit(inline="always", error_model="numpy")
-def close_out_nb(shares, cash, price, fee_rate, entry_cash):
-    """Out of money (equity <= 0 after marking): the open position, if any, is
-    closed at ``price``; the caller then leaves the account with nothing.
-
-    Returns
-    -------
-    (filled, closed_trip, closed_pnl): the close-out is a fill and ends a losing
-    round trip (P&L = cash after closing - cash before the entry, as any exit).
-    """
-    if shares != 0.0:
-        delta = -shares
-        cash -= delta * price + abs(delta) * price * fee_rate
-        return True, True, cash - entry_cash
-    return False, False, 0.0
-
-
-@njit(inline="always", error_model="numpy")
-def accumulate_return_nb(period_return, active_bars, return_shift, sum_shifted,
-                         sum_shifted_squares, sum_downside_squares):
-    """Add one bar's return to the running sums.
-
-    Moments are of r - return_shift (the first non-zero-bar return): exact for
-    flat bars (r = 0, never added; ``finalize_metrics_nb`` adds them in bulk) and
-    well conditioned even when r is nearly constant.
-    """
-    if active_bars == 0:
-        return_shift = period_return
-    active_bars += 1
-    shifted = period_return - return_shift
-    sum_shifted += shifted
-    sum_shifted_squares += shifted * shifted
-    downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
-    sum_downside_squares += downside * downside
-    return active_bars, return_shift, sum_shifted, sum_shifted_squares, sum_downside_squares
-
-
-@njit(inline="always", error_model="numpy")
-def update_drawdown_nb(equity, peak, min_equity_to_peak):
-    """Running peak and min(E_t / peak_t); returns (peak, min_equity_to_peak)."""
-    peak = max(peak, equity)
-    # a new trough is rare: divide only when one is possible; the slack covers
-    # rounding, so the kept minimum is exactly min(equity / peak)
-    if equity < peak * min_equity_to_peak * TROUGH_SLACK:
-        min_equity_to_peak = min(min_equity_to_peak, equity / peak)
-    return peak, min_equity_to_peak
 
 
 @njit(inline="always", error_model="numpy")
@@ -171,18 +86,9 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
         shares = 0.0
         position = 0
         state = 0
-        equity = initial_capital
-        previous_equity = initial_capital
         entry_cash = 0.0
-        peak = initial_capital
-        min_equity_to_peak = 1.0
-        active_bars = 0
-        return_shift = 0.0
-        sum_shifted = 0.0
-        sum_shifted_squares = 0.0
-        sum_downside_squares = 0.0
+        metrics = start_metrics_nb(initial_capital)
         num_trades = 0
-        bars_in_market = 0
         round_trips = 0
         winning_round_trips = 0
         filled = False
@@ -214,33 +120,22 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                         fill_nb(target, position, shares, cash, price, fee_rate, entry_cash)
                     if closed_trip:
                         round_trips += 1
-                        if closed_pnl > 0.0:
-                            winning_round_trips += 1
+                        winning_round_trips += closed_pnl > 0.0
                 if filled or position != 0:  # else flat and untouched: r = 0
-                    previous_equity = equity
                     equity = cash + shares * price
                     if equity <= 0.0:
                         ruined = True
                         stopped = True
                         stop_bar = t
                         break
-                    if filled:
-                        num_trades += 1
-                    period_return = equity / previous_equity - 1.0
-                    active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                        sum_downside_squares = accumulate_return_nb(
-                            period_return, active_bars, return_shift, sum_shifted,
-                            sum_shifted_squares, sum_downside_squares)
-                    peak, min_equity_to_peak = update_drawdown_nb(equity, peak,
-                                                                  min_equity_to_peak)
+                    num_trades += filled
+                    metrics, period_return = add_bar_nb(metrics, equity, position != 0)
                     if blocks:
                         block = bar_block[t]
                         block_sums[k, block, 0] += period_return
                         block_sums[k, block, 1] += period_return * period_return
-                    if position != 0:
-                        bars_in_market += 1
                 if recording:
-                    record[RECORD_EQUITY, t] = equity
+                    record[RECORD_EQUITY, t] = metrics.equity
                     record[RECORD_SHARES, t] = shares
                     record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
             if ruined and not closed_out:
@@ -258,12 +153,7 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                 cash = 0.0
                 shares = 0.0
                 position = 0
-                equity = 0.0
-                active_bars, return_shift, sum_shifted, sum_shifted_squares, \
-                    sum_downside_squares = accumulate_return_nb(
-                        -1.0, active_bars, return_shift, sum_shifted, sum_shifted_squares,
-                        sum_downside_squares)
-                peak, min_equity_to_peak = update_drawdown_nb(0.0, peak, min_equity_to_peak)
+                metrics = ruin_nb(metrics)
                 if blocks:
                     block_sums[k, bar_block[t], 0] += -1.0
                     block_sums[k, bar_block[t], 1] += 1.0
@@ -273,14 +163,9 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                     record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
                     record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
             # the bars after a stop are flat (r = 0): finalize adds them in bulk
-            finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1,
-                                active_bars, return_shift, sum_shifted,
-                                sum_shifted_squares, sum_downside_squares,
-                                min_equity_to_peak, equity, initial_capital,
-                                periods_per_year, num_trades, bars_in_market, round_trips,
-                                winning_round_trips)
-            out[check, RUINED_ROW, k] = 1.0 if ruined else 0.0
-            out[check, INVALID_BAR_ROW, k] = invalid_bar
+            finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1, metrics,
+                                num_trades, round_trips, winning_round_trips, initial_capital,
+                                periods_per_year, ruined, invalid_bar)
             segment_start = checkpoints[check] + 1
 
 
@@ -294,7 +179,6 @@ def no_blocks(n_sets: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(0, dtype=np.int64), np.empty((n_sets, 0, 2), dtype=np.float64)
 
 
-__all__ = ["batch_kernel_nb", "fill_nb", "close_out_nb", "accumulate_return_nb",
-           "update_drawdown_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
+__all__ = ["batch_kernel_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
            "INVALID_BAR_ROW", "RECORD_ROWS", "RECORD_EQUITY", "RECORD_SHARES",
            "RECORD_TRIP_PNL"]
