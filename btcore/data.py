@@ -25,7 +25,6 @@ from btcore import _dates, _frames
 from btcore._dates import DateRules
 from btcore._frames import NotNumericError
 
-OHLCV_FIELDS = ("open", "high", "low", "close", "volume")
 __all__ = ["MarketData", "NotNumericError", "as_market_data"]
 
 

@@ -10,7 +10,7 @@ chunks). Frames, lists of dicts and random grids are stored as columns.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -285,13 +285,6 @@ class Grid:
         values = grid._axes if grid._axes is not None else grid._columns
         for param in spec.params:
             param.check(values[param.name])
-
-    def batches(self, batch_size: int) -> Iterator[range]:
-        """Consecutive index ranges of at most ``batch_size`` rows."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        for start in range(0, len(self), batch_size):
-            yield range(start, min(start + batch_size, len(self)))
 
     def with_defaults(self, spec) -> "Grid":
         """This grid with a column for every parameter of ``spec`` it leaves out,

@@ -38,6 +38,8 @@ TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALM
     NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
 #: metrics that are whole numbers (stored as int64 in result tables)
 INTEGER_METRICS = ("num_trades",)
+#: metrics where less is better: rankings sort them ascending, heatmaps reverse the colours
+LOWER_IS_BETTER = frozenset({"annual_volatility"})
 
 
 def equity_metrics(equity: np.ndarray, initial_capital: float, periods_per_year: float) -> dict:

@@ -16,10 +16,9 @@ import numpy as np
 import pandas as pd
 
 from btcore.kernels.single import RUINED_ROW
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS
+from btcore.metrics import INTEGER_METRICS, LOWER_IS_BETTER, METRIC_NAMES, N_METRICS
 
 #: metrics where a lower value is better (ranking, ``SweepResult.best``)
-LOWER_IS_BETTER = frozenset({"annual_volatility"})
 #: a sweep whose table would take more than this share of available memory is refused
 MEMORY_SHARE = 0.5
 
@@ -159,4 +158,4 @@ def check_memory(prepared, keep: int | None) -> None:
             "sort_by=), and stream every row to disk with out='results/'")
 
 
-__all__ = ["RowsSink", "check_memory", "LOWER_IS_BETTER", "rank", "task_rows"]
+__all__ = ["RowsSink", "check_memory", "rank", "task_rows"]

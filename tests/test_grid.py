@@ -53,13 +53,6 @@ def test_random_grid_is_seeded_and_in_range():
         Grid.random(space, 0)
 
 
-def test_batches_cover_every_row_once():
-    grid = Grid({"a": list(range(10))})
-    batches = list(grid.batches(3))
-    assert [len(b) for b in batches] == [3, 3, 3, 1]
-    assert [i for b in batches for i in b] == list(range(10))
-
-
 def test_matrix_is_in_strategy_order():
     spec = strategies.get("mean_reversion")
     grid = Grid({"stop_loss_z": [3.0], "exit_threshold": [0.5], "entry_threshold": [2.0],

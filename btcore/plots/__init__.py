@@ -25,7 +25,7 @@ from btcore.plots.backtest import backtest_figure
 from btcore.plots.common import LABEL_COLUMNS, LOG_SPAN
 from btcore.plots.monte_carlo import monte_carlo_figure
 from btcore.plots.portfolio import MAX_NAMED_ASSETS, portfolio_figure, weight_bands
-from btcore.plots.sweep import (AGGREGATIONS, ANNOTATE_CELLS, LOWER_IS_BETTER, heatmap_values,
+from btcore.plots.sweep import (AGGREGATIONS, ANNOTATE_CELLS, heatmap_values,
                                 sweep_heatmap)
 from btcore.plots.walk_forward import walk_forward_figure
 

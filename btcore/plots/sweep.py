@@ -6,13 +6,12 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from btcore.metrics import METRIC_NAMES
+from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from btcore.plots.common import number_text, parameter_columns, pyplot, table_of
 
 #: ``agg`` values of :func:`sweep_heatmap` (pandas reductions of each cell's rows)
 AGGREGATIONS = ("max", "min", "mean", "median")
 #: metrics where lower is better: their colour maps run the other way
-LOWER_IS_BETTER = frozenset({"annual_volatility"})
 #: cells up to which a heatmap writes each value in its cell
 ANNOTATE_CELLS = 300
 

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
-from btcore.metrics import METRIC_NAMES
-from btcore.results import LOWER_IS_BETTER, RowsSink, check_memory
+from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
+from btcore.results import RowsSink, check_memory
 from btcore.settings import check_arguments
 from btcore.store import ResultStore
 from btcore.workflows.base import (RunOptions, check_blocks, check_output, execute, prepare)

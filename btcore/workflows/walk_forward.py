@@ -30,10 +30,10 @@ from btcore._checks import check_int
 from btcore.settings import check_arguments
 from btcore.workflows.base import RunOptions, execute, prepare
 from btcore.kernels.single import RECORD_EQUITY, RECORD_ROWS, RUINED_ROW
-from btcore.metrics import INTEGER_METRICS, METRIC_NAMES, N_METRICS, equity_metrics
+from btcore.metrics import (INTEGER_METRICS, LOWER_IS_BETTER, METRIC_NAMES, N_METRICS,
+                            equity_metrics)
 
 #: metrics where a lower value is better
-LOWER_IS_BETTER = frozenset({"annual_volatility"})
 
 
 @dataclass
