@@ -49,7 +49,7 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
     calibrate_s = time.perf_counter() - calibrate_started
     tasks, batch_size = plan.plan_tasks(job, batch_size, throughput, slots)
     done = resume(tasks) if resume is not None else set()
-    todo, initial = _pending(tasks, done)
+    todo, initial, done_param_bars = _pending(tasks, done, traded)
     total_param_bars = float(traded.sum()) * n_sets
     if progress is None:
         estimate = total_param_bars / throughput / max(slots, 1)
@@ -60,24 +60,37 @@ def run_job(job: Job, runner, sink, *, batch_size="auto", progress=None,
         job.check(task, out)
         sink.add(task, out, block_sums)
 
-    timings = execute_tasks(runner, job.task_fn, job.payload(), todo, take,
+    timings = execute_tasks(runner, job.task_fn, job.payload(), todo, take, plan=tasks,
                             total=n_sets * traded.size, progress=progress,
                             description=f"{description or job.name} [{runner.name}]",
                             on_progress=on_progress, initial=initial,
                             throughput=None if job.debug else throughput)
     sink.check_complete()
-    stats = run_stats(runner, before, n_backtests=sum(t.n_sets for t in todo),
-                      param_bars=float(sum(traded[t.column, t.window] * t.n_sets
-                                           for t in todo)),
-                      tasks=tasks, batch_size=batch_size, calibrate_s=calibrate_s, **timings)
-    stats["tasks_resumed"], stats["tasks_computed"] = len(tasks) - len(todo), len(todo)
+    stats = run_stats(runner, before, n_backtests=n_sets * traded.size - initial,
+                      param_bars=total_param_bars - done_param_bars, tasks=tasks,
+                      batch_size=batch_size, calibrate_s=calibrate_s, **timings)
+    stats["tasks_resumed"], stats["tasks_computed"] = len(done), len(tasks) - len(done)
     return stats
 
 
-def _pending(tasks, done: set) -> tuple[list, int]:
-    """The tasks still to run, and the sets the ``done`` ones already cover."""
-    todo = [task for task in tasks if task.task_id not in done]
-    return todo, sum(task.n_sets for task in tasks if task.task_id in done)
+def task_lookup(tasks):
+    """``task_id -> Task`` for a plan (:class:`~btcore.engine.tasks.TaskPlan`: by
+    arithmetic) or a list of tasks."""
+    if hasattr(tasks, "by_id"):
+        return tasks.by_id
+    return {task.task_id: task for task in tasks}.__getitem__
+
+
+def _pending(tasks, done: set, traded: np.ndarray) -> tuple:
+    """``(the tasks still to run, as they are read; the sets and param-bars the
+    ``done`` ones already cover)``."""
+    if not done:
+        return tasks, 0, 0.0
+    lookup = task_lookup(tasks)
+    finished = [lookup(task_id) for task_id in done]
+    return ((task for task in tasks if task.task_id not in done),
+            sum(t.n_sets for t in finished),
+            float(sum(traded[t.column, t.window] * t.n_sets for t in finished)))
 
 
 def timed_call(fn, shared, task):
@@ -87,10 +100,11 @@ def timed_call(fn, shared, task):
     return result, time.perf_counter() - started
 
 
-def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
+def execute_tasks(runner, fn, payload, tasks, take, *, plan, total, progress,
                   description, on_progress=None, initial: int = 0,
                   throughput: float | None = None) -> dict:
-    """Share ``payload``, run ``fn(shared, task)`` for every task on ``runner`` and hand
+    """Share ``payload``, run ``fn(shared, task)`` for every task of ``tasks`` (read
+    lazily; ``plan`` is the whole plan they come from) on ``runner`` and hand
     each result to ``take(task, result)`` once (a retried task that finished twice
     has the same bits: the second copy is dropped), with a tqdm bar of ``total``
     backtests (each task adds its ``n_sets``; ``initial`` were done before) and
@@ -99,9 +113,9 @@ def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
     one core) a :class:`~btcore.engine.watchdog.Watchdog` warns when the run falls
     far behind that pace or stalls.
 
-    Returns ``{"share_s", "compute_s", "task_seconds", "slowdowns"}``: the third
-    is each task's time in its worker, by task id; the last what the watchdog
-    reported.
+    Returns ``{"share_s", "compute_s", "task_times", "slowdowns"}``: the third
+    holds each task's time in its worker at its task id (NaN: not run here); the
+    last what the watchdog reported.
     """
     from tqdm.auto import tqdm  # ~50 ms the first time: keep it out of the timings
     if on_progress is not None and not callable(on_progress):
@@ -111,16 +125,16 @@ def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
     handle = runner.share(payload)
     share_s = time.perf_counter() - share_started
     compute_started = time.perf_counter()
-    seconds = {}
+    times = np.full(len(plan), np.nan)  # 8 bytes a task, the only per-task state
     finished = initial
     with tqdm(total=int(total), initial=int(initial), unit="bt", disable=not progress,
               smoothing=0.1, desc=description) as bar:
-        watchdog = _watchdog(runner, tasks, throughput, bar)
+        watchdog = _watchdog(runner, plan, throughput, bar)
         try:
             for task, (result, took) in runner.map(partial(timed_call, fn), handle, tasks):
-                if task.task_id in seconds:
+                if not np.isnan(times[task.task_id]):
                     continue
-                seconds[task.task_id] = took
+                times[task.task_id] = took
                 take(task, result)
                 bar.update(task.n_sets)
                 finished += task.n_sets
@@ -133,13 +147,14 @@ def execute_tasks(runner, fn, payload, tasks, take, *, total, progress,
             slowdowns = watchdog.stop()
             runner.unshare(handle)
     return {"share_s": share_s, "compute_s": time.perf_counter() - compute_started,
-            "task_seconds": seconds, "slowdowns": slowdowns}
+            "task_times": times, "slowdowns": slowdowns}
 
 
-def _watchdog(runner, tasks, throughput, bar) -> Watchdog:
+def _watchdog(runner, plan, throughput, bar) -> Watchdog:
     """A watchdog expecting ``throughput`` per core on the workers the tasks can use."""
-    busy = max(1, min(runner.n_workers, len(tasks)))
-    longest = max((task.cost for task in tasks), default=0.0)
+    busy = max(1, min(runner.n_workers, len(plan)))
+    longest = (plan.longest_cost if hasattr(plan, "longest_cost") else
+               max((task.cost for task in plan), default=0.0))
     return Watchdog(throughput * busy if throughput else None,
                     longest / throughput if throughput else 0.0, runner,
                     note=lambda kind: bar.set_postfix_str(kind, refresh=True))
@@ -147,10 +162,11 @@ def _watchdog(runner, tasks, throughput, bar) -> Watchdog:
 
 def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tasks,
               batch_size, calibrate_s: float, share_s: float, compute_s: float,
-              task_seconds: dict | None = None, slowdowns: list | None = None) -> dict:
+              task_times: np.ndarray | None = None, slowdowns: list | None = None) -> dict:
     """The stats dict every workflow returns (``before`` = the executor's
-    ``(retries, lost_workers)`` when the run started): with ``task_seconds``,
-    quantiles of the tasks' times and the stragglers (over 3x the median)."""
+    ``(retries, lost_workers)`` when the run started): with ``task_times`` (seconds
+    at task ids, NaN where not run), quantiles of the tasks' times and the
+    stragglers (over 3x the median)."""
     stats = {
         "backtests": int(n_backtests),
         "backtests_per_s": n_backtests / max(compute_s, 1e-9),
@@ -161,17 +177,18 @@ def run_stats(runner, before: tuple, *, n_backtests: int, param_bars: float, tas
         "lost_workers": runner.lost_workers - before[1], "share_s": share_s,
         "compute_s": compute_s, "calibrate_s": calibrate_s, "slowdowns": slowdowns or [],
     }
-    if task_seconds:
-        times = np.fromiter(task_seconds.values(), dtype=np.float64)
+    ran = np.flatnonzero(~np.isnan(task_times)) if task_times is not None else []
+    if len(ran):
+        times = task_times[ran]
         quantiles = np.quantile(times, [0.5, 0.9, 0.99])
         stats["task_s"] = {"p50": float(quantiles[0]), "p90": float(quantiles[1]),
                            "p99": float(quantiles[2]), "max": float(times.max())}
-        by_id = {task.task_id: task for task in tasks}
-        slow = sorted((t for t in task_seconds.items() if t[1] > 3 * quantiles[0]),
-                      key=lambda t: -t[1])[:5]
-        stats["stragglers"] = [{"task": task_id, "seconds": took,
-                                "column": by_id[task_id].column,
-                                "window": by_id[task_id].window,
-                                "sets": [by_id[task_id].start, by_id[task_id].stop]}
-                               for task_id, took in slow if task_id in by_id]
+        slow = ran[times > 3 * quantiles[0]]
+        slow = slow[np.argsort(-task_times[slow], kind="stable")][:5]
+        lookup = task_lookup(tasks)
+        stats["stragglers"] = [{"task": int(task_id), "seconds": float(task_times[task_id]),
+                                "column": lookup(task_id).column,
+                                "window": lookup(task_id).window,
+                                "sets": [lookup(task_id).start, lookup(task_id).stop]}
+                               for task_id in slow]
     return stats

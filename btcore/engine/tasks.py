@@ -2,6 +2,7 @@
 :class:`Job` it belongs to, and running one task through the strategy's kernel."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -125,21 +126,89 @@ class Job:
 
 
 def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
-               cost_factor: float = 1.0) -> list[Task]:
-    """Cut every (column, window)'s sets into batches; return tasks longest-first.
+               cost_factor: float = 1.0) -> "TaskPlan":
+    """Cut every (column, window)'s sets into batches; the tasks, longest first.
 
     ``traded_bars`` is (n_columns, n_windows). The cost estimate is traded bars x
     sets x the strategy's cost factor; ties keep (column, window, start) order
-    so the plan is deterministic.
+    so the plan is deterministic. The tasks are made as they are read
+    (:class:`TaskPlan`): planning a 10^12-set grid takes no memory.
     """
-    tasks = []
-    for column, window in np.ndindex(*traded_bars.shape):
-        bars = float(traded_bars[column, window])
-        for start in range(0, n_sets, batch_size):
-            stop = min(start + batch_size, n_sets)
-            tasks.append(Task(len(tasks), column, window, start, stop,
-                              bars * (stop - start) * cost_factor))
-    return sorted(tasks, key=lambda task: -task.cost)
+    return TaskPlan(np.asarray(traded_bars, dtype=np.float64), int(n_sets), int(batch_size),
+                    float(cost_factor))
+
+
+class TaskPlan(Sequence):
+    """The tasks of :func:`make_tasks`, in their order, generated on demand.
+
+    Each (column, window) block's sets are cut into ``batch_size`` ranges: a run of
+    equal-cost full tasks and a last, smaller one. Runs sorted by (cost
+    descending, first task id) give exactly the longest-first order of sorting
+    every task, and two runs of equal cost never interleave (ids grow block by
+    block), so a task is found by arithmetic: ``len``, iteration, ``plan[i]``
+    and :meth:`by_id` cost nothing per task.
+    """
+
+    def __init__(self, traded_bars: np.ndarray, n_sets: int, batch_size: int,
+                 cost_factor: float):
+        self.n_sets, self.batch_size, self.cost_factor = n_sets, batch_size, cost_factor
+        self.shape = traded_bars.shape
+        self.bars = traded_bars.ravel()
+        self.per_block = -(-n_sets // batch_size) if n_sets else 0
+        full, rest = divmod(n_sets, batch_size)
+        runs = []  # (-cost, first id, block, first index in the block, count)
+        for block, bars in enumerate(self.bars):
+            first = block * self.per_block
+            if full:
+                runs.append((-bars * batch_size * cost_factor, first, block, 0, full))
+            if rest:
+                runs.append((-bars * rest * cost_factor, first + full, block, full, 1))
+        self.runs = sorted(runs)
+        self.offsets = np.cumsum([0] + [run[4] for run in self.runs])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _task(self, block: int, k: int) -> Task:
+        column, window = np.unravel_index(block, self.shape)
+        start = k * self.batch_size
+        stop = min(start + self.batch_size, self.n_sets)
+        return Task(block * self.per_block + k, int(column), int(window), start, stop,
+                    float(self.bars[block]) * (stop - start) * self.cost_factor)
+
+    def __getitem__(self, position):
+        if isinstance(position, slice):
+            return [self[i] for i in range(*position.indices(len(self)))]
+        if position < 0:
+            position += len(self)
+        if not 0 <= position < len(self):
+            raise IndexError(f"task position {position} outside the plan's {len(self)}")
+        r = int(np.searchsorted(self.offsets, position, side="right")) - 1
+        _, _, block, k0, _ = self.runs[r]
+        return self._task(block, k0 + position - int(self.offsets[r]))
+
+    def __iter__(self):
+        for _, _, block, k0, count in self.runs:
+            for k in range(k0, k0 + count):
+                yield self._task(block, k)
+
+    def __eq__(self, other) -> bool:
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def by_id(self, task_id: int) -> Task:
+        """The task whose ``task_id`` is ``task_id``."""
+        block, k = divmod(int(task_id), self.per_block)
+        return self._task(block, k)
+
+    @property
+    def longest_cost(self) -> float:
+        return -self.runs[0][0] if self.runs else 0.0
+
+    def sets_and_param_bars(self, task_ids) -> tuple[int, float]:
+        """``(sets, param-bars)`` of the tasks ``task_ids`` (a few: resumed ones)."""
+        tasks = [self.by_id(i) for i in task_ids]
+        return (sum(t.n_sets for t in tasks),
+                float(sum(self.bars[t.task_id // self.per_block] * t.n_sets for t in tasks)))
 
 
 def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int) -> np.ndarray:
