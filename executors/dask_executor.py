@@ -31,6 +31,8 @@ from btcore.executors.base import (BrokenExecutorError, Executor, ExecutorUnavai
                                    TaskLost, check_worker_count, cpu_count)
 
 _INSTALL = "the dask executor needs dask.distributed: pip install 'btcore[dask]'"
+#: where a local cluster listens
+_LOOPBACK = "127.0.0.1"
 _ADDRESS_HINT = ("start a scheduler (`dask scheduler` + `dask worker ADDRESS`), or pass "
                  "address=None to start a local cluster")
 
@@ -50,10 +52,10 @@ class DaskExecutor(Executor):
     ----------
     address : None, str or distributed.Client
         None starts a ``LocalCluster`` (worker processes with one thread
-        each, no dashboard port, quiet logs) and stops it on ``close()``. A
-        scheduler address (``"tcp://host:port"``) or a ``Client`` joins an
-        existing cluster, which ``close()`` leaves running (a Client passed in
-        is not closed either).
+        each, quiet logs) that listens on 127.0.0.1 only, and stops it on
+        ``close()``. A scheduler address (``"tcp://host:port"``) or a
+        ``Client`` joins an existing cluster, which ``close()`` leaves running
+        (a Client passed in is not closed either).
     n_workers : int, optional
         Worker processes of the local cluster; default all CPUs.
     recycle_after : int, optional
@@ -73,10 +75,19 @@ class DaskExecutor(Executor):
         ``Client.upload_file`` at start, so a remote cluster can import a
         strategy module (local workers find it on their own).
     cluster_kwargs : dict, optional
-        More keyword arguments for ``LocalCluster``.
+        More keyword arguments for ``LocalCluster``; they override btcore's
+        (``host``, ``dashboard_address``, ...).
 
     Notes
     -----
+    A local cluster is closed to the network: the scheduler, the nannies and
+    the workers listen on 127.0.0.1 (``host="127.0.0.1"``), and so do the
+    scheduler's HTTP endpoint (dashboard, ``/health``, ``/metrics``; on a
+    random port, ``dashboard_address="127.0.0.1:0"``) and the workers' own
+    HTTP endpoints. ``cluster_kwargs`` with ``host``, ``ip`` or ``interface``
+    replaces the host; to reach a cluster from other machines, start one with
+    TLS (``distributed.security.Security``) and join it by address instead.
+
     A local cluster's workers are spawned processes that re-import the script
     that started them, so a script must start it under
     ``if __name__ == "__main__":``; starting one from a script's top level is
@@ -131,10 +142,15 @@ class DaskExecutor(Executor):
         from distributed import Client, LocalCluster
         if self.address is None:
             options = {"n_workers": self._n_workers or cpu_count(), "threads_per_worker": 1,
-                       "processes": True, "dashboard_address": ":0",
-                       "silence_logs": logging.CRITICAL,
+                       "processes": True, "silence_logs": logging.CRITICAL,
+                       # loopback only: scheduler, nannies and workers (and their HTTP
+                       # endpoints), and the scheduler's dashboard on a random port
+                       # (":0" alone would bind it to every interface)
+                       "host": _LOOPBACK, "dashboard_address": f"{_LOOPBACK}:0",
                        # one Numba thread per worker process, before numba is imported there
                        "env": {"NUMBA_NUM_THREADS": "1"}}
+            if {"host", "ip", "interface"} & set(self._cluster_kwargs):
+                del options["host"]  # the caller's choice of address, not two of them
             options.update(self._cluster_kwargs)
             if options.get("processes", True):
                 check_main_guard()

@@ -5,6 +5,10 @@ every task receives the refs as *top-level* arguments, which Ray resolves to
 zero-copy, read-only arrays mapped from shared memory (a ref nested in a dict
 would not be resolved). Results stream back as they finish (``ray.wait``).
 
+Network: a local instance listens on the loopback interface only (see
+:func:`_loopback_only`) with Ray's own token authentication left as Ray sets it
+(on by default for a local ``ray.init`` since Ray 2.59); btcore never turns it off.
+
 Faults: tasks are submitted with ``max_retries=0``; a task whose worker or
 node died is resubmitted by the base loop (``Executor.map``), so each loss is
 counted (``retries``, ``lost_workers``). A task's own error reaches the caller
@@ -13,7 +17,9 @@ message and without Ray's remote traceback), never retried.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import ipaddress
 import logging
 import os
 import uuid
@@ -32,6 +38,8 @@ _ADDRESS_HINT = ("start one with `ray start --head`, or pass address=None to sta
 #: environment variable marking the processes a local ``ray.init`` starts (its value is
 #: unique per start), so that an interrupted start-up can find and stop all of them
 _MARK = "BTCORE_RAY_START"
+#: the node address of a local instance: every server of the node listens there only
+_LOOPBACK = "127.0.0.1"
 
 
 @dataclass
@@ -48,10 +56,11 @@ class RayExecutor(Executor):
     Parameters
     ----------
     address : {None, "auto", "host:port", "ray://host:port"}
-        None starts a local Ray instance (quietly: no dashboard, no worker
-        logs) and shuts it down on ``close()``, unless the ``RAY_ADDRESS``
-        environment variable names a cluster (as on a Ray head node or in a Ray
-        job): then that cluster is joined. An address joins an existing
+        None starts a new local Ray instance (quietly: no dashboard, no worker
+        logs) that listens on 127.0.0.1 only, and shuts it down on
+        ``close()``, unless the ``RAY_ADDRESS`` environment variable names a
+        cluster (as on a Ray head node or in a Ray job): then that cluster is
+        joined. An address joins an existing
         cluster (``"auto"``: the one found by ``RAY_ADDRESS`` or
         ``ray start``); ``close()`` disconnects and leaves it running. If this
         process is already connected to Ray, that connection is used and left
@@ -79,6 +88,20 @@ class RayExecutor(Executor):
 
     Notes
     -----
+    A local instance is a single-machine Ray: its node address is 127.0.0.1,
+    so the GCS, the raylet (with its object manager), the workers and the
+    raylet's agents listen on the loopback interface only, and no other
+    machine can join it or submit work to it. Ray's token authentication stays
+    as Ray configures it (a local ``ray.init`` enables it by default and keeps
+    the token in ``~/.ray/auth_token``); btcore never disables it. If this
+    version of Ray puts the node on another address, ``start()`` stops the
+    instance and raises a ``RuntimeError`` rather than run with open ports. To
+    choose the node address yourself, pass ``init_kwargs={"_node_ip_address":
+    ...}``. ``close()`` puts back the environment variables that importing
+    Ray and ``ray.init`` set in this process (Ray's auth mode, usage stats
+    and client mode, ``PYTHONBREAKPOINT``), unless they were changed again
+    in the meantime.
+
     An interrupted local start-up (Ctrl-C in ``ray.init``) or a failed one
     disconnects and stops every process that start had launched, including
     the raylet's agents that ``ray.shutdown`` does not know of yet (they are
@@ -121,6 +144,7 @@ class RayExecutor(Executor):
             self._init_kwargs["runtime_env"] = runtime_env
         self._owns_ray = False
         self._slots = None
+        self._environ_changes = {}  # name -> (value before ray.init, value it set)
         self.tasks_per_node = Counter()
 
     @property
@@ -132,6 +156,8 @@ class RayExecutor(Executor):
         return self._slots
 
     def _start(self) -> None:
+        # importing Ray sets RAY_CLIENT_MODE, ray.init more: close() puts them back
+        environ_before = dict(os.environ)
         try:
             import ray
         except ImportError as err:
@@ -147,19 +173,31 @@ class RayExecutor(Executor):
         else:
             options = {"include_dashboard": False, "log_to_driver": False,
                        "logging_level": logging.ERROR}
+            # a local node on loopback, unless the caller chose its address
+            loopback = (self.address is None
+                        and "_node_ip_address" not in self._init_kwargs)
             if self.address is None:
-                # a local test/dev instance: no auth token written to $HOME
-                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
                 options.update(num_cpus=self._num_cpus or cpu_count(),
                                object_store_memory=self._object_store_memory)
+                if "address" not in self._init_kwargs:
+                    # a new instance, never one a `ray start` on this machine left up
+                    options["address"] = "local"
+                if loopback:
+                    options["_node_ip_address"] = _LOOPBACK
             else:
                 options["address"] = self.address
             # every process this ray.init starts (GCS, raylet, its agents, workers)
             # inherits the mark, so an interrupted start-up can find them all
             self._mark = f"{os.getpid()}-{uuid.uuid4().hex}"
             try:
-                with _worker.marked_environment(_MARK, self._mark):
-                    ray.init(**options, **self._init_kwargs)
+                try:
+                    with _worker.marked_environment(_MARK, self._mark), \
+                            (_loopback_only() if loopback else contextlib.nullcontext()):
+                        ray.init(**options, **self._init_kwargs)
+                finally:  # what Ray set in os.environ (its auth mode "token", ...)
+                    self._environ_changes = _environ_changes(environ_before)
+                if loopback:
+                    _check_loopback(ray)
             except BaseException:  # Ctrl-C, or a failed start: leave no processes behind
                 self._abandon_start(ray)
                 raise
@@ -188,11 +226,27 @@ class RayExecutor(Executor):
         finally:
             if self.address is None:
                 _worker.kill_marked(_MARK, self._mark)
+            self._restore_environ()
 
     def _close(self) -> None:
         if self._owns_ray:
             import ray
-            ray.shutdown()
+            try:
+                ray.shutdown()
+            finally:
+                self._restore_environ()
+
+    def _restore_environ(self) -> None:
+        """Put back what ``ray.init`` changed in ``os.environ`` (once Ray is shut down),
+        except a variable changed again since: that value is someone else's."""
+        changes, self._environ_changes = self._environ_changes, {}
+        for name, (before, after) in changes.items():
+            if os.environ.get(name) != after:
+                continue
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
 
     def share(self, payload) -> RayShare:
         import ray
@@ -258,6 +312,57 @@ class RayExecutor(Executor):
     def __repr__(self) -> str:
         where = "local" if self.address is None else repr(self.address)
         return f"RayExecutor({where}, workers={self._slots or self._num_cpus or '?'})"
+
+
+@contextlib.contextmanager
+def _loopback_only():
+    """Ray's single-machine mode for the duration of a local ``ray.init``.
+
+    On Linux, Ray replaces a loopback node address (``_node_ip_address=
+    "127.0.0.1"``) by the machine's network address, and the GCS, raylet,
+    object manager, workers and agents then listen on every interface. In its
+    single-machine mode (``ray_constants.ENABLE_RAY_CLUSTER`` false, Ray's
+    default on macOS and Windows) the loopback address is kept, and with a
+    loopback node address every one of those servers binds to loopback only.
+    The flag is read when ``ray.init`` resolves the node address, so it is set
+    for the call and put back after; :func:`_check_loopback` verifies the result.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - another layout: _check_loopback decides
+        ray_constants = None
+    if ray_constants is None or not hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        yield  # pragma: no cover
+        return
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def _check_loopback(ray) -> None:
+    """RuntimeError unless the local instance's node address is a loopback one."""
+    node_ip = ray.util.get_node_ip_address()
+    try:
+        loopback = ipaddress.ip_address(node_ip).is_loopback
+    except ValueError:
+        loopback = node_ip == "localhost"
+    if not loopback:
+        raise RuntimeError(
+            f"the local Ray instance came up on {node_ip!r}, not on the loopback "
+            f"interface (Ray {ray.__version__}), so its ports would be reachable from "
+            "the network; it was stopped. Pass init_kwargs={'_node_ip_address': ...} to "
+            "choose the node address deliberately, or join a cluster you secured with "
+            "address=...")
+
+
+def _environ_changes(before: dict) -> dict:
+    """name -> (value in ``before`` or None, value now or None) of every variable that differs."""
+    names = set(before) | set(os.environ)
+    return {name: (before.get(name), os.environ.get(name)) for name in names
+            if before.get(name) != os.environ.get(name)}
 
 
 def _first_line(err: BaseException, limit: int = 200) -> str:

@@ -13,7 +13,6 @@ if os.environ["NUMBA_CACHE_DIR"] == str(pathlib.Path(__file__).resolve().parent.
     for _private in [os.environ["NUMBA_CACHE_DIR"],
                      *pathlib.Path(os.environ["NUMBA_CACHE_DIR"]).glob("btcore_kernels*")]:
         os.chmod(_private, 0o700)
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

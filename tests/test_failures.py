@@ -63,7 +63,7 @@ def script(tmp_path, name: str, source: str):
 
 
 def launch(path, mark: str, stderr_file, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, MARK: mark, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, MARK: mark, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, str(path)], cwd=str(path.parent), env=env,
                             stdout=subprocess.DEVNULL, stderr=stderr_file, **kwargs)
 
