@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from btcore.binding import indicator_kinds
+from btcore.kernels.binding import indicator_kinds
 
 
 def sort_sets(spec, params: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ A strategy is two kinds of ``@njit`` functions and a :class:`StrategySpec`
     indicator(close, *argument_values, out)   # fills out (n_bars,), NaN where undefined
     signal_nb(values, price, params, options, position, state) -> (target, state)
 
-btcore binds them to its batch kernel (``btcore.binding``), computes each
+btcore binds them to its batch kernel (``btcore.kernels.binding``), computes each
 indicator once per unique value of its own arguments, and does all sizing,
 fills, costs and metrics itself. A spec is checked before any work: names,
 kinds, the functions' signatures, and a plain-Python run of the rule on a
@@ -202,7 +202,7 @@ class StrategySpec:
         of the ones they call) on the values of the globals they read, before any of
         them compiles: Numba itself keys only on their bytecode, so an edited constant
         imported from another module would load stale machine code."""
-        from btcore.binding import key_function_caches
+        from btcore.kernels.binding import key_function_caches
         key_function_caches([indicator.fn for indicator in self.indicators] +
                             [self.signal_nb])
 

@@ -20,8 +20,9 @@ FLOORS = [
     # 0: leaves: names, numbers, checks, pure-numba helpers
     ["btcore._checks", "btcore._expressions", "btcore.metrics", "btcore.indicators",
      "btcore.indicators_extra", "btcore.registry"],
-    # 1: kernels and what strategies are made of
-    ["btcore.kernels", "btcore.strategies", "btcore.binding", "btcore.sets",
+    # 1: kernels (their binding, code keys and cache directories included: kernels/*)
+    # and what strategies are made of
+    ["btcore.kernels", "btcore.strategies", "btcore.sets",
      "btcore.param_sets", "btcore._dates", "btcore._frames", "btcore._sampling"],
     # 2: engine, executors, inputs, stores, statistics, plots
     ["btcore.engine", "btcore.executors", "btcore.data", "btcore.datasets", "btcore.grid",

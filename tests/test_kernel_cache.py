@@ -13,14 +13,14 @@ import textwrap
 
 import pytest
 
-from btcore import binding
+from btcore.kernels import binding
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PROBE = """
 import json, time
 started = time.perf_counter()
 from btcore import run_sweep, MarketData
-from btcore.binding import kernel_ref, load_kernel
+from btcore.kernels.binding import kernel_ref, load_kernel
 from btcore.strategies import mean_reversion
 data = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2020-12-31", seed=1)
 run_sweep({"lookback_period": [5], "entry_threshold": [1.0], "exit_threshold": [0.5],
@@ -98,7 +98,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from edited_strategy import SPEC
 from btcore import MarketData, run_sweep
-from btcore.binding import kernel_ref, load_kernel
+from btcore.kernels.binding import kernel_ref, load_kernel
 data = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2020-12-31", seed=1)
 table = run_sweep({"window": [3, 10]}, SPEC, data, progress=False).table
 kernel = load_kernel(kernel_ref(SPEC)).batch_nb
@@ -192,7 +192,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from thresh_strategies.strategy import SPEC
 from btcore import MarketData, run_sweep
-from btcore.binding import kernel_ref, load_kernel
+from btcore.kernels.binding import kernel_ref, load_kernel
 data = MarketData.synthetic(n_assets=1, start="2020-01-01", end="2020-12-31", seed=1)
 out = sys.argv[2] if len(sys.argv) > 2 else None
 try:

@@ -15,7 +15,7 @@ from numba import njit
 import btcore.registry
 import btcore.strategies as strategies
 from btcore import MarketData, backtest, run_sweep
-from btcore.binding import StrategyCompileError
+from btcore.kernels.binding import StrategyCompileError
 from btcore.registry import Registry
 from btcore.strategies import Indicator, Param, StrategySpec
 from user_strategy import broken

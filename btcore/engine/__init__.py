@@ -22,7 +22,7 @@ Modules: :mod:`~btcore.engine.tasks` (what a task is, and running one),
 (``run_job``, the loop), :mod:`~btcore.engine.sinks` (where results go) and
 :mod:`~btcore.engine.cost` (the cost model behind ``executor="auto"``).
 """
-from btcore.binding import StrategyCompileError
+from btcore.kernels.binding import StrategyCompileError
 from btcore.engine.plan import calibrate, choose_batch_size, plan_tasks
 from btcore.engine.run import run_job
 from btcore.engine.sinks import ArraySink, DenseSink, TopKSink

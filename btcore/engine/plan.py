@@ -6,7 +6,7 @@ import time
 import numba
 import numpy as np
 
-from btcore.binding import compile_error
+from btcore.kernels.binding import compile_error
 from btcore.engine.tasks import Job, Task, make_tasks
 
 #: seconds one task should take; long enough to amortise per-task overhead

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from btcore.binding import KernelRef, debug_functions, kernel_ref, load_kernel
+from btcore.kernels.binding import KernelRef, debug_functions, kernel_ref, load_kernel
 from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, batch_kernel_nb, empty_record,
                                    no_blocks)
 

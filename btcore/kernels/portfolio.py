@@ -18,7 +18,7 @@ out-of-money rule applied to the whole account.
 
 ``portfolio_kernel_nb`` takes the strategy's functions as arguments and is
 inlined into an ``@njit(cache=True, nogil=True)`` wrapper generated per strategy by
-:mod:`btcore.workflows.portfolio` (as ``btcore.binding`` does for ``batch_kernel_nb``).
+:mod:`btcore.workflows.portfolio` (as ``btcore.kernels.binding`` does for ``batch_kernel_nb``).
 Each parameter set is one sequential loop, so results are bit-identical however
 sets are split into batches, threads or processes.
 

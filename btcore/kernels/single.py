@@ -18,7 +18,7 @@ One call evaluates a batch of parameter sets on one price column:
 
 ``batch_kernel_nb`` takes the strategy's functions as arguments and is inlined
 into a module-level ``@njit(cache=True, nogil=True)`` function that btcore
-generates per strategy (``btcore.binding``): a kernel that *takes* a jitted
+generates per strategy (``btcore.kernels.binding``): a kernel that *takes* a jitted
 function cannot be cached on disk, one that calls it by name can. Each
 parameter set's arithmetic is one sequential loop, so results are
 bit-identical however sets are split into batches, threads or processes.

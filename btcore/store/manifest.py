@@ -48,7 +48,7 @@ def fingerprints(prepared, n_blocks: int, extra: dict | None = None) -> dict:
     settings = {k: v for k, v in prepared.settings.items() if k != "assets"}
     return {
         # the kernel module's name digests the strategy's code and the values of
-        # the globals it reads (btcore.binding.kernel_ref)
+        # the globals it reads (btcore.kernels.binding.kernel_ref)
         "strategy": digest(job.strategy.name, job.kernel.module_name),
         "options": digest(job.options.tobytes()),
         "grid": digest(*grid_parts),

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 import btcore.kernels.cross_sectional as kernels_cross_sectional
-from btcore import binding
+from btcore.kernels import binding
 from btcore.engine import ArraySink, Task
 from btcore.grid import Grid, as_grid
 from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,

@@ -3,7 +3,7 @@ one account (``docs/portfolios.md``).
 
 The accounting lives in :mod:`btcore.kernels.portfolio`; this module validates
 the inputs, binds the strategy's functions to the portfolio kernel in a
-generated, disk-cached kernel module (next to the one ``btcore.binding``
+generated, disk-cached kernel module (next to the one ``btcore.kernels.binding``
 writes) and runs one task (a range of sets over the universe). The engine runs
 the job like any other (:func:`btcore.engine.run_job`).
 """
@@ -18,8 +18,8 @@ import numpy as np
 
 import btcore.kernels.portfolio as kernels_portfolio
 import btcore.strategies as strategies
-from btcore import binding
-from btcore.binding import KernelRef, debug_functions, generate_source, load_kernel
+from btcore.kernels import binding
+from btcore.kernels.binding import KernelRef, debug_functions, generate_source, load_kernel
 from btcore.engine import Task, check_targets
 from btcore.grid import Grid, as_grid
 from btcore.kernels.portfolio import (CONSTRUCTION, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
@@ -53,7 +53,7 @@ def portfolio_source(spec) -> tuple[str, object]:
 
 
 def portfolio_kernel_ref(spec) -> KernelRef:
-    """The :class:`~btcore.binding.KernelRef` of ``spec``'s portfolio kernel module;
+    """The :class:`~btcore.kernels.binding.KernelRef` of ``spec``'s portfolio kernel module;
     its name holds a digest of the source, btcore's kernel files, the portfolio
     kernel and the strategy's own files (as ``binding.kernel_ref``)."""
     cached = spec._cache.get("portfolio_kernel_ref")

@@ -46,8 +46,9 @@ from dataclasses import dataclass
 import numpy as np
 
 #: btcore's compiled sources: every kernel module's name carries their digest
-_KERNEL_SOURCES = ("kernels/accounting.py", "kernels/single.py", "metrics.py", "binding.py",
-                   "indicators.py", "indicators_extra.py")
+#: (relative to btcore/)
+_KERNEL_SOURCES = ("kernels/accounting.py", "kernels/single.py", "metrics.py",
+                   "kernels/binding.py", "indicators.py", "indicators_extra.py")
 _LOADED: dict[str, types.ModuleType] = {}
 _SPECS: dict[str, object] = {}  # module name -> spec, in the process that made the ref
 _BATCH_ARGS = ("close, first_bar, checkpoints, series_which, series_values, set_series, "
@@ -56,7 +57,7 @@ _BATCH_ARGS = ("close, first_bar, checkpoints, series_which, series_values, set_
 
 
 def _btcore_digest() -> str:
-    here = pathlib.Path(__file__).resolve().parent
+    here = pathlib.Path(__file__).resolve().parent.parent
     hasher = hashlib.sha256()
     for name in _KERNEL_SOURCES:
         hasher.update((here / name).read_bytes())
@@ -683,7 +684,7 @@ def compile_error(spec, err: Exception) -> StrategyCompileError:
     lines = [line for line in text.splitlines() if line.strip()]
     headline = next((line for line in lines if not line.startswith(("Failed in ", "During:"))),
                     lines[0] if lines else type(err).__name__)
-    btcore_dir = str(pathlib.Path(__file__).resolve().parent) + os.sep  # kernel, metrics...
+    btcore_dir = str(pathlib.Path(__file__).resolve().parent.parent) + os.sep  # kernels...
     locations = []
     for match in re.finditer(r'File "([^"]+)", line (\d+):\n((?:.*\n?){1,4})', text):
         file = os.path.abspath(match.group(1))  # numba prints paths relative to the cwd
