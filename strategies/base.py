@@ -202,7 +202,7 @@ class StrategySpec:
         of the ones they call) on the values of the globals they read, before any of
         them compiles: Numba itself keys only on their bytecode, so an edited constant
         imported from another module would load stale machine code."""
-        from btcore.kernels.binding import key_function_caches
+        from btcore.kernels.code_key import key_function_caches
         key_function_caches([indicator.fn for indicator in self.indicators] +
                             [self.signal_nb])
 

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from btcore.kernels import binding
+from btcore.kernels import binding, cache_dir, code_key
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PROBE = """
@@ -63,13 +63,101 @@ def test_fresh_process_loads_kernel_from_cache(tmp_path):
 def test_module_name_follows_btcore_sources(monkeypatch):
     from btcore.strategies import mean_reversion
     spec = mean_reversion.SPEC
-    name = binding.kernel_ref(spec).module_name
+    kinds = {"single": spec, "portfolio": spec, "cross_sectional": None}
+    names = {kind: binding.kernel_ref(owner, kind).module_name
+             for kind, owner in kinds.items()}
+    assert len(set(names.values())) == 3
     spec._cache.pop("kernel_ref")
-    monkeypatch.setattr(binding, "BTCORE_DIGEST", "an edited kernel")
+    spec._cache.pop("portfolio_kernel_ref")
+    monkeypatch.setattr(binding, "_REFS", {})
+    monkeypatch.setattr(code_key, "BTCORE_DIGEST", "an edited kernel")
     try:
-        assert binding.kernel_ref(spec).module_name != name
+        for kind, owner in kinds.items():
+            assert binding.kernel_ref(owner, kind).module_name != names[kind], kind
     finally:
         spec._cache.pop("kernel_ref")
+        spec._cache.pop("portfolio_kernel_ref")
+
+
+def test_every_kernel_kind_has_one_generated_module():
+    """One generator writes every kind's module: a ``cache=True`` wrapper calling the
+    kernel, named ``<kind prefix>_..._<digest>``."""
+    from btcore.strategies import mean_reversion
+    for kind, info in binding.KINDS.items():
+        owner = mean_reversion.SPEC if info.strategy else None
+        text, _ = binding.generate_source(owner, kind)
+        ref = binding.kernel_ref(owner, kind)
+        assert ref.source == text and ref.module_name.startswith(info.prefix + "_")
+        assert f"from {info.module} import {info.kernel} as _{info.kernel}" in text
+        assert f"@_njit(cache=True, nogil=True, error_model='numpy')\ndef {info.wrapper}(" \
+            in text
+        assert text.count("cache=True") == 1
+
+
+def test_the_cross_sectional_sweep_runs_its_generated_kernel_module(tmp_path, monkeypatch):
+    """The cross-sectional kernel is not cached on its own file (Numba would watch
+    only that file, not accounting.py): its generated module is."""
+    from numba.core.caching import NullCache
+
+    from btcore import MarketData
+    from btcore.kernels.cross_sectional import cross_sectional_kernel_nb
+    from btcore.workflows.cross_sectional import prepare_cross_sectional, store_view
+    monkeypatch.setenv("BTCORE_KERNEL_DIR", str(tmp_path / "kernels"))
+    assert isinstance(cross_sectional_kernel_nb._cache, NullCache)
+    data = MarketData.synthetic(n_assets=4, start="2020-01-01", end="2020-06-30", seed=1)
+    job = prepare_cross_sectional({"top_k": [1]}, data, direction="reversal",
+                                  long_only=False, start=None, end=None,
+                                  initial_capital=1e6, cost_bps=5.0, periods_per_year=None,
+                                  assets=None)
+    ref = job.payload()["kernel"]
+    assert ref == binding.kernel_ref(None, "cross_sectional")
+    assert ref.module_name.startswith("btcore_cross_sectional_")
+    assert store_view(job).job.kernel.module_name == ref.module_name  # the store's key
+    wrapper = binding.load_kernel(ref).cross_sectional_batch_nb
+    assert wrapper._cache.cache_path  # cached on disk, under the digest-named module
+    assert pathlib.Path(wrapper.py_func.__code__.co_filename).stem == ref.module_name
+
+
+CS_NAME_PROBE = """
+import json, sys
+import btcore
+from btcore import MarketData
+from btcore.workflows.cross_sectional import prepare_cross_sectional
+assert btcore.__file__.startswith(sys.argv[1]), btcore.__file__
+data = MarketData.synthetic(n_assets=4, start="2020-01-01", end="2020-06-30", seed=1)
+job = prepare_cross_sectional({"top_k": [1]}, data, direction="reversal", long_only=False,
+                              start=None, end=None, initial_capital=1e6, cost_bps=5.0,
+                              periods_per_year=None, assets=None)
+print(json.dumps({"module": job.payload()["kernel"].module_name}))
+"""
+
+
+def test_cross_sectional_module_name_follows_the_accounting_file(tmp_path):
+    """Editing kernels/accounting.py (or the cross-sectional kernel) names a new
+    cross-sectional kernel module, so no stale cached kernel is ever loaded: the
+    name is computed by a fresh interpreter from an edited copy of btcore."""
+    source = pathlib.Path(binding.__file__).resolve().parent.parent
+    copy = tmp_path / "src" / "btcore"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env = dict(os.environ, PYTHONPATH=str(copy.parent),
+               NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env.pop("BTCORE_KERNEL_DIR", None)
+
+    def name():
+        done = subprocess.run([sys.executable, "-c", CS_NAME_PROBE, str(copy)], env=env,
+                              cwd=tmp_path, check=True, capture_output=True, text=True,
+                              timeout=300)
+        return json.loads(done.stdout.strip().splitlines()[-1])["module"]
+
+    original = name()
+    assert original == binding.kernel_ref(None, "cross_sectional").module_name  # same bytes
+    for edited in ("kernels/accounting.py", "kernels/cross_sectional.py"):
+        path = copy / edited
+        saved = path.read_bytes()
+        path.write_bytes(saved + b"\n# an edit that changes no code\n")
+        assert name() != original, edited
+        path.write_bytes(saved)
+    assert name() == original
 
 
 STRATEGY_MODULE = textwrap.dedent("""
@@ -273,7 +361,7 @@ def test_globals_digest_covers_every_value_a_function_reads():
     namespace["helper"] = helper_nb  # rule calls a dispatcher, whose globals count too
 
     def key():
-        return binding.globals_digest([namespace["rule"]])
+        return code_key.globals_digest([namespace["rule"]])
 
     base = key()
     assert key() == base  # deterministic
@@ -311,8 +399,8 @@ def test_globals_digest_covers_every_value_a_function_reads():
         def inner(x):
             return x < limit
         return inner
-    assert binding.globals_digest([closure(1.0)]) != binding.globals_digest([closure(2.0)])
-    assert binding.globals_digest([closure(1.0)]) == binding.globals_digest([closure(1.0)])
+    assert code_key.globals_digest([closure(1.0)]) != code_key.globals_digest([closure(2.0)])
+    assert code_key.globals_digest([closure(1.0)]) == code_key.globals_digest([closure(1.0)])
 
 
 # --------------------------------------------- who may write the kernel cache
@@ -370,19 +458,19 @@ def test_a_kernel_dir_writable_by_group_or_others_is_refused(private_caches, mon
         directory.mkdir()
         directory.chmod(permissions)
         monkeypatch.setenv("BTCORE_KERNEL_DIR", str(directory))
-        with pytest.raises(binding.UnsafeKernelDirError,
+        with pytest.raises(cache_dir.UnsafeKernelDirError,
                            match=f"{directory}.*writable by group or others.*chmod 700"):
-            binding.kernel_dir()
-        with pytest.raises(binding.UnsafeKernelDirError):
+            cache_dir.kernel_dir()
+        with pytest.raises(cache_dir.UnsafeKernelDirError):
             binding.load_kernel(trivial_ref("shared"))
 
 
 def test_a_numba_cache_dir_writable_by_others_is_refused(private_caches):
     ref = trivial_ref("numba_shared")
-    numba_dir = binding._numba_cache_dir(binding.kernel_dir() / f"{ref.module_name}.py")
+    numba_dir = cache_dir.numba_cache_dir(cache_dir.kernel_dir() / f"{ref.module_name}.py")
     numba_dir.mkdir(parents=True)
     numba_dir.chmod(0o777)
-    with pytest.raises(binding.UnsafeKernelDirError, match=f"{numba_dir}.*chmod 700"):
+    with pytest.raises(cache_dir.UnsafeKernelDirError, match=f"{numba_dir}.*chmod 700"):
         binding.load_kernel(ref)
     assert ref.module_name not in sys.modules
 
@@ -397,10 +485,10 @@ def test_a_kernel_dir_owned_by_another_user_is_refused(private_caches, monkeypat
     foreign.mkdir(mode=0o700)
     os.chown(foreign, 65534, 65534)
     monkeypatch.setenv("BTCORE_KERNEL_DIR", str(foreign))
-    with pytest.raises(binding.UnsafeKernelDirError,
+    with pytest.raises(cache_dir.UnsafeKernelDirError,
                        match=f"{foreign}.*owned by uid 65534.*BTCORE_KERNEL_DIR to a "
                              "directory you own with mode 0700"):
-        binding.kernel_dir()
+        cache_dir.kernel_dir()
 
 
 @needs_root
@@ -415,19 +503,19 @@ def test_unsafe_fallback_kernel_dirs_are_skipped_then_refused(private_caches, mo
     for directory in planted:  # pre-created by another user
         directory.mkdir(parents=True)
         os.chown(directory, 65534, 65534)
-    with pytest.raises(binding.UnsafeKernelDirError) as refused:
-        binding.kernel_dir()
+    with pytest.raises(cache_dir.UnsafeKernelDirError) as refused:
+        cache_dir.kernel_dir()
     for directory in planted:
         assert str(directory) in str(refused.value)
     assert "BTCORE_KERNEL_DIR to a directory you own with mode 0700" in str(refused.value)
     os.chown(planted[1], os.getuid(), os.getgid())
     planted[1].chmod(0o700)
-    assert binding.kernel_dir() == planted[1]  # the first safe one
+    assert cache_dir.kernel_dir() == planted[1]  # the first safe one
 
 
 def test_a_planted_symlink_is_replaced_not_followed(private_caches):
     ref = trivial_ref("symlink")
-    kernels = binding.kernel_dir()
+    kernels = cache_dir.kernel_dir()
     victims = {}
     # the module's path and the temporary name btcore used to write it at
     for name in (f"{ref.module_name}.py", f"{ref.module_name}.{os.getpid()}.tmp"):

@@ -20,9 +20,10 @@ one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar`
   :mod:`btcore.kernels.accounting`; E <= 0 after a bar closes every position at
   close_t and leaves the account at 0 (ruined, r = -1).
 
-No user function is involved, so this is a plain ``@njit(cache=True, nogil=True)``
-function. Each set is one loop: results are bit-identical however sets are split
-into tasks, threads or processes.
+No user function is involved, so this is a plain ``@njit(nogil=True)`` function,
+cached on disk through its generated wrapper module (:mod:`btcore.kernels.binding`,
+whose name covers this file and ``accounting.py``). Each set is one loop: results
+are bit-identical however sets are split into tasks, threads or processes.
 
 Arguments: ``first_bars`` (n_assets,) int64 each asset's first traded bar
 (max(window start, listing)); ``first_valid`` (n_assets,) int64 each asset's
@@ -91,7 +92,7 @@ def select_best_nb(values, n, k, chosen):
     return m
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(nogil=True, error_model="numpy")
 def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, long_only,
                               momentum, initial_capital, cost_bps, periods_per_year, out,
                               record_equity, record_shares):

@@ -3,14 +3,14 @@
 Every ``rebalance_every`` bars the assets of a universe are ranked by their
 trailing return over ``lookback_period`` bars; the account holds the ``top_k``
 at each end of the ranking (``docs/cross_sectional.md``). The accounting lives
-in :mod:`btcore.kernels.cross_sectional` (no user function, so no generated
-module); this module validates inputs, cuts the parameter sets into tasks (one
-universe per task) and runs them on any executor.
+in :mod:`btcore.kernels.cross_sectional`, run through its generated kernel module
+(the ``cross_sectional`` kind of :func:`btcore.kernels.binding.kernel_ref`, whose
+name covers every kernel file it compiles); this module validates inputs, cuts
+the parameter sets into tasks (one universe per task) and runs them on any
+executor.
 """
 from __future__ import annotations
 
-import hashlib
-import pathlib
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -19,10 +19,9 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-import btcore.kernels.cross_sectional as kernels_cross_sectional
-from btcore.kernels import binding
 from btcore.engine import ArraySink, Task
 from btcore.grid import Grid, as_grid
+from btcore.kernels.binding import kernel_ref, load_kernel
 from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                             REBALANCE_EVERY, TURNOVER_ROW,
                                             cross_sectional_kernel_nb)
@@ -57,7 +56,7 @@ def run_cross_sectional_task(shared: dict, task: Task, record=None) -> np.ndarra
     out = np.empty((CS_OUT_ROWS, task.n_sets), dtype=np.float64)
     record_equity, record_shares = _empty_record() if record is None else record
     kernel = (cross_sectional_kernel_nb.py_func if shared.get("debug") else
-              cross_sectional_kernel_nb)
+              load_kernel(shared["kernel"]).cross_sectional_batch_nb)
     kernel(
         np.ascontiguousarray(shared["close"], dtype=np.float64),
         np.array(shared["first_bars"], dtype=np.int64),
@@ -135,18 +134,17 @@ class CrossSectionalJob:
                 "first_valid": self.first_valid, "last_bar": self.last_bar,
                 "params": self.params, "flags": np.array([self.long_only, self.momentum]),
                 "settings": np.array([self.initial_capital, self.cost_bps,
-                                      self.periods_per_year]), "debug": self.debug}
+                                      self.periods_per_year]), "debug": self.debug,
+                "kernel": kernel_ref(None, "cross_sectional")}
 
 
 def store_view(cjob: CrossSectionalJob) -> SimpleNamespace:
     """The job as the result store fingerprints a run (a sweep's ``Prepared``): the
     kernel's code (btcore's kernel sources and the cross-sectional kernel), the
     flags, the grid, the prices, the settings."""
-    hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
-    hasher.update(pathlib.Path(kernels_cross_sectional.__file__).read_bytes())
     job = SimpleNamespace(
         strategy=SimpleNamespace(name=STRATEGY, params=()),
-        kernel=SimpleNamespace(module_name=f"btcore_cross_sectional_{hasher.hexdigest()[:16]}"),
+        kernel=kernel_ref(None, "cross_sectional"),
         options=np.array([cjob.long_only, cjob.momentum], dtype=np.float64),
         close=cjob.close, n_blocks=0)
     return SimpleNamespace(job=job, grid=Grid(pd.DataFrame(cjob.columns)), data=cjob.data,

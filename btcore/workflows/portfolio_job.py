@@ -2,76 +2,24 @@
 one account (``docs/portfolios.md``).
 
 The accounting lives in :mod:`btcore.kernels.portfolio`; this module validates
-the inputs, binds the strategy's functions to the portfolio kernel in a
-generated, disk-cached kernel module (next to the one ``btcore.kernels.binding``
-writes) and runs one task (a range of sets over the universe). The engine runs
-the job like any other (:func:`btcore.engine.run_job`).
+the inputs, binds the strategy's functions to the portfolio kernel (the
+``portfolio`` kind of :func:`btcore.kernels.binding.kernel_ref`: a generated,
+disk-cached kernel module) and runs one task (a range of sets over the
+universe). The engine runs the job like any other (:func:`btcore.engine.run_job`).
 """
 from __future__ import annotations
 
-import hashlib
-import pathlib
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-import btcore.kernels.portfolio as kernels_portfolio
 import btcore.strategies as strategies
-from btcore.kernels import binding
-from btcore.kernels.binding import KernelRef, debug_functions, generate_source, load_kernel
 from btcore.engine import Task, check_targets
 from btcore.grid import Grid, as_grid
+from btcore.kernels.binding import KernelRef, debug_functions, kernel_ref, load_kernel
 from btcore.kernels.portfolio import (CONSTRUCTION, N_CONSTRUCTION, PORTFOLIO_OUT_ROWS,
                                       empty_portfolio_record, portfolio_kernel_nb)
 from btcore.workflows.base import prepare
-
-_PORTFOLIO_ARGS = ("close, first_bars, last_bar, series_which, series_values, set_series, "
-                   "params, options, construction, initial_capital, cost_bps, "
-                   "periods_per_year, out, record_equity, record")
-
-
-# ----------------------------------------------------------------- binding
-def _portfolio_digest() -> str:
-    hasher = hashlib.sha256(binding.BTCORE_DIGEST.encode())
-    hasher.update(pathlib.Path(kernels_portfolio.__file__).read_bytes())
-    return hasher.hexdigest()
-
-
-def portfolio_source(spec) -> tuple[str, object]:
-    """The portfolio kernel module's source: ``binding.generate_source``'s text
-    (``compute_indicator_nb``, ``select_series_nb``, ``load_values_nb``, the rule as
-    ``_signal_nb``) plus the ``portfolio_batch_nb`` wrapper of the portfolio kernel."""
-    text, source = generate_source(spec)
-    parts = [text.rstrip("\n"),
-             "from btcore.kernels.portfolio import portfolio_kernel_nb as _portfolio_kernel_nb"]
-    parts.append("@_njit(cache=True, nogil=True, error_model='numpy')\n"
-                 f"def portfolio_batch_nb({_PORTFOLIO_ARGS}):\n"
-                 f"    _portfolio_kernel_nb({_PORTFOLIO_ARGS}, compute_indicator_nb, "
-                 "select_series_nb, load_values_nb, _signal_nb)")
-    return "\n\n\n".join(parts) + "\n", source
-
-
-def portfolio_kernel_ref(spec) -> KernelRef:
-    """The :class:`~btcore.kernels.binding.KernelRef` of ``spec``'s portfolio kernel module;
-    its name holds a digest of the source, btcore's kernel files, the portfolio
-    kernel and the strategy's own files (as ``binding.kernel_ref``)."""
-    cached = spec._cache.get("portfolio_kernel_ref")
-    if cached is None:
-        text, source = portfolio_source(spec)
-        hasher = hashlib.sha256(text.encode())
-        hasher.update(_portfolio_digest().encode())
-        for file in sorted(source.files):
-            try:
-                hasher.update(pathlib.Path(file).read_bytes())
-            except OSError:
-                hasher.update(file.encode())
-        slug = re.sub(r"\W", "_", spec.name)[:40]
-        module_name = f"btcore_portfolio_{slug}_{hasher.hexdigest()[:16]}"
-        cached = KernelRef(spec.name, module_name, text, tuple(sorted(source.roots)))
-        spec._cache["portfolio_kernel_ref"] = cached
-    return cached
-
 
 # ------------------------------------------------------------------ one task
 def run_portfolio_task(shared: dict, task: Task, record=None) -> np.ndarray:
@@ -269,4 +217,4 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
     assert matrix.shape[1] == N_CONSTRUCTION
     prepared.settings["portfolio"] = True
     prepared.settings.update({name: keywords[name] for name in CONSTRUCTION})
-    return PortfolioJob(prepared, matrix, construction, portfolio_kernel_ref(spec))
+    return PortfolioJob(prepared, matrix, construction, kernel_ref(spec, "portfolio"))
