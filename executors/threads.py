@@ -41,24 +41,22 @@ class ThreadsExecutor(Executor):
     def map(self, fn, handle, tasks):
         """Yield ``(task, fn(handle, task))`` as tasks finish.
 
-        Threads pull tasks from one queue (longest first, as given); a task's
-        error stops the others after their current task and is re-raised here.
-        Stopping early (closing the generator) lets running tasks finish and
-        starts no new ones.
+        Threads take tasks from ``tasks`` in order (longest first, as given) as
+        they free up, reading it lazily: a plan of millions of tasks is never
+        held in memory. A task's error stops the others after their current task
+        and is re-raised here. Stopping early (closing the generator) lets running
+        tasks finish and starts no new ones.
         """
         self.start()
-        todo = queue.SimpleQueue()
-        for task in tasks:
-            todo.put(task)
+        upcoming, taking = iter(tasks), threading.Lock()
         n_threads = self.n_workers
-        for _ in range(n_threads):
-            todo.put(_DONE)
         results = queue.SimpleQueue()
         stop = threading.Event()
 
         def work():
             while not stop.is_set():
-                task = todo.get()
+                with taking:
+                    task = next(upcoming, _DONE)
                 if task is _DONE:
                     break
                 try:
