@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from btcore import run_sweep
-from btcore.engine import DenseSink, TopKSink, choose_batch_size, make_tasks, run_job
+from btcore.engine import DenseSink, Task, TopKSink, choose_batch_size, make_tasks, run_job
 from btcore.engine.plan import MAX_TASK_SECONDS, MAX_TASK_SETS, MIN_TASK_SECONDS
 from btcore.executors import get_executor
 from btcore.kernels.single import RUINED_ROW
@@ -39,6 +39,40 @@ def test_tasks_cover_every_block_once_longest_first(n_columns, n_windows, n_sets
     assert costs == sorted(costs, reverse=True)
     assert sorted(task.task_id for task in tasks) == list(range(len(tasks)))
     assert make_tasks(traded, n_sets, batch, 2.0) == tasks  # deterministic
+    # the lazy plan is exactly every task made and sorted by cost (ties by id), and
+    # finds any task by position or id without making the others
+    every = sorted(every_task(traded, n_sets, batch, 2.0), key=lambda t: -t.cost)
+    assert list(tasks) == every and len(tasks) == len(every)
+    assert [tasks[i] for i in range(-len(every), len(every))] == every + every
+    assert all(tasks.by_id(task.task_id) == task for task in every)
+
+
+def every_task(traded, n_sets, batch, cost_factor):
+    """Every task of the plan, made one by one (the plan's reference)."""
+    for column, window in np.ndindex(*traded.shape):
+        for start in range(0, n_sets, batch):
+            stop = min(start + batch, n_sets)
+            yield Task(column * traded.shape[1] * -(-n_sets // batch) +
+                       window * -(-n_sets // batch) + start // batch, column, window,
+                       start, stop, float(traded[column, window]) * (stop - start) * cost_factor)
+
+
+def test_planning_a_trillion_sets_takes_no_memory():
+    """A keep= sweep of 10^12 sets: 15 M tasks, made as they are read, so planning
+    and reading the first ones hold a few KB (a list of tasks would be gigabytes)."""
+    import tracemalloc
+    from btcore.executors.threads import ThreadsExecutor
+    tracemalloc.start()
+    try:
+        plan = make_tasks(np.array([[250.0], [260.0]]), 10 ** 12, 65_536)
+        reading = ThreadsExecutor(2).map(lambda shared, task: task.n_sets, None, plan)
+        first = [task for _, (task, _) in zip(range(500), reading)]
+        reading.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(plan) == 2 * 15_258_790 and len(first) == 500
+    assert peak < 2_000_000, f"planning held {peak:,} bytes"
 
 
 @given(n_sets=st.integers(1, 100_000), n_blocks=st.integers(1, 50),
