@@ -16,9 +16,9 @@ import numpy as np
 from btcore import Grid, run_sweep
 from btcore.datasets import sp500_sample
 from btcore.engine import Task, run_task
-try:
-    from btcore.workflows.base import prepare
-except ImportError:  # before the workflows package
+try:  # a checkout from before the workflows package (to compare with, PYTHONPATH=...)
+    from btcore.sweep import prepare
+except ImportError:
     from btcore.workflows.base import prepare
 
 ASSET = "AAPL"

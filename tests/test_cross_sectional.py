@@ -13,6 +13,7 @@ from btcore.workflows.cross_sectional import (cross_sectional_backtest, prepare_
                                     run_cross_sectional_sweep, run_cross_sectional_task)
 from btcore.engine import Task, plan_tasks
 from btcore.kernels.cross_sectional import CS_OUT_ROWS, PARAM_NAMES, TURNOVER_ROW
+from conftest import assert_tables_identical
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import METRIC_NAMES
 from cross_sectional_reference import cross_sectional_reference
@@ -241,3 +242,10 @@ def test_top_k_limits_are_inclusive():
 def test_long_only_must_be_bool(forbid_work):
     with pytest.raises(TypeError, match="long_only"):
         run_cross_sectional_sweep({"top_k": [1]}, long_only="yes")
+
+
+def test_debug_runs_the_kernel_as_plain_python_with_the_same_bits(small_data):
+    grid = {"lookback_period": [5, 10], "top_k": [1], "rebalance_every": [3, 7]}
+    compiled = run_cross_sectional_sweep(grid, small_data, progress=False)
+    plain = run_cross_sectional_sweep(grid, small_data, progress=False, debug=True)
+    assert_tables_identical(plain.table, compiled.table)

@@ -290,3 +290,11 @@ def test_bad_grid_columns_are_refused_before_work(universe, no_portfolio_runs):
         run_portfolio_sweep(MR_GRID, data=universe, max_gross_exposure="1")
     with pytest.raises(TypeError, match="unknown argument"):
         run_portfolio_sweep(MR_GRID, data=universe, rebalance_evry=5)
+
+
+def test_debug_runs_the_portfolio_kernel_as_plain_python_with_the_same_bits(small_data):
+    grid = {"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0], "rebalance_every": [5]}
+    compiled = run_portfolio_sweep(grid, data=small_data, progress=False)
+    plain = run_portfolio_sweep(grid, data=small_data, progress=False, debug=True)
+    assert plain.stats["executor"] == "serial"
+    assert_tables_identical(plain.table, compiled.table)

@@ -195,7 +195,7 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                         trip_cash[a] = -trade_cost_nb(new, price, fee)
                     else:
                         trip_cash[a] -= cost
-                    n_open += (new != 0.0) - (old != 0.0)
+                    n_open += int(new != 0.0) - int(old != 0.0)  # ints: plain Python too
                     shares[a] = new if new != 0.0 else 0.0
                     num_trades += 1
                     filled_at[a] = t

@@ -268,7 +268,7 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                         winning_round_trips += pnl > 0.0
                         if recording:
                             record_trip_nb(record, t, a, pnl)
-                    n_open += (position[a] != 0) - was_open
+                    n_open += int(position[a] != 0) - int(was_open)  # ints: plain Python too
                 if filled:
                     any_fill = True
                     if last_fill[a] != t:
