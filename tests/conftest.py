@@ -30,6 +30,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 pytest_plugins = ["executor_fixtures"]  # session-scoped Ray and Dask clusters
 
+#: fixtures that start a pool or a cluster of worker processes (tests/executor_fixtures.py)
+POOL_FIXTURES = frozenset({"ray_executor", "dask_executor", "joblib_executor", "all_executors"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """``slow`` (deselected by the inner loop, ``pytest -m "not slow"``) for every test
+    that needs a pool or cluster fixture, or is marked ``cluster`` or ``fault``.
+    Tests that start fresh interpreters or pools of their own are marked in place."""
+    for item in items:
+        if (POOL_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("cluster") or item.get_closest_marker("fault")):
+            item.add_marker(pytest.mark.slow)
+
 SEED_GRID = {"lookback_period": [20, 40, 60, 80, 100], "entry_threshold": [1.5, 2.0, 2.5],
              "exit_threshold": [0.25, 0.5, 0.75], "stop_loss_z": [2.5, 3.0, 3.5]}
 

@@ -42,10 +42,16 @@ def all_executors(request):
     return {name: _make(request, name) for name in EXECUTOR_NAMES}
 
 
-@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.cluster)
-                        if name in CLUSTER_NAMES else name for name in EXECUTOR_NAMES])
+def executor_params(names=EXECUTOR_NAMES):
+    """``names`` as parameters: Ray and Dask marked ``cluster``, joblib (a process
+    pool) ``slow``; tests conftest.py cannot see fixtures requested at run time."""
+    marks = {"ray": pytest.mark.cluster, "dask": pytest.mark.cluster, "joblib": pytest.mark.slow}
+    return [pytest.param(name, marks=marks[name]) if name in marks else name for name in names]
+
+
+@pytest.fixture(params=executor_params())
 def executor(request):
-    """Each built-in executor in turn, started and ready."""
+    """Each built-in executor in turn, started and ready (the process ones are slow)."""
     return _make(request, request.param)
 
 

@@ -186,6 +186,7 @@ def test_no_command_is_a_usage_error(capsys):
     assert "command" in line and "btcore --help" in line
 
 
+@pytest.mark.slow  # a failed compile is never cached: seconds
 def test_errors_from_the_engine_are_one_line_too(capsys, tmp_path, monkeypatch, forget_module):
     """A rule numba cannot compile: the message names the file, indented below."""
     module = tmp_path / "cli_broken_strategy.py"
@@ -323,6 +324,7 @@ BROKEN_STRATEGY = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # compiles strategies from a new folder: seconds
 def test_module_spec_is_imported_from_the_current_directory(capsys, tmp_path, monkeypatch,
                                                            forget_module):
     (tmp_path / "cli_cwd_strategy.py").write_text(CWD_STRATEGY)
@@ -340,6 +342,7 @@ def test_module_spec_is_imported_from_the_current_directory(capsys, tmp_path, mo
     assert "2 backtests (2 rows)" in out
 
 
+@pytest.mark.slow  # compiles strategies from a new folder: seconds
 def test_the_current_directory_is_not_added_when_not_needed(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
@@ -357,6 +360,7 @@ def _env():
     return dict(os.environ, PYTHONPATH="")
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_python_m_btcore_sweep(tmp_path, tiny_ko):
     path = tmp_path / "out.parquet"
     done = subprocess.run([sys.executable, "-m", "btcore", "sweep", "--grid", TINY_JSON,
@@ -385,6 +389,7 @@ def _console_script():
     return str(script) if script.exists() else shutil.which("btcore")
 
 
+@pytest.mark.slow  # fresh interpreters
 @pytest.mark.skipif(_console_script() is None, reason="the btcore script is not installed")
 def test_btcore_script_finds_a_module_spec_in_the_current_directory():
     """The installed script (whose sys.path does not hold the working directory)
@@ -738,6 +743,7 @@ def test_keep_and_sort_by_match_the_api(capsys):
     assert [r[calmar] for r in rows] == [f4(v) for v in expected["calmar_ratio"]]
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_python_m_btcore_sweep_out_directory(tmp_path):
     done = run_module("sweep", "--grid", TINY_JSON, "--assets", "KO", "--no-progress",
                       "--out", str(tmp_path / "streamed") + "/", cwd=tmp_path)
@@ -773,6 +779,9 @@ def test_address_builds_a_cluster_executor_and_closes_it(capsys, monkeypatch, ti
 
 
 def test_an_unreachable_dask_address_is_one_line(capsys):
+    # without Dask the one line is the install hint instead (test_executors.py checks it)
+    pytest.importorskip("distributed", reason="the dask executor needs dask.distributed "
+                                              "(pip install 'btcore[dask]')")
     status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--assets", "KO",
                                "--executor", "dask", "--address", "tcp://127.0.0.1:1",
                                "--no-progress")
@@ -804,6 +813,7 @@ def test_version_and_help_in_process(capsys):
     assert status == 0 and "--folds" in out and "example:" in out
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_python_m_btcore_version():
     done = run_module("--version")
     assert (done.returncode, done.stdout, done.stderr) == (0, f"btcore {btcore.__version__}\n",
@@ -815,6 +825,7 @@ def _pipe(command: str):
                           text=True, timeout=300, env=_env(), cwd=HERE)
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_output_piped_to_head_exits_quietly():
     python = f"'{sys.executable}' -m btcore"
     listing = _pipe(f"{python} strategies | head -1")
@@ -831,6 +842,7 @@ WF_GRID = ["lookback_period=20,40", "entry_threshold=1.5,2.0"]
 WF_DICT = {"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0]}
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_walk_forward_prints_folds_and_oos_metrics(tmp_path):
     plot, out = tmp_path / "wf.png", tmp_path / "folds.csv"
     done = run_module("walk-forward", "--grid", *WF_GRID, "--assets", "KO,PEP", *WINDOW,
@@ -879,6 +891,7 @@ def test_walk_forward_anchored_in_process(capsys):
     assert f4(expected.oos_metrics["sharpe_ratio"].iloc[0]) in out.split("\n\n")[1]
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_monte_carlo_prints_the_summary(tmp_path):
     plot = tmp_path / "mc.png"
     done = run_module("monte-carlo", "--params", "lookback_period=40", "entry_threshold=2.5",
@@ -915,6 +928,7 @@ def test_monte_carlo_takes_the_first_set_of_a_grid(capsys, tmp_path):
     assert_tables_identical(pd.read_parquet(out), expected.table)
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_portfolio_prints_the_top_rows(tmp_path):
     plot = tmp_path / "pf.png"
     done = run_module("portfolio", "--grid", *WF_GRID, "--assets", "KO,PEP", *WINDOW,
@@ -935,6 +949,7 @@ def test_portfolio_prints_the_top_rows(tmp_path):
     assert plot.read_bytes().startswith(PNG_MAGIC)
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_estimate_prints_the_table(tmp_path):
     done = run_module("estimate", "--grid", *WF_GRID, "--assets", "KO", *WINDOW,
                       "--cpus", "1,2,16,320", "--price-per-cpu-hour", "0.015", cwd=tmp_path)
@@ -969,6 +984,7 @@ def test_estimate_predicts_every_workflow(capsys, workflow, flags, backtests):
     assert [int(r[0]) for r in rows] == [1, 2] and all(float(r[2]) > 0 for r in rows)
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_bench_measures_serial_and_threads():
     done = run_module("bench", "--repeats", "1", "--start", "2020-01-01")
     assert done.returncode == 0, done.stderr[-3000:]

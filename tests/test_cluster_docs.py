@@ -247,6 +247,7 @@ def test_ray_cli_commands_and_flags_exist():
                 assert word.split("=")[0] in options, f"`{' '.join(words)}`: no {word}"
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_dask_and_btcore_cli_flags_exist():
     lines = _shell_lines()
     dask_lines = [line.split() for line in lines if line.startswith("dask ")]

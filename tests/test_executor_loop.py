@@ -222,7 +222,8 @@ def _task_functions():
 
 boom_on_three, slow_pid = _task_functions()
 
-PROCESS_EXECUTORS = [pytest.param("joblib"), pytest.param("ray", marks=pytest.mark.cluster),
+PROCESS_EXECUTORS = [pytest.param("joblib", marks=pytest.mark.slow),
+                     pytest.param("ray", marks=pytest.mark.cluster),
                      pytest.param("dask", marks=pytest.mark.cluster)]
 
 
@@ -259,6 +260,7 @@ def _loky_workers():
     return set(found)
 
 
+@pytest.mark.slow  # starts a process pool
 def test_joblib_keeps_its_workers_after_a_task_error():
     from btcore.executors.joblib_executor import JoblibExecutor
     others = _loky_workers()  # e.g. the session's joblib executor
@@ -272,6 +274,7 @@ def test_joblib_keeps_its_workers_after_a_task_error():
         assert executor.lost_workers == executor.retries == 0
 
 
+@pytest.mark.slow  # starts a process pool
 def test_joblib_error_in_one_sweep_leaves_a_concurrent_one_alone():
     from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2) as executor:
@@ -290,6 +293,7 @@ def test_joblib_error_in_one_sweep_leaves_a_concurrent_one_alone():
         assert sorted(t for t, _ in outcome["results"]) == list(range(20))
 
 
+@pytest.mark.slow  # starts a process pool
 def test_joblib_close_stops_its_workers_and_spares_joblibs_own_pool():
     from joblib.externals.loky import reusable_executor
     from btcore.executors.joblib_executor import JoblibExecutor
@@ -307,6 +311,7 @@ def test_joblib_close_stops_its_workers_and_spares_joblibs_own_pool():
     assert not os.path.exists(handle.directory)
 
 
+@pytest.mark.slow  # starts a process pool
 def test_joblib_stopping_early_then_map_again():
     from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2) as executor:

@@ -49,6 +49,7 @@ def run_probe(env, cwd, read_only=None):
     return json.loads(output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # fresh interpreters that compile kernels
 def test_fresh_process_loads_kernel_from_cache(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     env.pop("BTCORE_KERNEL_DIR", None)
@@ -132,6 +133,7 @@ print(json.dumps({"module": job.payload()["kernel"].module_name}))
 """
 
 
+@pytest.mark.slow  # fresh interpreters that compile kernels
 def test_cross_sectional_module_name_follows_the_accounting_file(tmp_path):
     """Editing kernels/accounting.py (or the cross-sectional kernel) names a new
     cross-sectional kernel module, so no stale cached kernel is ever loaded: the
@@ -196,6 +198,7 @@ print(json.dumps({"misses": sum(kernel.stats.cache_misses.values()),
 """
 
 
+@pytest.mark.slow  # fresh interpreters that compile kernels
 def test_editing_a_strategy_module_recompiles_it(tmp_path):
     """Numba watches only the file a cached function is in; btcore's kernel module
     name follows the strategy's source, so an edit can never load stale code."""
@@ -219,6 +222,7 @@ def test_editing_a_strategy_module_recompiles_it(tmp_path):
     assert edited["trades"] != first["trades"]
 
 
+@pytest.mark.slow  # fresh interpreters that compile kernels
 def test_read_only_install_falls_back_to_user_cache(tmp_path):
     install = tmp_path / "site"
     # the layout of a regular install: the plug-in folders inside btcore
@@ -295,6 +299,7 @@ print(json.dumps({"misses": sum(kernel.stats.cache_misses.values()),
 """
 
 
+@pytest.mark.slow  # fresh interpreters that compile kernels
 def test_editing_an_imported_constant_recompiles_and_refuses_resume(tmp_path):
     """Numba freezes globals at compile time: a constant the rule imports from
     another module is part of the kernel key (and of numba's cache key of the

@@ -4,6 +4,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # fresh interpreters (and a pip wheel build)
+
 
 def test_import_beside_a_users_own_strategies_package(tmp_path):
     for name in ("strategies", "executors"):

@@ -478,6 +478,7 @@ def test_missing_matplotlib_names_the_extra(sweep, replay, wf, port, monkeypatch
         port.plot()
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_btcore_does_not_import_matplotlib():
     import subprocess
     code = ("import sys, btcore, btcore.plots; "

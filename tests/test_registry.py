@@ -373,6 +373,7 @@ COMPILE_CASES = [
 ]
 
 
+@pytest.mark.slow  # a failed compile is never cached: seconds each
 @pytest.mark.parametrize("spec_name, function, line_text, culprit", COMPILE_CASES)
 def test_a_rule_numba_cannot_compile_names_the_file_and_line(data, spec_name, function,
                                                              line_text, culprit):
@@ -390,6 +391,7 @@ def test_a_rule_numba_cannot_compile_names_the_file_and_line(data, spec_name, fu
     assert line_text.strip() in message
 
 
+@pytest.mark.slow  # a failed compile is never cached: seconds each
 def test_compile_errors_show_only_the_strategy_files(data):
     """numba prints file names relative to the working directory: btcore's own
     kernel frames must still be left out."""

@@ -86,6 +86,7 @@ run_sweep(grid, out=sys.argv[1], batch_size=4, on_progress=die, **{window!r})
 """
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_sigkilled_sweep_resumes_to_the_same_table(full, tmp_path):
     script = tmp_path / "killed.py"
     script.write_text(KILLED_RUN.format(grid=GRID, after=6, window=WINDOW))

@@ -94,6 +94,7 @@ run_sweep(small_grid(), data=data, out=out, on_progress=hold, **{run!r})
 """
 
 
+@pytest.mark.slow  # a second interpreter
 def test_a_second_writer_is_refused_naming_the_first_and_readers_still_work(
         small_data, grid, fresh, tmp_path):
     out, ready, go = tmp_path / "run", tmp_path / "ready", tmp_path / "go"
