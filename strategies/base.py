@@ -403,9 +403,11 @@ def check_rule(spec: StrategySpec, params_row: np.ndarray | None = None,
             raise ValueError(f"{where}: signal_nb must return (target, state), got "
                              f"{returned!r}")
         target, state = returned
-        if not _is_int(target) or int(target) not in (-1, 0, 1):
-            raise ValueError(f"{where}: signal_nb returned target {target!r} at bar {t} of a "
-                             "synthetic series; a target is -1 (short), 0 (flat) or 1 (long)")
+        if not is_target(target):
+            shown = show_target(target) if _is_number(target) else repr(target)
+            raise ValueError(f"{where}: signal_nb returned target {shown} at bar {t} of a "
+                             "synthetic series; a target is -1 (short), 0 (flat) or 1 (long)"
+                             f"{target_advice(target)}")
         if not _is_int(state):
             raise ValueError(f"{where}: signal_nb returned state {state!r}; the state must "
                              "be an int")
@@ -414,3 +416,34 @@ def check_rule(spec: StrategySpec, params_row: np.ndarray | None = None,
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))
+
+
+def is_target(value) -> bool:
+    """An int or a float that is exactly -1, 0 or 1 (numba rules may return floats)."""
+    return _is_number(value) and value in (-1, 0, 1)
+
+
+def show_target(value: float) -> str:
+    """A target as a message shows it: ``2``, ``0.5``, ``nan``, ``-inf``."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def target_advice(value) -> str:
+    """What to do about an invalid target ``value``, as ``": ..."`` ("" if nothing
+    more than "a target is -1, 0 or 1" is to say)."""
+    if not _is_number(value):
+        return f": it must be a number, not {type(value).__name__}"
+    value = float(value)
+    if math.isnan(value):
+        return (": NaN usually comes from an indicator that is undefined at that bar "
+                "(test np.isnan and return 0) or from 0 / 0")
+    if math.isinf(value):
+        return ": sign your signal (np.sign), do not return it"
+    if not value.is_integer():
+        return ": round or sign your signal"
+    return ": sign or clip your signal"

@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+from numba.core.errors import NumbaError
 
 from btcore.kernels.binding import KernelRef, debug_functions, kernel_ref, load_kernel
-from btcore.kernels.single import (INVALID_BAR_ROW, OUT_ROWS, batch_kernel_nb, empty_record,
+from btcore.kernels.single import (EMPTY_INDICATOR, INVALID_BAR_ROW, INVALID_VALUE_ROW, OUT_ROWS,
+                                   RECORD_EQUITY, RECORD_ROWS, batch_kernel_nb, empty_record,
                                    no_blocks)
+from btcore.strategies.base import show_target, target_advice
 
 
 class Task(NamedTuple):
@@ -117,12 +120,16 @@ class Job:
         return self.windows[None, :, -1] - self.first_bar + 1
 
     def payload(self) -> dict:
-        """What the executor ships to workers once (arrays and a KernelRef)."""
+        """What the executor ships to workers once (arrays and a KernelRef; the
+        parameter names and bar labels name the set and bar of an error raised in
+        the strategy's code)."""
         return {"kernel": self.kernel, "close": self.close, "first_bar": self.first_bar,
                 "windows": self.windows, "sets": self.sets, "options": self.options,
                 "settings": np.array([self.initial_capital, self.cost_bps,
                                       self.periods_per_year]),
-                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug}
+                "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug,
+                "params_named": tuple((p.name, p.kind is int) for p in self.strategy.params),
+                "labels": self.labels}
 
 
 def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
@@ -224,12 +231,30 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
 
     Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
-    sees the same types (one compiled specialisation) whatever the transport.
+    sees the same types (one compiled specialisation) whatever the transport. An
+    error raised in the strategy's code (an ``IndexError``, a ``ZeroDivisionError``
+    under ``error_model="python"``...) is raised again with its type, naming the
+    strategy, the parameter set and the bar (:func:`kernel_error`).
     """
+    args, out, block_sums = kernel_args(shared, task, record)
+    try:
+        run_kernel(shared["kernel"], args, debug=shared["debug"])
+    except NumbaError:  # compiling: btcore.engine.plan trims it to the strategy's code
+        raise
+    except Exception as err:  # noqa: BLE001 - raised again, same type, with context
+        raise kernel_error(err, shared, task) from None
+    return (out, block_sums) if int(shared["n_blocks"]) else out
+
+
+def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
+                indicators_only: bool = False) -> tuple:
+    """``(args, out, block_sums)``: the batch kernel's arguments for ``task``, and
+    the arrays it fills. ``indicators_only``: the task's indicator series, no set."""
     sets = shared["sets"]
     set_series = sets.set_series(task.start, task.stop)
     needed, local = np.unique(set_series, return_inverse=True)
     series = sets.series[needed]
+    n_sets = 0 if indicators_only else task.n_sets
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
     # indicators are causal (out[t] uses closes up to t): bars after the window's
@@ -238,20 +263,19 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     n_blocks = int(shared["n_blocks"])
     if n_blocks:
         bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
-        block_sums = np.zeros((task.n_sets, n_blocks, 2))
+        block_sums = np.zeros((n_sets, n_blocks, 2))
     else:
-        bar_block, block_sums = no_blocks(task.n_sets)
+        bar_block, block_sums = no_blocks(n_sets)
     capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
-    out = np.empty((len(checkpoints), OUT_ROWS, task.n_sets), dtype=np.float64)
+    out = np.empty((len(checkpoints), OUT_ROWS, n_sets), dtype=np.float64)
     args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
             np.ascontiguousarray(series[:, 1:]),
-            np.ascontiguousarray(local.reshape(set_series.shape), dtype=np.int64),
-            np.array(sets.params(task.start, task.stop), dtype=np.float64),
+            np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets], dtype=np.int64),
+            np.array(sets.params(task.start, task.stop)[:n_sets], dtype=np.float64),
             np.array(shared["options"], dtype=np.float64), capital, cost_bps,
             periods_per_year, bar_block, block_sums, out,
             empty_record() if record is None else record)
-    run_kernel(shared["kernel"], args, debug=shared["debug"])
-    return (out, block_sums) if n_blocks else out
+    return args, out, block_sums
 
 
 def column_prices(shared: dict, column: int) -> np.ndarray:
@@ -275,15 +299,140 @@ def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
 
 
 def check_targets(job: Job, task: Task, out: np.ndarray) -> None:
-    """ValueError naming the strategy, bar and set if a target left {-1, 0, 1}."""
-    invalid = out[-1, INVALID_BAR_ROW]
-    if (invalid >= 0).any():
-        position = int(np.argmax(invalid >= 0))
-        bar = int(invalid[position])
-        when = job.labels[bar] if job.labels is not None else f"bar {bar}"
-        params = {param.name: int(value) if param.kind is int else float(value)
-                  for param, value in zip(job.strategy.params,
-                                          job.sets.params(task.start, task.stop)[position])}
-        raise ValueError(f"strategy {job.strategy.name!r}: signal_nb returned a target "
-                         f"outside {{-1, 0, 1}} at {when} for parameters {params}; a target "
-                         "is -1 (short), 0 (flat) or 1 (long)")
+    """ValueError naming the strategy, the parameter set and the bar if the kernel
+    refused a set of ``task``: its rule returned a target other than exactly -1, 0
+    or 1 (NaN, 0.5, 2, -inf), or one of its indicators is NaN on every traded bar."""
+    final = out[-1]
+    refused = final[INVALID_BAR_ROW] != -1.0
+    if not refused.any():
+        return
+    position = int(np.argmax(refused))
+    bar, value = int(final[INVALID_BAR_ROW, position]), float(final[INVALID_VALUE_ROW, position])
+    spec = job.strategy
+    row = job.sets.params(task.start, task.stop)[position]
+    params = {param.name: int(v) if param.kind is int else float(v)
+              for param, v in zip(spec.params, row)}
+    where = f"strategy {spec.name!r}"
+    if bar == EMPTY_INDICATOR:
+        indicator = spec.indicators[int(value)]
+        arguments = {**params, **spec.option_settings(job.options)}
+        given = ", ".join(f"{name}={arguments[name]!r}" for name in indicator.names)
+        first = int(job.first_bar[task.column, task.window])
+        fn = getattr(indicator.fn, "py_func", indicator.fn).__name__
+        raise ValueError(f"{where}: indicator {fn} with {given} is NaN on every traded bar "
+                         f"(first traded bar {_bar_label(job.labels, first)}): does it "
+                         f"write out[t]? (parameters {params})")
+    raise ValueError(f"{where}: signal_nb returned a target outside {{-1, 0, 1}} at "
+                     f"{_bar_label(job.labels, bar)} for parameters {params}: it returned "
+                     f"{show_target(value)} (a target is -1 (short), 0 (flat) or 1 "
+                     f"(long){target_advice(value)})")
+
+
+def _bar_label(labels, bar: int) -> str:
+    return str(labels[bar]) if labels is not None else f"bar {bar}"
+
+
+# ------------------------------------------------ errors in the strategy's code
+def kernel_error(err: Exception, shared: dict, task: Task) -> Exception:
+    """``err``, raised by the kernel on ``task``, as an exception of the same type
+    whose message names the strategy, the parameter set and the bar.
+
+    The kernel runs compiled and keeps no trace of where it stopped, so the set is
+    found by running halves of the task again (the first set that raises), and the
+    bar by running that set alone with a per-bar record: the first bar left
+    unrecorded. With ``debug`` the Python traceback gives both at once. When
+    neither works (an error that does not repeat), the task's parameter range is
+    named instead.
+    """
+    named = shared.get("params_named") or ()
+    where = f"strategy {shared['kernel'].strategy!r}"
+    try:
+        found = _locate(err, shared, task)
+    except Exception:  # noqa: BLE001 - locating is best effort; err is what matters
+        found = None
+    if found is None:
+        first, last = (_params_of(shared, named, task.start + i) for i in (0, task.n_sets - 1))
+        context = (f"{where}, one of the parameter sets {first} to {last} "
+                   f"({task.n_sets} sets of a task)")
+    else:
+        k, bar = found
+        context = f"{where}, parameters {_params_of(shared, named, task.start + k)}"
+        if bar == INDICATORS:
+            context += ", computing its indicators"
+        elif bar >= 0:
+            context += f", at {_bar_label(shared.get('labels'), bar)}"
+    if shared["first_bar"].shape[0] > 1:
+        context += f" (column {task.column})"
+    message = f"{context}: {err}" if str(err) else f"{context}: {type(err).__name__}"
+    try:
+        again = type(err)(message)
+    except Exception:  # noqa: BLE001 - a type that takes other arguments
+        err.add_note(message)
+        return err
+    return again.with_traceback(err.__traceback__)
+
+
+def _params_of(shared: dict, named, position: int) -> dict:
+    """The parameter set at sorted ``position``, by name (int parameters as int)."""
+    row = shared["sets"].params(position, position + 1)[0]
+    if not named:
+        return {f"params[{j}]": float(v) for j, v in enumerate(row)}
+    return {name: int(v) if whole else float(v) for (name, whole), v in zip(named, row)}
+
+
+#: ``_locate``'s bar when the error came from computing the set's indicators
+INDICATORS = -2
+
+
+def _locate(err: Exception, shared: dict, task: Task):
+    """``(set within the task, bar)`` where ``err`` was raised (bar -1: not known;
+    ``INDICATORS``: computing the set's indicators), or None if not found."""
+    if isinstance(err, MemoryError):
+        return None
+    if shared["debug"]:
+        return _locate_in_traceback(err, shared)
+    lo, hi = 0, task.n_sets  # the first failing set is in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _raises(shared, task._replace(start=task.start + lo, stop=task.start + mid)):
+            hi = mid
+        else:
+            lo = mid
+    one = task._replace(start=task.start + lo, stop=task.start + lo + 1)
+    if _raises(shared, one, indicators_only=True):
+        return lo, INDICATORS
+    n_bars = int(shared["windows"][task.window][-1]) + 1
+    record = np.full((RECORD_ROWS, n_bars), np.nan)
+    if not _raises(shared, one, record):
+        return None
+    first_bar = int(shared["first_bar"][task.column, task.window])
+    unrecorded = np.flatnonzero(np.isnan(record[RECORD_EQUITY, first_bar:]))
+    return lo, (first_bar + int(unrecorded[0]) if unrecorded.size else -1)
+
+
+def _locate_in_traceback(err: Exception, shared: dict):
+    """:func:`_locate` for ``debug`` (plain Python): the kernel's frame holds the set
+    and bar, the frame after it says whether the rule or an indicator raised."""
+    trace = err.__traceback__
+    while trace is not None and trace.tb_frame.f_code is not batch_kernel_nb.py_func.__code__:
+        trace = trace.tb_next
+    if trace is None or trace.tb_next is None:
+        return None
+    local = trace.tb_frame.f_locals
+    callee = trace.tb_next.tb_frame.f_code
+    compute_indicator, _, _, signal = debug_functions(shared["kernel"])
+    if callee is compute_indicator.__code__:  # a series, shared by sets: the first one's
+        uses = np.flatnonzero((local["set_series"] == local["s"]).any(axis=1))
+        return (int(uses[0]), INDICATORS) if uses.size else None
+    if "k" not in local:
+        return None
+    return int(local["k"]), int(local["t"]) if callee is signal.__code__ else -1
+
+
+def _raises(shared: dict, task: Task, record=None, indicators_only: bool = False) -> bool:
+    args = kernel_args(shared, task, record, indicators_only)[0]
+    try:
+        run_kernel(shared["kernel"], args, debug=shared["debug"])
+    except Exception:  # noqa: BLE001
+        return True
+    return False

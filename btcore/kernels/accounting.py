@@ -8,7 +8,8 @@ blocks the kernels compose:
 
 - :func:`trade_cost_nb` (the cash a trade costs, the one cost formula),
   :func:`fee_nb`, :func:`entry_size_nb` and :func:`fill_nb` (one bar's
-  trading of a position held as a sign);
+  trading of a position held as a sign), :func:`valid_target_nb` (the rule's
+  target is exactly -1, 0 or 1);
 - :func:`close_out_nb` (a position closed because the account is out of money)
   and :func:`ruin_nb` (the account's last return, -1, and equity 0 after);
 - the metric accumulator :class:`MetricState`, a named tuple of the return
@@ -31,9 +32,15 @@ from btcore.metrics import (CAGR, CALMAR, EXPOSURE, FINAL_VALUE, MAX_DRAWDOWN, N
                             NUM_TRADES, SHARPE, SORTINO, TOTAL_RETURN, VOLATILITY, WIN_RATE)
 
 #: rows of every kernel's ``out`` after the metrics: 1.0 if the account ran out of
-#: money; the first bar whose target was outside {-1, 0, 1} (-1: none)
+#: money; the first bar whose target was not exactly -1, 0 or 1 (-1: none;
+#: ``EMPTY_INDICATOR``: one of the set's indicators is NaN on every traded bar)
 RUINED_ROW, INVALID_BAR_ROW = N_METRICS, N_METRICS + 1
 OUT_ROWS = N_METRICS + 2
+EMPTY_INDICATOR = -2
+#: a set the kernel refused (``INVALID_BAR_ROW`` != -1) has no metrics: this row of
+#: it holds what was wrong instead, the target the rule returned (a bar >= 0) or the
+#: position of the indicator in the strategy's ``indicators`` (``EMPTY_INDICATOR``)
+INVALID_VALUE_ROW = TOTAL_RETURN
 TROUGH_SLACK = 1.0 + 1e-12
 
 
@@ -117,6 +124,17 @@ def fill_nb(target, position, shares, cash, price, fee_rate, entry_cash):
             position = target
             filled = True
     return position, shares, cash, entry_cash, filled, closed_trip, closed_pnl
+
+
+@njit(inline="always", error_model="numpy")
+def valid_target_nb(target):
+    """Whether a rule's ``target`` is exactly -1, 0 or 1 (an int or a float).
+
+    Written as equalities so that NaN, 0.5, 2 and -inf all fail: a range test such
+    as ``abs(target) > 1`` lets NaN and 0.5 through. Kernels test it only when
+    ``target != position``: a valid position never equals an invalid target.
+    """
+    return target == 0 or target == 1 or target == -1
 
 
 @njit(inline="always", error_model="numpy")
@@ -239,7 +257,8 @@ def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_roun
     initial_capital, periods_per_year : float
     ruined : bool
     invalid_bar : int
-        The first bar with a target outside {-1, 0, 1}, -1 if none.
+        The first bar with a target other than -1, 0 or 1, -1 if none (or
+        ``EMPTY_INDICATOR``); the kernel then writes ``INVALID_VALUE_ROW`` itself.
 
     Notes
     -----
@@ -289,7 +308,8 @@ def turnover_nb(traded_value, sum_equity, n_bars, periods_per_year):
     return traded_value / mean_equity / years if mean_equity > 0.0 else np.nan
 
 
-__all__ = ["fee_nb", "trade_cost_nb", "entry_size_nb", "fill_nb", "close_out_nb",
+__all__ = ["fee_nb", "trade_cost_nb", "entry_size_nb", "fill_nb", "valid_target_nb",
+           "close_out_nb",
            "MetricState", "start_metrics_nb", "add_bar_nb", "ruin_nb", "finalize_metrics_nb",
-           "turnover_nb", "OUT_ROWS",
-           "RUINED_ROW", "INVALID_BAR_ROW", "TROUGH_SLACK"]
+           "turnover_nb", "OUT_ROWS", "RUINED_ROW", "INVALID_BAR_ROW", "INVALID_VALUE_ROW",
+           "EMPTY_INDICATOR", "TROUGH_SLACK"]

@@ -33,15 +33,17 @@ Array arguments (C-contiguous float64 unless noted):
   portfolio_stop_drawdown (inf = none);
 - ``out`` (PORTFOLIO_OUT_ROWS, n_sets): metrics, ruined, invalid_bar, turnover,
   avg_correlation (NaN here: computed from the records by ``portfolio_backtest``);
+  a set refused at a target other than -1, 0 or 1 holds it in ``INVALID_VALUE_ROW``;
 - ``record_equity`` (n_bars,) and ``record`` (RECORD_LAYERS, n_bars, n_assets):
   per-bar detail of a single-set batch (``record`` with 0 bars in sweeps).
 """
 import numpy as np
 from numba import njit
 
-from btcore.kernels.accounting import (OUT_ROWS, add_bar_nb, close_out_nb, entry_size_nb,
-                                       fee_nb, fill_nb, finalize_metrics_nb, ruin_nb,
-                                       start_metrics_nb, trade_cost_nb, turnover_nb)
+from btcore.kernels.accounting import (INVALID_VALUE_ROW, OUT_ROWS, add_bar_nb, close_out_nb,
+                                       entry_size_nb, fee_nb, fill_nb, finalize_metrics_nb,
+                                       ruin_nb, start_metrics_nb, trade_cost_nb, turnover_nb,
+                                       valid_target_nb)
 
 TURNOVER_ROW, AVG_CORRELATION_ROW = OUT_ROWS, OUT_ROWS + 1
 PORTFOLIO_OUT_ROWS = OUT_ROWS + 2
@@ -154,6 +156,7 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
         ruined = False
         halted = False  # the drawdown stop closed everything
         invalid_bar = -1
+        invalid_value = 0.0
         stop_bar = last_bar
         for t in range(first_bar, last_bar + 1):
             load_values_nb(row_values, selected, t)
@@ -226,8 +229,9 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
                                               position[a], state[a])
                 state[a] = new_state
                 if target != position[a]:
-                    if target > 1 or target < -1:
+                    if not valid_target_nb(target):  # NaN, 0.5, 2, -inf...
                         invalid_bar = t
+                        invalid_value = target
                         break
                     old_shares = shares[a]
                     was_open = position[a] != 0
@@ -356,6 +360,8 @@ def portfolio_kernel_nb(close, first_bars, last_bar, series_which, series_values
         finalize_metrics_nb(out, k, n_traded, metrics, num_trades, round_trips,
                             winning_round_trips, initial_capital, periods_per_year, ruined,
                             invalid_bar)
+        if invalid_bar != -1:  # a refused set: what the rule returned
+            out[INVALID_VALUE_ROW, k] = invalid_value
         out[TURNOVER_ROW, k] = turnover_nb(traded_value, sum_equity, n_traded,
                                            periods_per_year)
         out[AVG_CORRELATION_ROW, k] = np.nan

@@ -4,12 +4,20 @@ One call evaluates a batch of parameter sets on one price column:
 
 1. each indicator *series* the batch needs is computed once (a series is one
    indicator function at one set of argument values, so a 50 x 50 crossover
-   grid computes 100 moving averages, not 2,500 pairs);
+   grid computes 100 moving averages, not 2,500 pairs), and marked if it is NaN
+   on every traded bar;
 2. each parameter set then makes one sequential pass over the traded bars,
    asking the strategy's rule for a target position sign; sizing, fills,
    costs, equity, out-of-money close-out and metric accumulation are the
    account's (``docs/semantics.md``), so every strategy gets the same tested
    bookkeeping.
+
+A set is refused, not run further, at its first target other than exactly -1,
+0 or 1 (NaN, 0.5, 2, -inf: ``INVALID_BAR_ROW`` holds the bar and
+``INVALID_VALUE_ROW`` the target), and from the start when one of its
+indicators is NaN on every traded bar (``INVALID_BAR_ROW`` = ``EMPTY_INDICATOR``,
+``INVALID_VALUE_ROW`` the indicator's position); ``btcore.engine.check_targets``
+turns either into an error.
 
 :func:`batch_kernel_nb` composes the ``@njit(inline="always")`` blocks of
 :mod:`btcore.kernels.accounting`: ``fill_nb`` (one bar's trading),
@@ -35,16 +43,18 @@ Array arguments (all C-contiguous float64 unless noted):
 - ``params`` (n_sets, n_params); ``options`` (n_options,);
 - ``bar_block`` (n_bars,) int64 and ``block_sums`` (n_sets, n_blocks, 2): per-block
   sums of r and r^2 (empty arrays when not wanted);
-- ``out`` (n_checks, OUT_ROWS, n_sets): metrics, ``ruined`` and ``invalid_bar``;
+- ``out`` (n_checks, OUT_ROWS, n_sets): metrics, ``ruined`` and ``invalid_bar``
+  (a refused set's ``INVALID_VALUE_ROW`` holds what was wrong);
 - ``record`` (RECORD_ROWS, n_bars): per-bar equity, shares and closed round-trip
   P&L of a single-set batch (empty in sweeps).
 """
 import numpy as np
 from numba import njit
 
-from btcore.kernels.accounting import (INVALID_BAR_ROW, OUT_ROWS, RUINED_ROW, add_bar_nb,
-                                       close_out_nb, fill_nb, finalize_metrics_nb, ruin_nb,
-                                       start_metrics_nb)
+from btcore.kernels.accounting import (EMPTY_INDICATOR, INVALID_BAR_ROW, INVALID_VALUE_ROW,
+                                       OUT_ROWS, RUINED_ROW, add_bar_nb, close_out_nb, fill_nb,
+                                       finalize_metrics_nb, ruin_nb, start_metrics_nb,
+                                       valid_target_nb)
 
 #: rows of ``record``: equity, shares, P&L of the round trip closed at the bar (NaN if none)
 RECORD_EQUITY, RECORD_SHARES, RECORD_TRIP_PNL = 0, 1, 2
@@ -67,18 +77,26 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
     """
     n_bars = close.shape[0]
     n_series = series_which.shape[0]
+    n_checks = checkpoints.shape[0]
+    last_bar = checkpoints[n_checks - 1]
     series = np.empty((n_series, n_bars), dtype=np.float64)
+    empty = np.empty(n_series, dtype=np.bool_)  # NaN on every traded bar
     for s in range(n_series):
         series[s, :] = np.nan
         compute_indicator_nb(series_which[s], close, series_values[s], series[s])
+        empty[s] = True
+        for t in range(first_bar, last_bar + 1):  # stops at the first value (usually at once)
+            if not np.isnan(series[s, t]):
+                empty[s] = False
+                break
     fee_rate = cost_bps / 1e4
     recording = record.shape[1] > 0
     blocks = block_sums.shape[1] > 0
-    n_checks = checkpoints.shape[0]
-    last_bar = checkpoints[n_checks - 1]
     n_indicators = set_series.shape[1]
     n_sets = params.shape[0]
     values = np.empty(n_indicators, dtype=np.float64)
+    # what a refused set returned, kept in memory: a loop-carried variable slows the bar loop
+    invalid_value = np.empty(1, dtype=np.float64)
     for k in range(n_sets):
         selected = select_series_nb(series, set_series[k])
         set_params = params[k]
@@ -92,10 +110,16 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
         round_trips = 0
         winning_round_trips = 0
         filled = False
-        stopped = False  # out of money, or an invalid target: no more bars
+        stopped = False  # out of money, an invalid target or indicator: no more bars
         ruined = False
         closed_out = False
         invalid_bar = -1
+        for i in range(n_indicators):
+            if empty[set_series[k, i]]:
+                invalid_bar = EMPTY_INDICATOR
+                invalid_value[0] = i
+                stopped = True
+                break
         stop_bar = last_bar
         segment_start = first_bar
         for check in range(n_checks):
@@ -112,8 +136,9 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
                 closed_trip = False
                 closed_pnl = 0.0
                 if target != position:
-                    if target > 1 or target < -1:
+                    if not valid_target_nb(target):  # NaN, 0.5, 2, -inf...
                         invalid_bar = t
+                        invalid_value[0] = target
                         stopped = True
                         break
                     position, shares, cash, entry_cash, filled, closed_trip, closed_pnl = \
@@ -166,6 +191,8 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
             finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1, metrics,
                                 num_trades, round_trips, winning_round_trips, initial_capital,
                                 periods_per_year, ruined, invalid_bar)
+            if invalid_bar != -1:
+                out[check, INVALID_VALUE_ROW, k] = invalid_value[0]
             segment_start = checkpoints[check] + 1
 
 
@@ -180,5 +207,5 @@ def no_blocks(n_sets: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 __all__ = ["batch_kernel_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
-           "INVALID_BAR_ROW", "RECORD_ROWS", "RECORD_EQUITY", "RECORD_SHARES",
+           "INVALID_BAR_ROW", "INVALID_VALUE_ROW", "EMPTY_INDICATOR", "RECORD_ROWS", "RECORD_EQUITY", "RECORD_SHARES",
            "RECORD_TRIP_PNL"]
