@@ -16,11 +16,9 @@ import os
 import resource
 import time
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from btcore import MarketData, run_portfolio_sweep  # noqa: E402
+from btcore import MarketData, run_portfolio_sweep
 
 GRID = {"lookback_period": [10, 20, 40, 60, 100], "entry_threshold": [1.5, 2.0, 2.5, 3.0],
         "exit_threshold": [0.0, 0.25, 0.5, 0.75, 1.0], "stop_loss_z": [3.5]}  # 100 sets

@@ -39,12 +39,10 @@ import sys
 import time
 import warnings
 
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from btcore import MarketData, portfolio_backtest, run_portfolio_sweep  # noqa: E402
+from btcore import MarketData, portfolio_backtest, run_portfolio_sweep
 
 GRID = {"lookback_period": [10, 20, 40, 60, 100], "entry_threshold": [1.5, 2.0, 2.5, 3.0],
         "exit_threshold": [0.0, 0.25, 0.5, 0.75, 1.0], "stop_loss_z": [3.5]}  # 100 sets

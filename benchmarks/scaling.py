@@ -122,8 +122,6 @@ def measure_ray_overheads(quick):
     except ImportError:
         print("ray is not installed: pip install 'btcore[ray]'; using 0 overheads")
         return {"start_s": 0.0, "put_s": 0.0, "task_s": 0.0}
-    import os
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     started = time.perf_counter()
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "object_store_memory": 200_000_000, "include_dashboard": False})

@@ -233,10 +233,65 @@ def test_bad_inputs_refused_before_work(forbid_work, grid, kwargs, message):
         run_cross_sectional_sweep(grid, data, **kwargs)
 
 
-def test_top_k_limits_are_inclusive():
+#: top_k at its inclusive limits on 10 assets: (top_k, long_only, longs and shorts held
+#: after every rebalance that trades, whether any round trip closes)
+TOP_K_LIMITS = [
+    (5, False, 5, 5, True),     # half the universe on each side: every asset in the book
+    (10, True, 10, 0, False),   # long only, the whole universe: every asset long, for good
+]
+
+
+@pytest.mark.parametrize("top_k, long_only, longs, shorts, trips_close", TOP_K_LIMITS)
+def test_top_k_limits_are_inclusive(top_k, long_only, longs, shorts, trips_close):
+    """The largest top_k (n/2 with shorts, n long only) is accepted and holds every
+    asset. Defaults: lookback 20 and a rebalance every 21 bars from bar 0, where no
+    asset has 20 bars of history (flat); so the book opens at bar 21 and is rebalanced
+    at 21, 42, ..., 252 of the 263 bars."""
     data = MarketData.synthetic(n_assets=10, start="2020-01-01", end="2021-01-01")
-    run_cross_sectional_sweep({"top_k": [5]}, data)
-    run_cross_sectional_sweep({"top_k": [10]}, data, long_only=True)
+    res = run_cross_sectional_sweep({"top_k": [top_k]}, data, long_only=long_only)
+    [row] = res.table.to_dict("records")
+    assert {name: row[name] for name in PARAM_NAMES} == {
+        "lookback_period": 20, "top_k": top_k, "rebalance_every": 21, "gross_leverage": 1.0}
+    replay = res.backtest(0)
+    shares = replay.positions
+    n_bars, opened = len(shares), 21
+    assert n_bars == 263 and list(shares.columns) == list(data.symbols)
+    assert (shares.iloc[:opened] == 0.0).all(axis=None)
+    held = shares.iloc[opened:]
+    assert ((held > 0).sum(axis=1) == longs).all() and ((held < 0).sum(axis=1) == shorts).all()
+    assert row["exposure"] == (n_bars - opened) / n_bars  # 242 of 263 bars hold positions
+    # num_trades: asset-bars whose shares changed; every asset enters at bar 21, and at
+    # most every asset is resized at each of the 12 rebalances
+    fills = int((shares.diff().fillna(shares) != 0.0).sum(axis=None))
+    assert row["num_trades"] == fills
+    rebalances = list(range(opened, n_bars, 21))
+    assert len(rebalances) == 12 and 10 < fills <= 10 * len(rebalances)
+    changed = shares.diff().fillna(shares) != 0.0
+    assert not changed.drop(index=shares.index[rebalances]).any(axis=None)  # held between
+    # weights at the rebalances: gross G = 1 (less what whole shares and costs leave),
+    # net 1 long only and about 0 with both sides
+    weights = replay.weights.iloc[rebalances]
+    assert weights.abs().sum(axis=1).to_numpy() == pytest.approx(1.0, abs=2e-3)
+    assert weights.sum(axis=1).to_numpy() == pytest.approx(1.0 if long_only else 0.0, abs=1e-2)
+    # a round trip closes only when an asset goes flat or flips side: long only at
+    # top_k = n every asset stays long to the end, so there is no win rate
+    flips = (np.sign(held).diff().fillna(0.0) != 0.0).any(axis=None)
+    assert flips == trips_close
+    assert math.isnan(row["win_rate"]) != trips_close
+    if trips_close:
+        assert 0.0 <= row["win_rate"] <= 1.0
+    assert not row["ruined"] and row["final_value"] > 0.0 and row["turnover"] > 0.0
+    finite = [name for name in METRIC_NAMES if name != "win_rate"]
+    assert all(math.isfinite(row[name]) for name in finite), row
+    # the mirror image: momentum holds the opposite book; long only over the whole
+    # universe both directions hold the same equal-weight book, bit for bit
+    momentum = run_cross_sectional_sweep({"top_k": [top_k]}, data, long_only=long_only,
+                                         direction="momentum")
+    if long_only:
+        assert_tables_identical(momentum.table, res.table)
+    else:
+        first = momentum.backtest(0).positions.iloc[opened]
+        assert (first == -shares.iloc[opened]).all()  # same equity at bar 21, sides swapped
 
 
 def test_long_only_must_be_bool(forbid_work):
@@ -244,6 +299,7 @@ def test_long_only_must_be_bool(forbid_work):
         run_cross_sectional_sweep({"top_k": [1]}, long_only="yes")
 
 
+@pytest.mark.slow  # the kernel as plain Python: seconds
 def test_debug_runs_the_kernel_as_plain_python_with_the_same_bits(small_data):
     grid = {"lookback_period": [5, 10], "top_k": [1], "rebalance_every": [3, 7]}
     compiled = run_cross_sectional_sweep(grid, small_data, progress=False)

@@ -124,14 +124,40 @@ def test_dask_survives_a_killed_worker(dask_executor, long_sweep):
 
 
 def test_dask_scatters_again_when_every_holder_died(long_sweep):
+    """Both workers, every holder of the scattered payload, are SIGKILLed at once
+    while each has tasks of the sweep: the driver scatters the payload again to the
+    restarted workers and resubmits what was lost. The kill comes from
+    ``on_progress`` (in the driver, between two results: the sweep is under way by
+    construction) at the first result after which the scheduler shows this sweep's
+    tasks on both workers, so no CPU or time threshold can be missed on a loaded
+    machine."""
     from btcore.executors.dask_executor import DaskExecutor
     data, expected = long_sweep
-    with DaskExecutor(n_workers=2) as executor:
-        pids = set(executor._client.run(os.getpid).values())
-        result, killed = sweep_killing(executor, data,
-                                       lambda: [psutil.Process(pid) for pid in pids], n_kills=2)
-    assert len(killed) == 2, "the workers were not both killed mid-sweep"
+    # timeout: how long scattering again waits for a restarted worker (a fresh
+    # interpreter importing numpy and numba: many seconds on a loaded machine)
+    with DaskExecutor(n_workers=2, timeout=120) as executor:
+        client = executor._client
+        tiny = {name: values[:1] for name, values in GRID.items()}
+        run_sweep(tiny, data=data, executor=executor, progress=False)  # warm the workers up
+        pids = client.run(os.getpid)  # address -> pid of both holders
+        assert len(pids) == 2
+        killed = []
+
+        def kill_both_holders(done, total, rate):
+            if killed:
+                return
+            working = {address for address, keys in client.processing().items()
+                       if any(str(key).startswith("btcore-") for key in keys)}
+            if working >= set(pids):
+                for pid in pids.values():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+
+        result = run_sweep(GRID, data=data, executor=executor, batch_size=BATCH_SIZE,
+                           progress=False, on_progress=kill_both_holders)
+    assert len(killed) == 2, "the scheduler never showed tasks on both workers at once"
     assert_tables_identical(result.table, expected)
+    # both removals held tasks of the sweep (and the last one the payload's last copy)
     assert result.stats["lost_workers"] >= 2 and result.stats["retries"] >= 2
 
 

@@ -14,11 +14,10 @@ import btcore.executors as executors
 from btcore import MarketData, run_sweep
 from btcore.engine import run_task
 from conftest import SEED_GRID, assert_tables_identical
-from executor_fixtures import CLUSTER_NAMES, EXECUTOR_NAMES
+from executor_fixtures import EXECUTOR_NAMES, executor_params
 from btcore.executors.base import BrokenExecutorError, ExecutorUnavailableError
 
-PROCESS_EXECUTORS = [pytest.param("joblib"), pytest.param("ray", marks=pytest.mark.cluster),
-                     pytest.param("dask", marks=pytest.mark.cluster)]
+PROCESS_EXECUTORS = executor_params(("joblib", "ray", "dask"))  # all three slow
 
 
 # ------------------------------------------------------------ task functions
@@ -92,8 +91,7 @@ def serial_seed_table(sample):
 
 
 #: every executor but the reference one (serial against itself proves nothing)
-NON_SERIAL = [pytest.param(name, marks=pytest.mark.cluster) if name in CLUSTER_NAMES else name
-              for name in EXECUTOR_NAMES if name != "serial"]
+NON_SERIAL = executor_params([name for name in EXECUTOR_NAMES if name != "serial"])
 
 
 @pytest.mark.parametrize("executor", NON_SERIAL, indirect=True)
@@ -181,6 +179,7 @@ def test_joblib_shares_through_files_removed_by_unshare(joblib_executor):
 
 
 # ------------------------------------------------------------------ recycling
+@pytest.mark.slow  # starts process pools
 def test_joblib_recycles_the_pool(small_data, grid):
     from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2, recycle_after=2) as executor:
@@ -202,18 +201,70 @@ def test_ray_recycles_workers_after_max_calls(ray_executor):
     assert ray_executor.n_workers == 2  # the session instance is still up
 
 
+def _worker_counts_function():
+    # nested: cloudpickle ships it to the scheduler by value
+    def worker_counts(dask_scheduler=None):
+        """The number of workers after each add/remove event, oldest first, and
+        whether every removal was planned (``expected``)."""
+        counts, planned, live = [], True, set()
+        for _, msg in dask_scheduler.get_events("all"):
+            if not isinstance(msg, dict) or msg.get("action") not in ("add-worker",
+                                                                      "remove-worker"):
+                continue
+            if msg["action"] == "add-worker":
+                live.add(msg["worker"])
+            else:
+                live.discard(msg["worker"])
+                planned = planned and bool(msg.get("expected"))
+            counts.append(len(live))
+        return counts, planned
+    return worker_counts
+
+
+def worker_pids(client):
+    """The worker processes the scheduler knows (no call to a worker that may be closing)."""
+    def pids(dask_scheduler=None):  # nested: shipped to the scheduler by value
+        return sorted(ws.pid for ws in dask_scheduler.workers.values())
+    return set(client.run_on_scheduler(pids))
+
+
 @pytest.mark.cluster
 def test_dask_recycles_one_worker_at_a_time(small_data, grid):
+    """Behaviour, not timing: maps run until a worker process has been replaced (a
+    replacement's start-up takes seconds on a loaded machine, so no fixed number
+    of tasks is enough); every map returns each task once; only workers that ran
+    ``recycle_after`` tasks are replaced, never two at once, and none counts as
+    lost; the results equal serial ones."""
     from btcore.executors.dask_executor import DaskExecutor
-    with DaskExecutor(n_workers=2, recycle_after=3) as executor:
-        before = set(executor._client.run(os.getpid).values())
-        pids = [pid for _, pid in run_all(executor, slow_pid, {"sleep": 0.1}, range(60))]
-        assert set(pids) - before, "no worker was restarted"
-        assert executor.lost_workers == 0  # planned restarts are not losses
+    recycle_after, n_tasks = 3, 24
+    # timeout: how long the executor waits for a replacement to join before it
+    # recycles the next worker anyway (3 x timeout); ample for a loaded machine
+    with DaskExecutor(n_workers=2, recycle_after=recycle_after, timeout=60) as executor:
+        client = executor._client
+        first = worker_pids(client)
+        assert len(first) == 2
+        tasks_by_pid, deadline = {}, time.monotonic() + 300
+        while not set(tasks_by_pid) - first:
+            assert time.monotonic() < deadline, "no worker was replaced in 300 s"
+            results = run_all(executor, slow_pid, {"sleep": 0.02}, range(n_tasks))
+            assert sorted(task for task, _ in results) == list(range(n_tasks))
+            for _, pid in results:
+                tasks_by_pid[pid] = tasks_by_pid.get(pid, 0) + 1
+        assert executor.lost_workers == executor.retries == 0  # planned restarts
+        client.wait_for_workers(2, timeout=120)
+        replaced = first - worker_pids(client)
+        assert replaced, "a new worker ran tasks but no original one is gone"
+        assert all(tasks_by_pid.get(pid, 0) >= recycle_after for pid in replaced), \
+            (tasks_by_pid, replaced)
+        counts, planned = client.run_on_scheduler(_worker_counts_function())
+        assert planned, "a worker was removed unexpectedly"
+        started = counts.index(2)  # both workers of the local cluster are up
+        assert min(counts[started:]) == 1, counts  # one worker at a time, and at least one
         expected = run_sweep(grid, data=small_data, progress=False)
         result = run_sweep(grid, data=small_data, executor=executor, batch_size=6,
                            progress=False)
         assert_tables_identical(result.table, expected.table)
+        assert executor.lost_workers == executor.retries == 0
 
 
 # -------------------------------------------------------------- lifecycle
@@ -250,6 +301,7 @@ def test_dask_joins_a_cluster_by_address_and_leaves_it_running(dask_executor, sm
     assert sum(dask_executor._client.nthreads().values()) == 2
 
 
+@pytest.mark.slow  # starts process pools
 def test_context_manager_closes(small_data, grid):
     from btcore.executors.joblib_executor import JoblibExecutor
     with JoblibExecutor(n_jobs=2) as executor:
@@ -371,6 +423,7 @@ def test_missing_backend_names_the_extra(monkeypatch, module, cls, backend, extr
     assert isinstance(info.value, ImportError)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_modules_does_not_import_the_backends():
     import subprocess
     code = ("import sys, btcore.executors.ray_executor, btcore.executors.dask_executor, "
