@@ -398,7 +398,9 @@ def _two_level_layout(frame, index, price) -> dict:
 
 
 def _series_frame(series: pd.Series, symbol: str) -> pd.DataFrame:
-    name = symbol if series.name is None else series.name
+    # an unnamed Series is the closes of one asset called ``symbol`` (a column named
+    # after the symbol could read as a long frame's asset column: 'asset')
+    name = "close" if series.name is None else series.name
     if isinstance(series.index, pd.MultiIndex) and field_of(series.name) is None:
         name = "close"  # a stacked (date, symbol) Series of closes
     return series.to_frame(name)

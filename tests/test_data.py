@@ -158,3 +158,15 @@ def test_zscore_of_a_series_shorter_than_the_window_is_all_zero():
     out = np.full(12, 7.0)
     rolling_zscore_nb.py_func(close, 10, out)  # plain Python: would raise IndexError
     assert (out == 0.0).all()
+
+
+def test_an_unnamed_series_is_the_closes_of_one_asset():
+    """A plain Series of closes (the README's first form) was read as a long frame
+    whose 'asset' column held the prices."""
+    closes = pd.Series(np.linspace(10.0, 12.0, 30), index=pd.bdate_range("2021-01-04",
+                                                                         periods=30))
+    data = MarketData.from_pandas(closes)
+    assert data.symbols == ("asset",) and data.price_column == "close"
+    np.testing.assert_array_equal(data.close[:, 0], closes.to_numpy())
+    assert MarketData.from_pandas(closes, symbol="SPY").symbols == ("SPY",)
+    assert MarketData.from_pandas(closes.rename("AAPL")).symbols == ("AAPL",)

@@ -307,3 +307,18 @@ def test_a_refused_task_stops_the_tasks_still_to_run(data, executor, monkeypatch
     with pytest.raises(ValueError, match="signal_nb returned a target outside"):
         run_sweep(grid, HALF, data, executor=executor, batch_size=1, progress=False)
     assert 1 <= len(ran) <= (1 if executor == "serial" else 4), ran
+
+
+def test_walk_forward_refuses_an_invalid_target_out_of_sample():
+    """Prices that trip the 0.5 target only in the last fold's out-of-sample bars:
+    every in-sample window is clean, and the out-of-sample replay refuses it."""
+    n_bars = 400
+    calm = 100.0 * (1.0 + 0.002 * np.sin(np.arange(n_bars) / 3.0))
+    calm[-30:] *= 1.10  # a jump the in-sample windows never see
+    data = MarketData.from_pandas(pd.Series(calm, name="close",
+                                            index=pd.bdate_range("2018-01-01",
+                                                                 periods=n_bars)))
+    from btcore import walk_forward
+    with pytest.raises(ValueError, match=r"at 2019-\S+ .*it returned 0\.5"):
+        walk_forward({"window": [10], "level": [BAD_LEVEL]}, HALF, data, n_splits=3,
+                     progress=False)

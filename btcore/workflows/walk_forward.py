@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from btcore.engine import DenseSink, Task, TopKSink, run_task
+from btcore.engine import DenseSink, Task, TopKSink, check_targets, run_task
 from btcore.store import stored_job
 from btcore._checks import check_int
 from btcore.settings import check_arguments
@@ -329,7 +329,9 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
             else:
                 is_out = run_task(is_payload, Task(0, asset, fold, p, p + 1, 0.0))[-1, :, 0]
             record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
-            oos_out = run_task(oos_payload, Task(0, asset, fold, p, p + 1, 0.0), record)
+            task = Task(0, asset, fold, p, p + 1, 0.0)
+            oos_out = run_task(oos_payload, task, record)
+            check_targets(job, task, oos_out)  # out of sample too: an invalid target stops
             oos_out = oos_out[-1, :, 0]
             for prefix, out in (("is_", is_out), ("oos_", oos_out)):
                 for m, name in enumerate(METRIC_NAMES):
