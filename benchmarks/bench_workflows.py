@@ -13,7 +13,10 @@ import time
 import numpy as np
 
 from btcore import MarketData, run_sweep, walk_forward
-from btcore.workflows.walk_forward import fold_windows
+try:  # a checkout from before the workflows package (to compare with, PYTHONPATH=...)
+    from btcore.walk_forward import fold_windows
+except ImportError:
+    from btcore.workflows.walk_forward import fold_windows
 
 
 def grid_of(n_sets: int) -> dict:
