@@ -211,6 +211,7 @@ def test_an_invalid_target_after_start_is_found_there(data):
         run_sweep(SPLIT, HALF, data, start=data.index[start], progress=False)
 
 
+@pytest.mark.slow  # ~25 s on a cold cache: a portfolio kernel for a test-only strategy
 def test_a_portfolio_refuses_an_invalid_target_too():
     data = MarketData.synthetic(n_assets=2, start="2018-01-01", end="2020-12-31", seed=5)
     from btcore import run_portfolio_sweep
@@ -262,6 +263,7 @@ def test_an_indicator_nan_on_every_traded_bar_is_refused(data, mode):
 
 
 # ------------------------------------------------------ errors in the rule
+@pytest.mark.slow  # seconds a case, warm too (a failing strategy is never remembered)
 @pytest.mark.parametrize("mode", [{}, {"executor": "threads", "batch_size": 3},
                                   {"debug": True}], ids=["serial", "threads", "debug"])
 @pytest.mark.parametrize("spec, error, text", [
