@@ -200,6 +200,195 @@ def _alive(pid: int) -> bool:
         return False
 
 
+# ------------------------------------------- what a driver that died leaves behind
+def driver_tag(pid: int | None = None) -> str:
+    """``"<pid>.<start time>"`` of process ``pid`` (default: this one): names it for
+    :func:`tag_alive` even after its pid is reused (Linux; elsewhere ``"<pid>"``)."""
+    pid = os.getpid() if pid is None else pid
+    started = _start_time(pid)
+    return f"{pid}.{started}" if started is not None else str(pid)
+
+
+def _start_time(pid: int):
+    """Process ``pid``'s start time in clock ticks after boot (Linux), else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            return int(file.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def tag_alive(tag: str) -> bool:
+    """Whether the process :func:`driver_tag` named ``tag`` still runs (an unreadable
+    tag counts as alive: never clean up what might be someone's)."""
+    pid, _, started = tag.partition(".")
+    if not pid.isdigit():
+        return True
+    if not _alive(int(pid)):
+        return False
+    return not started.isdigit() or _start_time(int(pid)) in (None, int(started))
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """In a worker process: exit (at once, even mid-task) once process ``parent``, the
+    driver that started it, is gone (its pid changes when it is reparented). A daemon
+    thread polls ``os.getppid()``: robust where ``PR_SET_PDEATHSIG`` is not (it fires
+    when the *thread* that started the worker ends)."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(70)
+
+    if os.getppid() != parent:  # already orphaned while starting
+        os._exit(70)
+    threading.Thread(target=watch, name="btcore-exit-with-parent", daemon=True).start()
+
+
+def stale_marked(name: str) -> list:
+    """Pids of processes (of this user) whose environment has ``name=<tag>[-...]`` for a
+    :func:`driver_tag` whose process is gone: what a killed driver left behind."""
+    prefix = f"{name}=".encode()
+    found = []
+    if not os.path.isdir("/proc"):  # pragma: no cover - not Linux
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                values = [item[len(prefix):] for item in file.read().split(b"\0")
+                          if item.startswith(prefix)]
+        except OSError:
+            continue
+        if values and not tag_alive(values[0].decode(errors="replace").partition("-")[0]):
+            found.append(int(entry))
+    return found
+
+
+def kill_stale(name: str, timeout: float = 5.0) -> list:
+    """SIGKILL what :func:`stale_marked` finds (again until none is left, or
+    ``timeout`` seconds); return the pids killed."""
+    import signal
+    import time
+    killed, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [pid for pid in stale_marked(name) if _alive(pid)]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return killed
+
+
+def share_prefix() -> str:
+    """The name prefix of this driver's shared-payload directories (its tag inside)."""
+    return f"btcore-share-{driver_tag()}-"
+
+
+def remove_stale_shares(folder: str) -> list:
+    """Remove the shared-payload directories in ``folder`` (e.g. /dev/shm) of drivers
+    that are gone (:func:`share_prefix`; only this user's); return their paths."""
+    import re
+    import shutil
+    removed = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        found = re.fullmatch(r"btcore-share-(\d+(?:\.\d+)?)-.*", entry)
+        path = os.path.join(folder, entry)
+        if found is None or tag_alive(found.group(1)):
+            continue
+        try:
+            if os.lstat(path).st_uid != os.geteuid() or not os.path.isdir(path):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+#: the reaper: waits for its stdin to close; unless told "close" first (the driver
+#: shut down cleanly), SIGKILLs every process whose environment has NAME=VALUE
+_REAPER = r"""
+import os, signal, sys, time
+name, value = sys.argv[1], sys.argv[2]
+needle = (name + "=" + value).encode()
+told = sys.stdin.buffer.read()
+if told.strip() == b"close":
+    sys.exit(0)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open("/proc/%s/environ" % entry, "rb") as file:
+                    if needle in file.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                pass
+    live = []
+    for pid in found:
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as file:
+                if file.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            os.kill(pid, signal.SIGKILL)
+            live.append(pid)
+        except (OSError, IndexError):
+            pass
+    if not live:
+        break
+    time.sleep(0.1)
+"""
+
+
+def start_reaper(name: str, value: str):
+    """A small process that SIGKILLs every process marked ``name=value`` (see
+    :func:`marked_environment`) as soon as this one dies without calling
+    :func:`stop_reaper`: it waits for its stdin, a pipe only this process writes, to
+    close. None where there is no /proc (the next start cleans up instead)."""
+    import subprocess
+    import sys
+    if not os.path.isdir("/proc"):  # pragma: no cover - not Linux
+        return None
+    environ = {key: val for key, val in os.environ.items() if key != name}
+    try:
+        return subprocess.Popen([sys.executable, "-I", "-S", "-c", _REAPER, name, value],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=environ,
+                                start_new_session=True)
+    except OSError:  # pragma: no cover - no process to spare: the next start cleans up
+        return None
+
+
+def stop_reaper(reaper, kill: bool = False) -> None:
+    """Let ``reaper`` exit; with ``kill`` it first SIGKILLs what is still marked."""
+    if reaper is None:
+        return
+    try:
+        if not kill:
+            reaper.stdin.write(b"close")
+        reaper.stdin.close()
+    except OSError:
+        pass
+    try:
+        reaper.wait(timeout=15)
+    except Exception:  # noqa: BLE001 - a stuck reaper is not worth an error
+        reaper.kill()
+
+
 def check_fault_options(recycle_after, max_retries) -> tuple:
     """Validate the process executors' ``recycle_after`` (None or an int >= 1) and
     ``max_retries`` (an int >= 0); returns them."""

@@ -8,6 +8,13 @@ joblib itself uses), owned by this executor: joblib's process-wide reusable
 pool is never touched, so other ``joblib.Parallel`` calls, and other sweeps on
 this executor, are unaffected by what happens here.
 
+A driver killed before ``close()`` (SIGKILL, an out-of-memory kill) leaves
+nothing running: every worker polls its parent and exits once it is gone (loky's
+own workers would wait on their queue forever). Its shared directories stay, named
+after it (``btcore-share-<pid>.<start time>-...``); the next ``start()`` of any
+joblib executor of this user removes those of drivers that are gone, and kills
+any worker still marked with a dead driver's name.
+
 Faults: a task's own error fails only its future; the pool keeps its workers.
 A worker that dies breaks the whole pool (loky fails every pending future with
 ``TerminatedWorkerError``, without saying which task was on the dead worker):
@@ -28,6 +35,9 @@ from btcore.executors import _worker
 from btcore.executors.base import (BrokenExecutorError, Executor, TaskLost, check_worker_count,
                                    cpu_count)
 
+#: environment variable marking this executor's loky workers with the driver's
+#: ``_worker.driver_tag()``: the next start kills those whose driver is gone
+_MARK = "BTCORE_JOBLIB_DRIVER"
 # what joblib's loky backend sets in its workers: no oversubscribed inner thread pools
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS",
@@ -111,7 +121,11 @@ class JoblibExecutor(Executor):
         threads = str(max(cpu_count() // self._n_jobs, 1))
         env = {var: os.environ.get(var, threads) for var in _THREAD_VARS}
         env.setdefault("ENABLE_IPC", os.environ.get("ENABLE_IPC", "1"))  # TBB
-        return _Pool(ProcessPoolExecutor(max_workers=self._n_jobs, env=env),
+        env[_MARK] = _worker.driver_tag()
+        # workers exit when this process dies (loky's would wait on its queue forever)
+        return _Pool(ProcessPoolExecutor(max_workers=self._n_jobs, env=env,
+                                         initializer=_worker.exit_with_parent,
+                                         initargs=(os.getpid(),)),
                      next(self._generations))
 
     def _pool_for_task(self) -> _Pool:
@@ -141,6 +155,10 @@ class JoblibExecutor(Executor):
             pool.outstanding -= 1
 
     def _start(self) -> None:
+        # what drivers killed before they could close left behind: workers, payloads
+        _worker.kill_stale(_MARK)
+        _worker.remove_stale_shares(self._temp_folder or _default_temp_folder()
+                                    or tempfile.gettempdir())
         pool = self._pool_for_task()  # start the workers now, not inside the first sweep
         pings = [pool.executor.submit(_worker.joblib_ping) for _ in range(self._n_jobs)]
         self._task_done(pool)
@@ -161,7 +179,8 @@ class JoblibExecutor(Executor):
     def share(self, payload):
         self.start()
         folder = self._temp_folder or _default_temp_folder()
-        directory = tempfile.mkdtemp(prefix="btcore-share-", dir=folder)
+        # named after this process, so a later start can remove it if this one is killed
+        directory = tempfile.mkdtemp(prefix=_worker.share_prefix(), dir=folder)
         try:
             _worker.dump_shared(payload, directory)
         except BaseException:

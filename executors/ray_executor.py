@@ -102,6 +102,13 @@ class RayExecutor(Executor):
     and client mode, ``PYTHONBREAKPOINT``), unless they were changed again
     in the meantime.
 
+    A driver killed before ``close()`` (SIGKILL, an out-of-memory kill) leaves no
+    local instance behind: Ray's GCS and raylet die with it, and the raylet's
+    agents, which Ray lets linger for a minute or more, are killed at once by a
+    small reaper process this executor starts with the instance (it waits on a
+    pipe from this process). As a fallback, a local start kills the processes of
+    instances whose driver is gone (they carry the driver's pid in a mark).
+
     An interrupted local start-up (Ctrl-C in ``ray.init``) or a failed one
     disconnects and stops every process that start had launched, including
     the raylet's agents that ``ray.shutdown`` does not know of yet (they are
@@ -143,6 +150,7 @@ class RayExecutor(Executor):
                 raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
             self._init_kwargs["runtime_env"] = runtime_env
         self._owns_ray = False
+        self._reaper = None  # see _worker.start_reaper
         self._slots = None
         self._environ_changes = {}  # name -> (value before ray.init, value it set)
         self.tasks_per_node = Counter()
@@ -187,11 +195,21 @@ class RayExecutor(Executor):
             else:
                 options["address"] = self.address
             # every process this ray.init starts (GCS, raylet, its agents, workers)
-            # inherits the mark, so an interrupted start-up can find them all
-            self._mark = f"{os.getpid()}-{uuid.uuid4().hex}"
+            # inherits the mark, so an interrupted start-up can find them all; it
+            # names this process, so a later start can find what a killed driver left
+            self._mark = f"{_worker.driver_tag()}-{uuid.uuid4().hex}"
+            if self.address is None:
+                _worker.kill_stale(_MARK)  # the local instances of drivers that are gone
+                # kills what this start launches as soon as this process dies unclosed
+                self._reaper = _worker.start_reaper(_MARK, self._mark)
             try:
                 try:
+                    # SPT_NOENV: Ray's setproctitle must not overwrite the environment
+                    # area (the raylet's agents and workers rename themselves), or
+                    # /proc/<pid>/environ loses the mark
                     with _worker.marked_environment(_MARK, self._mark), \
+                            _worker.marked_environment("SPT_NOENV",
+                                                       os.environ.get("SPT_NOENV") or "1"), \
                             (_loopback_only() if loopback else contextlib.nullcontext()):
                         ray.init(**options, **self._init_kwargs)
                 finally:  # what Ray set in os.environ (its auth mode "token", ...)
@@ -226,6 +244,7 @@ class RayExecutor(Executor):
         finally:
             if self.address is None:
                 _worker.kill_marked(_MARK, self._mark)
+            self._stop_reaper()
             self._restore_environ()
 
     def _close(self) -> None:
@@ -234,7 +253,12 @@ class RayExecutor(Executor):
             try:
                 ray.shutdown()
             finally:
+                self._stop_reaper()
                 self._restore_environ()
+
+    def _stop_reaper(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        _worker.stop_reaper(reaper)
 
     def _restore_environ(self) -> None:
         """Put back what ``ray.init`` changed in ``os.environ`` (once Ray is shut down),

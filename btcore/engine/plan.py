@@ -7,6 +7,7 @@ import numba
 import numpy as np
 
 from btcore.kernels.binding import compile_error
+from btcore.engine import preflight
 from btcore.engine.tasks import Job, Task, make_tasks
 
 #: seconds one task should take; long enough to amortise per-task overhead
@@ -64,7 +65,11 @@ def needs_calibration(job, slots: int, batch_size, progress) -> bool:
 
 def compile_kernel(job) -> None:
     """Compile (or load from the cache) ``job``'s kernel in this process by running
-    one set, so a compile error is raised once, trimmed to the strategy's code."""
+    one set, so a compile error is raised once, trimmed to the strategy's code.
+
+    A new strategy's kernel runs first in a child process (:mod:`btcore.engine.preflight`):
+    a crash there is a ValueError here, not the end of this process."""
+    preflight.check(job)
     try:
         job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
     except numba.core.errors.NumbaError as err:
