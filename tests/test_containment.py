@@ -364,3 +364,15 @@ def test_the_next_ray_start_removes_what_a_killed_driver_left(tmp_path):
         assert not left, [" ".join(psutil.Process(pid).cmdline())[:80] for pid in left]
     finally:
         _kill(ray_pids)
+
+
+@pytest.mark.fault
+def test_a_single_backtest_of_an_out_of_bounds_strategy_is_a_clear_error_too(tmp_path):
+    module = write_strategy(tmp_path, bug=True)
+    script = SWEEP_SCRIPT.format(module=module, grid=GRID, prelude="").replace(
+        "run_sweep({grid!r}, spec, data, progress=False)".format(grid=GRID),
+        "from btcore import backtest\n    backtest({'window': 40}, spec, data, asset=data.symbols[0])")
+    assert "backtest(" in script
+    done = run_driver(script, tmp_path)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "ALIVE" in done.stdout and "out of bounds" in done.stdout.split("RAISED", 1)[1]

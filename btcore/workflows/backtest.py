@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
-from btcore.engine import Task, check_targets, run_task
+from btcore.engine import Task, check_targets, preflight, run_task
 from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL,
                                    RUINED_ROW)
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
@@ -110,6 +110,7 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
     record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
     task = Task(0, 0, 0, 0, 1, 0.0)
+    preflight.check(job)  # a new strategy's first run: where a crash cannot end this process
     out = run_task(job.payload(), task, record)
     check_targets(job, task, out)
     traded = slice(first_bar, last_bar + 1)
