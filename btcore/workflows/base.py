@@ -227,10 +227,7 @@ def execute(job, sink, options: RunOptions, *, started: float, open_store=None,
     store = open_store() if options.out is not None and open_store is not None else None
     try:
         runner, owned = executors.get_executor(executor)
-        try:
-            if options.debug and runner.name != "serial":
-                raise ValueError("debug=True runs plain Python in this process; use "
-                                 "executor='serial'")
+        try:  # RunOptions.check refused debug=True on anything but serial
             stats = run_job(job, runner, sink, batch_size=options.batch_size,
                             progress=options.progress, description=description,
                             on_progress=options.on_progress, store=store,
