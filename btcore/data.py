@@ -116,6 +116,7 @@ class MarketData:
             if values.shape != close.shape:
                 raise ValueError(f"{field} has shape {values.shape}, close has {close.shape}")
             object.__setattr__(self, field, _readonly(values))
+        _check_candles(self, symbols, index)
         first_valid = np.array(
             [int(np.argmax(~np.isnan(close[:, j]))) for j in range(n_assets)], dtype=np.int64)
         first_valid.flags.writeable = False
@@ -365,6 +366,44 @@ def _check_prices(values: np.ndarray, symbol: str, field: str, index) -> None:
             f"{field} of asset {symbol!r} is {values[row]} at row {row} ({index[row]}); prices "
             "must be finite and > 0 from an asset's first valid bar on (NaN is allowed only "
             "before it): fill or drop the gap")
+
+
+#: rounding slack of the candle checks (prices adjusted by a ratio move by an ulp)
+CANDLE_SLACK = 1e-9
+
+
+def _check_candles(data: "MarketData", symbols: tuple, index) -> None:
+    """Each bar where the close is valid: open, high and low finite and > 0,
+    low <= min(open, close) and high >= max(open, close) (within rounding)."""
+    fields = {name: getattr(data, name) for name in ("open", "high", "low")
+              if getattr(data, name) is not None}
+    if not fields:
+        return
+    close = data.close
+    valid = ~np.isnan(close)
+    for name, values in fields.items():
+        bad = valid & ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            row, column = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"{name} of asset {symbols[column]!r} is {values[row, column]} at "
+                             f"row {row} ({index[row]}) where the close is "
+                             f"{close[row, column]}; every price of a bar with a close must "
+                             "be finite and > 0: fill or drop the bar")
+    bar_open = fields.get("open", close)
+    top = np.fmax(bar_open, close) * (1.0 - CANDLE_SLACK)
+    bottom = np.fmin(bar_open, close) * (1.0 + CANDLE_SLACK)
+    for name, bad in (("high", valid & (fields.get("high", np.inf) < top)),
+                      ("low", valid & (fields.get("low", 0.0) > bottom))):
+        if bad.any():
+            row, column = (int(v[0]) for v in np.nonzero(bad))
+            shown = ", ".join(f"{field} {values[row, column]:.10g}"
+                              for field, values in (("open", bar_open), ("high", fields.get(
+                                  "high", close)), ("low", fields.get("low", close)),
+                                  ("close", close)) if field == "close" or field in fields)
+            rule = "at least the larger" if name == "high" else "at most the smaller"
+            raise ValueError(f"bad candle of asset {symbols[column]!r} at row {row} "
+                             f"({index[row]}): {shown}; the {name} must be {rule} of the open "
+                             "and the close: fix or drop the bar (or load closes only)")
 
 
 def _datetime_index(index) -> pd.DatetimeIndex:

@@ -145,15 +145,18 @@ def check_arguments(options: dict, strategy, function) -> None:
         return
     import btcore.strategies as strategies
     spec = strategies.get(strategy)
-    unknown = [name for name in options if name not in spec.options]
+    from btcore.execution import ALL_NAMES
+    unknown = [name for name in options if name not in spec.options and name not in ALL_NAMES]
     if not unknown:
         return
     own = [p.name for p in inspect.signature(function).parameters.values()
            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     name = unknown[0]
-    close = difflib.get_close_matches(name, own + list(spec.options), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, own + list(spec.options) + list(ALL_NAMES), n=1,
+                                      cutoff=0.6)
     hint = f"; did you mean {close[0]!r}? It" if close else "; it"
     valid = ", ".join(spec.options) or "none"
     raise TypeError(f"unknown argument {name!r}{hint} is neither an argument of "
                     f"{function.__name__}() nor an option of strategy {spec.name!r} (unknown "
-                    f"option(s) {unknown}; valid options: {valid})")
+                    f"option(s) {unknown}; valid options: {valid}; execution settings: "
+                    f"{', '.join(ALL_NAMES)})")

@@ -57,6 +57,8 @@ def get(strategy: str | StrategySpec, *, import_modules: bool = True) -> Strateg
     """
     if isinstance(strategy, StrategySpec):
         return strategy
+    if isinstance(getattr(strategy, "strategy", None), StrategySpec):
+        return strategy.strategy  # a spec seen with a grid's execution settings
     if not isinstance(strategy, str):
         raise TypeError(f"strategy must be a name, 'package.module:SPEC' or a StrategySpec, "
                         f"got {type(strategy).__name__}")

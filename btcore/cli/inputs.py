@@ -17,6 +17,8 @@ import os
 import re
 import sys
 
+from btcore.execution import ALL_NAMES as EXECUTION_SETTINGS
+
 SEED_GRID = {"lookback_period": [20, 40, 60, 80, 100], "entry_threshold": [1.5, 2.0, 2.5],
              "exit_threshold": [0.25, 0.5, 0.75], "stop_loss_z": [2.5, 3.0, 3.5]}
 
@@ -383,7 +385,9 @@ class Inputs:
         self.options = _parse_options(args.option, self.spec) if self.spec else {}
         self.assets = _assets(args.assets)
         self.common = dict(start=args.start, end=args.end, initial_capital=args.capital,
-                           cost_bps=args.cost_bps, **self.options)
+                           cost_bps=args.cost_bps, **self.options,
+                           **{name: value for name, value in vars(args).items()
+                              if name in EXECUTION_SETTINGS})
 
 
 # ------------------------------------------------------------------ output

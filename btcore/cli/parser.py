@@ -124,6 +124,35 @@ def _add_inputs(parser, *, grid: bool = True, grid_help: str | None = None,
                                  "--option average=ema (repeatable; see `btcore strategies`)")
 
 
+def _add_fills(parser) -> None:
+    """--fill, price stops, sizing and costs (btcore.execution; left out: defaults)."""
+    group = parser.add_argument_group(
+        "fills, stops, sizing and costs",
+        "each numeric one may also be a --grid column, e.g. --grid stop_loss=0,0.02,0.05 "
+        "(0 turns a stop off); docs/semantics.md defines them")
+    group.add_argument("--fill", choices=("close", "next_open", "next_close"),
+                       default=argparse.SUPPRESS,
+                       help="when a signal decided at a bar's close trades: that close "
+                            "(default), the next bar's open (needs OHLC data) or close")
+    flags = [("stop-loss", "exit when the price moves this fraction against the entry"),
+             ("take-profit", "exit when the price moves this fraction in favour"),
+             ("trailing-stop", "exit this fraction below the peak (above the trough)"),
+             ("size-fraction", "fraction of cash a new position takes (default 1)"),
+             ("target-volatility", "size positions for this annualised volatility"),
+             ("volatility-lookback", "returns in that volatility estimate (default 20)"),
+             ("max-leverage", "largest fraction of cash a position may take (default 1)"),
+             ("slippage-bps", "fill prices move this many bps against every trade"),
+             ("fee-per-trade", "fixed cash fee of every fill"),
+             ("borrow-bps", "annual borrow cost of a short, bps of its value"),
+             ("risk-free-rate", "annual rate Sharpe and Sortino are measured against")]
+    for flag, text in flags:
+        kind = int if flag == "volatility-lookback" else float
+        group.add_argument(f"--{flag}", type=_number(kind), default=argparse.SUPPRESS,
+                           metavar="X", help=text)
+    group.add_argument("--fractional-shares", action="store_true", default=argparse.SUPPRESS,
+                       help="trade fractions of a share (crypto, FX)")
+
+
 def _add_execution(parser, *, auto: bool = False) -> None:
     """--executor, --address, --no-progress."""
     names = "serial, threads, joblib, ray, dask" + (" or auto" if auto else "")
@@ -252,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "btcore sweep --grid lookback_period=20:100:20 entry_threshold=1.5,2.0 "
                     "--start 2015-01-01 --executor threads --out table.parquet")
     _add_inputs(sweep)
+    _add_fills(sweep)
     _add_execution(sweep, auto=True)
     _add_outputs(sweep, what="the result table", directory=True,
                  plot="a heatmap of the --sort-by metric, default sharpe_ratio, over the "
@@ -267,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                  "btcore walk-forward --grid lookback_period=20,40,60 entry_threshold=1.5,2.0 "
                  "--assets KO,PEP --folds 5 --anchored --objective calmar_ratio")
     _add_inputs(wf)
+    _add_fills(wf)
     _add_fold_flags(wf)
     wf.add_argument("--objective", type=_metric, default="sharpe_ratio", metavar="METRIC",
                     help="metric that picks each fold's set (annual_volatility is "
@@ -292,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the parameter set, e.g. lookback_period=40 entry_threshold=2.0 "
                          "(parameters left out take their defaults)")
     _add_path_flags(mc)
+    _add_fills(mc)
     _add_execution(mc, auto=True)
     _add_outputs(mc, what="the per-path table", top=False, directory=True,
                  plot="the Sharpe ratio's distribution over the paths and the equity fan")

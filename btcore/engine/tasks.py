@@ -9,10 +9,12 @@ from typing import NamedTuple
 import numpy as np
 from numba.core.errors import NumbaError
 
-from btcore.kernels.binding import KernelRef, debug_functions, kernel_ref, load_kernel
+from btcore.kernels.binding import KINDS, KernelRef, debug_functions, kernel_ref, load_kernel
+from btcore.kernels.execution import TRADE_FIELDS, no_trades
 from btcore.kernels.single import (EMPTY_INDICATOR, INVALID_BAR_ROW, INVALID_VALUE_ROW, OUT_ROWS,
                                    RECORD_EQUITY, RECORD_ROWS, batch_kernel_nb, empty_record,
                                    no_blocks)
+from btcore.kernels.single_exec import exec_batch_kernel_nb
 from btcore.strategies.base import show_target, target_advice
 
 
@@ -56,10 +58,13 @@ class Job:
     paths: object = None            # generates column k's prices in the task (Monte Carlo)
     debug: bool = False
     labels: object = None           # bar timestamps, for messages (driver side only)
+    execution: object = None        # btcore.execution.Execution (None: the defaults)
+    candles: object = None          # (open, high, low), each like close, or None
     kernel: KernelRef = field(init=False)
 
     def __post_init__(self):
-        self.kernel = kernel_ref(self.strategy)
+        self.kernel = kernel_ref(self.strategy, "single" if self.execution is None
+                                 else "execution")
 
     @property
     def name(self) -> str:
@@ -129,7 +134,7 @@ class Job:
                                       self.periods_per_year]),
                 "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug,
                 "params_named": tuple((p.name, p.kind is int) for p in self.strategy.params),
-                "labels": self.labels}
+                "labels": self.labels, "execution": self.execution, "candles": self.candles}
 
 
 def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
@@ -226,7 +231,8 @@ def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int) -> np
     return bar_block
 
 
-def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.ndarray:
+def run_task(shared: dict, task: Task, record: np.ndarray | None = None,
+             trades: np.ndarray | None = None) -> np.ndarray:
     """Evaluate one task: ``out`` (n_checks, OUT_ROWS, n_sets), and with
     ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
 
@@ -236,7 +242,7 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     under ``error_model="python"``...) is raised again with its type, naming the
     strategy, the parameter set and the bar (:func:`kernel_error`).
     """
-    args, out, block_sums = kernel_args(shared, task, record)
+    args, out, block_sums = kernel_args(shared, task, record, trades=trades)
     try:
         run_kernel(shared["kernel"], args, debug=shared["debug"])
     except NumbaError:  # compiling: btcore.engine.plan trims it to the strategy's code
@@ -247,9 +253,10 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
 
 
 def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
-                indicators_only: bool = False) -> tuple:
+                indicators_only: bool = False, trades: np.ndarray | None = None) -> tuple:
     """``(args, out, block_sums)``: the batch kernel's arguments for ``task``, and
-    the arrays it fills. ``indicators_only``: the task's indicator series, no set."""
+    the arrays it fills. ``indicators_only``: the task's indicator series, no set.
+    With execution settings, the execution kernel's (``trades``: a replay's log)."""
     sets = shared["sets"]
     set_series = sets.set_series(task.start, task.stop)
     needed, local = np.unique(set_series, return_inverse=True)
@@ -268,14 +275,42 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
         bar_block, block_sums = no_blocks(n_sets)
     capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
     out = np.empty((len(checkpoints), OUT_ROWS, n_sets), dtype=np.float64)
-    args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
-            np.ascontiguousarray(series[:, 1:]),
-            np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets], dtype=np.int64),
-            np.array(sets.params(task.start, task.stop)[:n_sets], dtype=np.float64),
-            np.array(shared["options"], dtype=np.float64), capital, cost_bps,
-            periods_per_year, bar_block, block_sums, out,
-            empty_record() if record is None else record)
+    params = np.array(sets.params(task.start, task.stop)[:n_sets], dtype=np.float64)
+    series_args = (np.ascontiguousarray(series[:, 0], dtype=np.int64),
+                   np.ascontiguousarray(series[:, 1:]),
+                   np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets],
+                                        dtype=np.int64))
+    record = empty_record() if record is None else record
+    options = np.array(shared["options"], dtype=np.float64)
+    execution = shared.get("execution")
+    if execution is None:
+        args = (close, first_bar, checkpoints, *series_args, params, options, capital,
+                cost_bps, periods_per_year, bar_block, block_sums, out, record)
+        return args, out, block_sums
+    # the grid's execution columns follow the strategy's parameters (ExecutionSpec)
+    n_own = params.shape[1] - len(execution.grid_names)
+    rows = execution.rows(execution.grid_names, params[:, n_own:])
+    args = (close, *column_candles(shared, task.column, close), first_bar, checkpoints,
+            *series_args, np.ascontiguousarray(params[:, :n_own]), options, rows,
+            execution.fill_mode, execution.fractional_shares, capital, cost_bps,
+            periods_per_year, bar_block, block_sums, out, record,
+            no_trades() if trades is None else trades)
     return args, out, block_sums
+
+
+def column_candles(shared: dict, column: int, close: np.ndarray) -> tuple:
+    """Column ``column``'s (open, high, low) up to ``close``'s length; close-only data
+    (and Monte Carlo paths) pass the closes: stops then act on closes."""
+    candles = shared.get("candles")
+    if candles is None or shared.get("paths") is not None:
+        return close, close, close
+    return tuple(np.ascontiguousarray(field[:close.shape[0], column], dtype=np.float64)
+                 for field in candles)
+
+
+def trade_log(n_bars: int) -> np.ndarray:
+    """A replay's empty trade log: at most one entry per bar."""
+    return np.full((n_bars + 1, TRADE_FIELDS), np.nan)
 
 
 def column_prices(shared: dict, column: int) -> np.ndarray:
@@ -292,8 +327,12 @@ def column_prices(shared: dict, column: int) -> np.ndarray:
 def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
     """Call the strategy's batch kernel: compiled, or as plain Python (``debug``:
     breakpoints and prints in the strategy work)."""
+    execution = ref.module_name.startswith(KINDS["execution"].prefix + "_")
     if debug:
-        batch_kernel_nb.py_func(*args, *debug_functions(ref))
+        kernel = exec_batch_kernel_nb if execution else batch_kernel_nb
+        kernel.py_func(*args, *debug_functions(ref))
+    elif execution:
+        load_kernel(ref).exec_batch_nb(*args)
     else:
         load_kernel(ref).batch_nb(*args)
 
@@ -414,7 +453,8 @@ def _locate_in_traceback(err: Exception, shared: dict):
     """:func:`_locate` for ``debug`` (plain Python): the kernel's frame holds the set
     and bar, the frame after it says whether the rule or an indicator raised."""
     trace = err.__traceback__
-    while trace is not None and trace.tb_frame.f_code is not batch_kernel_nb.py_func.__code__:
+    kernels = (batch_kernel_nb.py_func.__code__, exec_batch_kernel_nb.py_func.__code__)
+    while trace is not None and trace.tb_frame.f_code not in kernels:
         trace = trace.tb_next
     if trace is None or trace.tb_next is None:
         return None

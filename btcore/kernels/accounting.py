@@ -184,14 +184,15 @@ def start_metrics_nb(initial_capital):
 
 
 @njit(inline="always", error_model="numpy")
-def _add_return_nb(m, period_return, equity, in_market):
-    """``m`` after a bar with return ``period_return`` that ends at ``equity``."""
+def _add_return_nb(m, period_return, equity, in_market, downside_shift):
+    """``m`` after a bar with return ``period_return`` that ends at ``equity``;
+    the downside sum takes min(r - ``downside_shift``, 0) (the risk-free rate per bar)."""
     active_bars = m.active_bars
     return_shift = m.return_shift
     if active_bars == 0:
         return_shift = period_return
     shifted = period_return - return_shift
-    downside = min(period_return, 0.0)  # branch-free: signs are unpredictable
+    downside = min(period_return - downside_shift, 0.0)  # branch-free: signs are unpredictable
     peak = max(m.peak, equity)
     min_equity_to_peak = m.min_equity_to_peak
     # a new trough is rare: divide only when one is possible; the slack covers
@@ -205,7 +206,7 @@ def _add_return_nb(m, period_return, equity, in_market):
 
 
 @njit(inline="always", error_model="numpy")
-def add_bar_nb(m, equity, in_market):
+def add_bar_nb(m, equity, in_market, downside_shift=0.0):
     """Account for a bar that ends with equity ``equity`` (> 0).
 
     Call it only for bars with a fill or a position: any other bar has r = 0
@@ -218,6 +219,8 @@ def add_bar_nb(m, equity, in_market):
         E after the bar (cash + shares * close).
     in_market : bool
         A position is open at the bar's end.
+    downside_shift : float
+        The risk-free rate per bar (Sortino's downside is below it); 0 by default.
 
     Returns
     -------
@@ -225,19 +228,20 @@ def add_bar_nb(m, equity, in_market):
         ``(state, r)`` with r = equity / previous equity - 1.
     """
     period_return = equity / m.equity - 1.0
-    return _add_return_nb(m, period_return, equity, in_market), period_return
+    return _add_return_nb(m, period_return, equity, in_market, downside_shift), period_return
 
 
 @njit(inline="always", error_model="numpy")
-def ruin_nb(m):
+def ruin_nb(m, downside_shift=0.0):
     """The account is out of money: this bar's return is -1, equity is 0 from here
     on (the following bars are flat, r = 0)."""
-    return _add_return_nb(m, -1.0, 0.0, False)
+    return _add_return_nb(m, -1.0, 0.0, False, downside_shift)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_round_trips,
-                        initial_capital, periods_per_year, ruined, invalid_bar):
+                        initial_capital, periods_per_year, ruined, invalid_bar,
+                        risk_free_per_bar=0.0):
     """Write the metrics of parameter set ``k`` into ``out[:, k]`` from its state.
 
     Parameters
@@ -259,6 +263,9 @@ def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_roun
     invalid_bar : int
         The first bar with a target other than -1, 0 or 1, -1 if none (or
         ``EMPTY_INDICATOR``); the kernel then writes ``INVALID_VALUE_ROW`` itself.
+    risk_free_per_bar : float
+        ``risk_free_rate / periods_per_year``: Sharpe and Sortino use r - it (the
+        accumulated downside sums must have used the same shift).
 
     Notes
     -----
@@ -268,15 +275,18 @@ def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_roun
     total = m.sum_shifted - flat_bars * m.return_shift
     squares = m.sum_shifted_squares + flat_bars * (m.return_shift * m.return_shift)
     mean = m.return_shift + total / n_bars
+    excess = mean - risk_free_per_bar
     variance = (squares - total * (total / n_bars)) / (n_bars - 1)
     std = math.sqrt(variance) if variance > 0.0 else 0.0
     annualizer = math.sqrt(periods_per_year)
-    out[SHARPE, k] = mean / std * annualizer if std > 0.0 else 0.0
+    out[SHARPE, k] = excess / std * annualizer if std > 0.0 else 0.0
     out[VOLATILITY, k] = std * annualizer
-    downside = math.sqrt(m.sum_downside_squares / n_bars) * annualizer
+    flat_downside = min(-risk_free_per_bar, 0.0)  # a flat bar's r = 0, below rf when rf > 0
+    downside_squares = m.sum_downside_squares + flat_bars * (flat_downside * flat_downside)
+    downside = math.sqrt(downside_squares / n_bars) * annualizer
     if downside > 0.0:
-        out[SORTINO, k] = mean * periods_per_year / downside
-    elif mean > 0.0:
+        out[SORTINO, k] = excess * periods_per_year / downside
+    elif excess > 0.0:
         out[SORTINO, k] = np.inf
     else:
         out[SORTINO, k] = np.nan

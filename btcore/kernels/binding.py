@@ -87,6 +87,13 @@ KINDS = {
                    "close, first_bar, checkpoints, series_which, series_values, set_series, "
                    "params, options, initial_capital, cost_bps, periods_per_year, bar_block, "
                    "block_sums, out, record", (), True),
+    "execution": Kind("btcore_exec", "exec_batch_nb", "exec_batch_kernel_nb",
+                      "btcore.kernels.single_exec",
+                      "close, open_, high, low, first_bar, checkpoints, series_which, "
+                      "series_values, set_series, params, options, execution, fill_mode, "
+                      "fractional, initial_capital, cost_bps, periods_per_year, bar_block, "
+                      "block_sums, out, record, trades",
+                      ("kernels/single_exec.py", "kernels/execution.py"), True),
     "portfolio": Kind("btcore_portfolio", "portfolio_batch_nb", "portfolio_kernel_nb",
                       "btcore.kernels.portfolio",
                       "close, first_bars, last_bar, series_which, series_values, set_series, "

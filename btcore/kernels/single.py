@@ -62,6 +62,20 @@ RECORD_ROWS = 3
 
 
 @njit(inline="always", error_model="numpy")
+def empty_series_nb(series, first_bar, last_bar):
+    """``empty[s]``: series ``s`` is NaN on every traded bar."""
+    n_series = series.shape[0]
+    empty = np.empty(n_series, dtype=np.bool_)
+    for s in range(n_series):
+        empty[s] = True
+        for t in range(first_bar, last_bar + 1):  # stops at the first value (usually at once)
+            if not np.isnan(series[s, t]):
+                empty[s] = False
+                break
+    return empty
+
+
+@njit(inline="always", error_model="numpy")
 def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, set_series,
                     params, options, initial_capital, cost_bps, periods_per_year, bar_block,
                     block_sums, out, record, compute_indicator_nb, select_series_nb,
@@ -75,20 +89,13 @@ def batch_kernel_nb(close, first_bar, checkpoints, series_which, series_values, 
     a loop over ``rows``); ``signal_nb(values, price, params_row, options,
     position, state)`` returns ``(target, state)``.
     """
-    n_bars = close.shape[0]
-    n_series = series_which.shape[0]
     n_checks = checkpoints.shape[0]
     last_bar = checkpoints[n_checks - 1]
-    series = np.empty((n_series, n_bars), dtype=np.float64)
-    empty = np.empty(n_series, dtype=np.bool_)  # NaN on every traded bar
-    for s in range(n_series):
-        series[s, :] = np.nan
+    series = np.full((series_which.shape[0], close.shape[0]), np.nan)
+    # each series once; inline here, as debug=True passes a Python compute_indicator_nb
+    for s in range(series_which.shape[0]):
         compute_indicator_nb(series_which[s], close, series_values[s], series[s])
-        empty[s] = True
-        for t in range(first_bar, last_bar + 1):  # stops at the first value (usually at once)
-            if not np.isnan(series[s, t]):
-                empty[s] = False
-                break
+    empty = empty_series_nb(series, first_bar, last_bar)
     fee_rate = cost_bps / 1e4
     recording = record.shape[1] > 0
     blocks = block_sums.shape[1] > 0
@@ -206,6 +213,6 @@ def no_blocks(n_sets: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return np.empty(0, dtype=np.int64), np.empty((n_sets, 0, 2), dtype=np.float64)
 
 
-__all__ = ["batch_kernel_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
+__all__ = ["batch_kernel_nb", "empty_series_nb", "empty_record", "no_blocks", "OUT_ROWS", "RUINED_ROW",
            "INVALID_BAR_ROW", "INVALID_VALUE_ROW", "EMPTY_INDICATOR", "RECORD_ROWS", "RECORD_EQUITY", "RECORD_SHARES",
            "RECORD_TRIP_PNL"]

@@ -11,7 +11,9 @@ import pandas as pd
 
 import btcore.strategies as strategies
 from btcore.engine import Task, check_targets, preflight, run_task
-from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL,
+from btcore.engine.tasks import trade_log
+from btcore.kernels import execution as log
+from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES,
                                    RUINED_ROW)
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
 from btcore.settings import check_arguments
@@ -105,13 +107,14 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     prepared = prepare({k: [v] for k, v in params.items()}, spec, market, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=[asset], debug=debug,
-                       options=strategy_options)
+                       options=strategy_options, replay=True)
     job = prepared.job
     first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
     record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
     task = Task(0, 0, 0, 0, 1, 0.0)
     preflight.check(job)  # a new strategy's first run: where a crash cannot end this process
-    out = run_task(job.payload(), task, record)
+    logged = trade_log(job.close.shape[0])
+    out = run_task(job.payload(), task, record, logged)
     check_targets(job, task, out)
     traded = slice(first_bar, last_bar + 1)
     index = market.index[traded]
@@ -127,54 +130,43 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
                for m, name in enumerate(METRIC_NAMES)}
     metrics["ruined"] = bool(out[-1, RUINED_ROW, 0])
     used = {p.name: (int(v) if p.kind is int else float(v))
-            for p, v in zip(spec.params, job.params[0])}
-    trades = trade_list(job.close[traded, 0], shares, equity, record[RECORD_TRIP_PNL, traded],
-                        job.initial_capital)
+            for p, v in zip(job.strategy.params, job.params[0])}
+    trades = trade_list(logged, market.index, last_bar)
     return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset)
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "shares", "entry_price", "exit_price",
-                 "pnl", "return_pct", "bars_held")
+                 "exit_reason", "fees", "borrow", "pnl", "return_pct", "bars_held")
 
 
-def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series, trip_pnl: np.ndarray,
-               initial_capital: float) -> pd.DataFrame:
-    """Round trips from the per-bar share counts and the kernel's closed-trip P&L.
+def trade_list(logged: np.ndarray, index: pd.DatetimeIndex, last_bar: int) -> pd.DataFrame:
+    """The round trips of the kernel's trade log (``btcore.kernels.execution``).
 
-    A trip opens on a bar where shares become non-zero (or change sign) and
-    closes on the next bar where they change; its P&L (cash after the exit minus
-    cash before the entry, both legs' costs included) comes from the kernel,
-    so a reversal bar gets the P&L of the trip it ends. A position still open at
-    the end has NaN exit fields.
+    Prices are the fill prices (after slippage), ``fees`` both legs' costs and
+    fixed fees, ``borrow`` what the short paid while open, ``pnl`` the cash after
+    the exit minus the cash before the entry (all of these included) and
+    ``return_pct`` that P&L in percent of the cash before the entry. A position
+    still open at the end has ``exit_reason`` "end" and NaN exit fields.
     """
-    held = shares.to_numpy()
-    value = equity.to_numpy()
-    before = np.concatenate(([0.0], held[:-1]))
-    changes = np.flatnonzero(held != before)
-    entries = changes[held[changes] != 0.0]
-    exits = changes[before[changes] != 0.0]  # each change away from a position ends a trip
-    closed = len(exits)
-    pnl = trip_pnl[exits]
-    # cash before each entry: the flat equity of the bar before, or for a
-    # reversal (an entry on an exit bar) the previous trip's entry cash + P&L
-    entry_cash = np.empty(len(entries))
-    for j, bar in enumerate(entries):
-        if j > 0 and bar == exits[j - 1]:
-            entry_cash[j] = entry_cash[j - 1] + pnl[j - 1]
-        else:
-            entry_cash[j] = value[bar - 1] if bar > 0 else initial_capital
-    pad = len(entries) - closed  # 1 if a position is still open
-    index = shares.index
+    rows = logged[~np.isnan(logged[:, log.TRADE_ENTRY_BAR])]
+    entry = rows[:, log.TRADE_ENTRY_BAR].astype(np.int64)
+    exit_bar = rows[:, log.TRADE_EXIT_BAR]
+    is_open = np.isnan(exit_bar)
+    exits = np.where(is_open, 0, exit_bar).astype(np.int64)
+    reasons = np.array(log.EXIT_REASONS, dtype=object)[
+        rows[:, log.TRADE_EXIT_REASON].astype(np.int64)]
     return pd.DataFrame({
-        "entry_time": index[entries],
-        "exit_time": index[exits].append(pd.DatetimeIndex([pd.NaT] * pad)),
-        "side": np.sign(held[entries]).astype(np.int64),
-        "shares": np.abs(held[entries]),
-        "entry_price": close[entries],
-        "exit_price": np.concatenate([close[exits], np.full(pad, np.nan)]),
-        "pnl": np.concatenate([pnl, np.full(pad, np.nan)]),
-        "return_pct": np.concatenate([pnl / entry_cash[:closed] * 100.0,
-                                      np.full(pad, np.nan)]),
-        "bars_held": np.concatenate([exits - entries[:closed],
-                                     len(held) - 1 - entries[closed:]]),
+        "entry_time": index[entry],
+        "exit_time": pd.DatetimeIndex(np.where(is_open, np.datetime64("NaT"),
+                                               index[exits].to_numpy())),
+        "side": rows[:, log.TRADE_SIDE].astype(np.int64),
+        "shares": rows[:, log.TRADE_SHARES],
+        "entry_price": rows[:, log.TRADE_ENTRY_PRICE],
+        "exit_price": rows[:, log.TRADE_EXIT_PRICE],
+        "exit_reason": pd.Categorical(reasons, categories=log.EXIT_REASONS),
+        "fees": rows[:, log.TRADE_FEES],
+        "borrow": rows[:, log.TRADE_BORROW],
+        "pnl": rows[:, log.TRADE_PNL],
+        "return_pct": rows[:, log.TRADE_PNL] / rows[:, log.TRADE_ENTRY_CASH] * 100.0,
+        "bars_held": np.where(is_open, last_bar, exits) - entry,
     }, columns=list(TRADE_COLUMNS))

@@ -23,6 +23,9 @@ from btcore._checks import check_callable, check_optional_bool
 from btcore.data import MarketData, as_market_data
 from btcore.engine import Job, run_job
 from btcore.engine.cost import resolve_auto
+from btcore.execution import (check_data, check_leverage, grid_execution_names, make_execution,
+                              split_settings, with_settings)
+from btcore.execution import NAMES as EXECUTION_NAMES
 from btcore.grid import as_grid
 from btcore.metrics import METRIC_NAMES
 from btcore.store import check_out
@@ -85,17 +88,28 @@ class Prepared:
 
 
 def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
-            assets, debug, options, n_blocks: int = 0) -> Prepared:
-    """Validate every input and build the job (no compiled kernel runs here)."""
+            assets, debug, options, n_blocks: int = 0, replay: bool = False) -> Prepared:
+    """Validate every input and build the job (no compiled kernel runs here).
+
+    ``options`` holds the strategy's options and the execution settings
+    (:mod:`btcore.execution`); ``replay``: run the execution kernel even with
+    default settings (its trade log says why each trip ended)."""
     spec = strategies.get(strategy)
+    settings_given, options = split_settings(options)
     option_values = spec.option_values(options)
     checked = spec._cache.setdefault("rule_checked", set())
     if tuple(option_values) not in checked:  # the rule, as plain Python, once per options
         check_rule(spec, options=option_values)
         checked.add(tuple(option_values))
-    grid = as_grid(grid, spec)  # parameters left out take their defaults
+    raw_grid = as_grid(grid)
+    execution_names = grid_execution_names(raw_grid.names, spec)
+    spec = with_settings(spec, execution_names)  # settings in the grid vary per set
+    grid = as_grid(raw_grid, spec)  # parameters left out take their defaults
     grid.check(spec)
+    execution = make_execution(settings_given, execution_names)
+    check_leverage(execution, grid.value_range)
     market = resolve_data(data)
+    check_data(execution, market.open is not None)
     capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
                                          market.index)
     asset_index = market.asset_indices(assets)
@@ -108,6 +122,9 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
                              "window; exclude it with assets= or widen start/end")
     longest_window = max((math.ceil(grid.value_range(p.name)[1]) for p in spec.params
                           if p.is_window), default=0)
+    if execution.uses_volatility_target and "volatility_lookback" not in execution_names:
+        longest_window = max(longest_window, int(execution.values.get("volatility_lookback",
+                                                                      20)) + 1)
     for asset in asset_index:
         history = last + 1 - int(market.first_valid[asset])
         if longest_window >= history:
@@ -121,14 +138,29 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
     job = Job(spec, frozen(close), frozen(first_bar[:, None]),
               frozen(np.array([[last]], dtype=np.int64)),
               job_sets(spec, grid, option_values), frozen(option_values),
-              capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index)
+              capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index,
+              execution=execution if replay or not execution.is_default else None,
+              candles=market_candles(market, asset_index))
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
         "cost_bps": costs, "periods_per_year": ppy,
         "assets": [market.symbols[i] for i in asset_index],
-        **spec.option_settings(option_values),
+        **spec.option_settings(option_values), **execution.settings(),
     }
     return Prepared(job, grid, market, asset_index, settings)
+
+
+def market_candles(market: MarketData, asset_index: np.ndarray):
+    """``(open, high, low)`` of the assets, each (bars, assets), or None for close-only
+    data; a missing high or low is the bar's larger or smaller of open and close."""
+    if market.open is None:
+        return None
+    close = market.close[:, asset_index]
+    bar_open = market.open[:, asset_index]
+    high = market.high[:, asset_index] if market.high is not None else \
+        np.fmax(bar_open, close)
+    low = market.low[:, asset_index] if market.low is not None else np.fmin(bar_open, close)
+    return frozen(bar_open), frozen(high), frozen(low)
 
 
 def warn_unaffordable(close: np.ndarray, first_bar: np.ndarray, last: int, capital: float,
@@ -257,7 +289,7 @@ def parameters_of(params, spec) -> tuple[dict, str | None]:
     from_row = any(name in params for name in METRIC_NAMES)
     values = {}
     for name, value in params.items():
-        if from_row and name not in spec.param_names:
+        if from_row and name not in spec.param_names and name not in EXECUTION_NAMES:
             continue  # a result row: metric and label columns are not parameters
         if not np.isscalar(value):
             raise TypeError(f"params[{name!r}] must be one number, got {value!r}; use "

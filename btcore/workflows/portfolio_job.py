@@ -210,6 +210,12 @@ def prepare_portfolio(grid, strategy, data, *, start, end, initial_capital, cost
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=assets, debug=debug,
                        options=options)
+    if prepared.job.execution is not None:
+        given = sorted(set(prepared.job.execution.settings()) |
+                       set(prepared.job.execution.grid_names))
+        raise ValueError(f"{given}: fills at the next bar, price stops, sizing and the costs "
+                         "beyond cost_bps apply to single-asset runs (run_sweep, backtest, "
+                         "walk_forward, monte_carlo); portfolio sweeps do not model them yet")
     order = prepared.job.order
     matrix = np.column_stack([construction[name] for name in CONSTRUCTION])[order]
     matrix = np.ascontiguousarray(matrix, dtype=np.float64)

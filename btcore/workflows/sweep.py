@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
+from btcore.execution import ALL_NAMES as EXECUTION_SETTINGS
 from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from btcore.results import RowsSink, check_memory
 from btcore.settings import check_arguments
@@ -166,8 +167,8 @@ class SweepResult:
                               import_modules=not self._strategy_from_file)
         settings = {key: self.settings[key] for key in
                     ("start", "end", "initial_capital", "cost_bps", "periods_per_year", *keys)}
-        settings.update({name: self.settings[name] for name in spec.options
-                         if name in self.settings})
+        settings.update({name: self.settings[name] for name in
+                         (*spec.options, *EXECUTION_SETTINGS) if name in self.settings})
         settings.update(overrides)
         return row, spec, settings
 
