@@ -3,18 +3,17 @@
 (a) with every setting at its default it is ``simulate_reference``, bit for bit;
 (b) one worked example per execution rule, every expected number derived here
 from the inputs (docs/semantics.md, sections 9-12, show the same numbers);
-the invariants under random candles and settings are in
-tests/test_execution_invariants.py.
+(c) invariants that hold for any valid candles, settings and signals.
 """
 import math
 import statistics
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, find, given, strategies as st
 
-from candles import candles
-from execution_reference import simulate_execution_reference
+from candles import candles, execution_settings
+from execution_reference import excess_returns, simulate_execution_reference
 from reference import METRIC_KEYS, mean_reversion_rule, simulate_reference, zscore_reference
 
 CORE_TRADE_FIELDS = ("entry_bar", "exit_bar", "side", "shares", "entry_price", "exit_price",
@@ -371,3 +370,210 @@ def test_out_of_money_close_out_is_a_slipped_fill_with_its_fee():
     cash = 1_000 + 10 * 100 * (1 - 0.001) - 1 - 10 * 210 * (1 + 0.001) - 1
     assert trip["pnl"] == pytest.approx(cash - 1_000, rel=1e-13)
     assert res["ruined"] and res["final_value"] == 0.0 and res["num_trades"] == 2
+
+
+# (c) invariants --------------------------------------------------------------------
+@st.composite
+def scripts(draw, n_bars):
+    """Targets per bar in runs (positions last a few bars, reversals happen)."""
+    targets = []
+    while len(targets) < n_bars:
+        targets += [draw(st.sampled_from([-1, 0, 1]))] * draw(st.integers(1, 8))
+    return targets[:n_bars]
+
+
+@st.composite
+def cases(draw, close_only=None):
+    """(candles as (open, high, low, close), first_bar, targets, settings, capital)."""
+    candle = draw(candles(min_bars=3, max_bars=60, leading_nan=True))
+    first_valid = int(np.argmax(~np.isnan(candle.close)))
+    assume(len(candle.close) - first_valid >= 2)
+    first_bar = draw(st.integers(first_valid, len(candle.close) - 2))
+    if close_only is None:
+        close_only = draw(st.booleans())
+    ohlc = (candle.close,) * 3 + (candle.close,) if close_only else tuple(candle)
+    settings = draw(execution_settings())
+    capital = draw(st.sampled_from([1_000.0, 100_000.0]))
+    return ohlc, first_bar, draw(scripts(len(candle.close))), settings, capital
+
+
+def _simulate(ohlc, first_bar, targets, settings, capital, close_only=False):
+    calls = []
+    candle = (None, None, None) if close_only else ohlc[:3]
+    res = simulate_execution_reference(*candle, ohlc[3], first_bar, len(ohlc[3]) - 1,
+                                       scripted(targets, calls), initial_capital=capital,
+                                       **settings)
+    return res, calls
+
+
+def _near(a, b, scale):
+    return abs(a - b) <= 1e-9 * scale
+
+
+def _check_trade_prices(trade, ohlc, settings, ruin_bar):
+    """Fill prices: each at the base price its rule names, slipped against the trade."""
+    opens, highs, lows, closes = ohlc
+    fill, slip, side = settings["fill"], settings["slippage_bps"] / 1e4, trade["side"]
+    entry, exit_bar, reason = trade["entry_bar"], trade["exit_bar"], trade["exit_reason"]
+    base = opens if fill == "next_open" else closes
+    assert trade["entry_price"] == base[entry] * (1 + slip if side > 0 else 1 - slip)
+    if exit_bar is None:
+        return
+    exit_slip = 1 - slip if side > 0 else 1 + slip
+    if reason == "signal":
+        assert exit_bar > entry and trade["exit_price"] == base[exit_bar] * exit_slip
+    elif reason == "out_of_money":
+        assert exit_bar == ruin_bar and trade["exit_price"] == closes[exit_bar] * exit_slip
+    elif reason in ("stop_loss", "take_profit", "trailing_stop"):
+        assert exit_bar > entry or (fill == "next_open" and exit_bar == entry)
+        fraction = settings[reason]
+        assert not math.isnan(fraction), reason  # only a stop that is on fires
+        price = trade["entry_price"]
+        if reason == "trailing_stop":  # the entry bar's high / low never counts
+            held = range(entry + 1, exit_bar)
+            price = (max([price] + [highs[t] for t in held]) if side > 0
+                     else min([price] + [lows[t] for t in held]))
+        against = -1 if reason == "take_profit" else 1
+        level = price * (1 - side * against * fraction)
+        at_level = trade["exit_price"] == level * exit_slip
+        gap = (trade["exit_price"] == opens[exit_bar] * exit_slip
+               and side * against * (opens[exit_bar] - level) <= 0)
+        assert at_level or gap, (trade, level)
+        # a stop never fills better than its level, a take-profit never worse
+        assert side * against * (trade["exit_price"] - level * exit_slip) <= 1e-12 * level
+    else:
+        raise AssertionError(reason)
+
+
+@given(case=cases())
+def test_invariants(case):
+    ohlc, first_bar, targets, settings, capital = case
+    res, calls = _simulate(ohlc, first_bar, targets, settings, capital)
+    closes = ohlc[3]
+    bars = list(range(first_bar, len(closes)))
+    equity, shares, trades = res["equity"], res["shares"], res["trades"]
+    fee, fixed = settings["cost_bps"] / 1e4, settings["fee_per_trade"]
+    assert len(equity) == len(shares) == len(res["returns"]) == len(bars)
+    # out of money: the first bar with E <= 0 ends everything
+    ruined_at = [i for i, e in enumerate(equity) if e <= 0]
+    assert res["ruined"] == bool(ruined_at)
+    last_called = ruined_at[0] if ruined_at else len(bars) - 1
+    ruin_bar = bars[ruined_at[0]] if ruined_at else None
+    assert [t for t, _ in calls] == bars[:last_called + 1]  # once per bar, in order
+    if ruined_at:
+        k = ruined_at[0]
+        assert equity[k:] == [0.0] * (len(bars) - k) and shares[k:] == [0.0] * (len(bars) - k)
+        assert res["returns"][k] == -1.0 and res["returns"][k + 1:] == [0.0] * (len(bars) - k - 1)
+    # the rule sees the position after the bar's fills so far
+    stop_bars = {t["exit_bar"] for t in trades if t["exit_reason"] in
+                 ("stop_loss", "take_profit", "trailing_stop")}
+    for i, (t, position) in enumerate(calls):
+        if settings["fill"] == "close":
+            before = 0 if i == 0 or t in stop_bars else shares[i - 1]
+            assert position == (before > 0) - (before < 0)
+        elif t != ruin_bar:
+            assert position == (shares[i] > 0) - (shares[i] < 0)
+    # trades: counts, order, the shares each bar, who decided each fill
+    fill_bars = {t["entry_bar"] for t in trades} | {t["exit_bar"] for t in trades}
+    assert res["num_trades"] == len(fill_bars - {None})
+    closed = [t for t in trades if t["exit_bar"] is not None]
+    assert res["num_round_trips"] == len(closed) and trades[:len(closed)] == closed
+    assert same(res["win_rate"], sum(t["pnl"] > 0 for t in closed) / len(closed)
+                if closed else math.nan)
+    for before, after in zip(trades, trades[1:]):
+        assert before["exit_bar"] <= after["entry_bar"]
+    decision_lag = 0 if settings["fill"] == "close" else 1
+    for i, t in enumerate(bars):
+        held = [trade["side"] * trade["shares"] for trade in trades if trade["entry_bar"] <= t
+                and (trade["exit_bar"] is None or trade["exit_bar"] > t)]
+        assert shares[i] == (held[0] if held else 0.0)
+    assert res["exposure"] == sum(s != 0 for s in shares) / len(bars)
+    scale = capital
+    for trade in trades:
+        side, size = trade["side"], trade["shares"]
+        assert side in (-1, 1) and size > 0
+        assert settings["fractional_shares"] or size == math.floor(size)
+        assert targets[trade["entry_bar"] - decision_lag] == side
+        if trade["exit_reason"] == "signal":
+            assert targets[trade["exit_bar"] - decision_lag] != side
+        _check_trade_prices(trade, ohlc, settings, ruin_bar)
+        gross = size * (trade["entry_price"] + (trade["exit_price"] or 0.0))
+        scale = max(scale, gross)
+        legs = 1 if trade["exit_bar"] is None else 2
+        assert _near(trade["fees"], gross * fee + legs * fixed, gross)
+        # borrow at the close of every bar that ends short (the out-of-money bar too)
+        end = trade["exit_bar"] if trade["exit_bar"] is not None else bars[-1] + 1
+        if trade["exit_reason"] == "out_of_money":
+            end += 1
+        borrow = math.fsum(size * closes[t] * settings["borrow_bps"] / 1e4 / 252
+                           for t in range(trade["entry_bar"], end)) if side < 0 else 0.0
+        assert _near(trade["borrow"], borrow, gross)
+        if trade["exit_bar"] is not None:  # P&L = price move - costs - borrow
+            move = side * size * (trade["exit_price"] - trade["entry_price"])
+            assert _near(trade["pnl"], move - trade["fees"] - trade["borrow"], gross)
+    # cash bookkeeping: the account is the capital plus every round trip's P&L
+    account = capital + math.fsum(t["pnl"] for t in closed)
+    if res["ruined"]:
+        assert account <= 1e-9 * scale and res["final_value"] == 0.0
+    else:
+        if trades and trades[-1]["exit_bar"] is None:
+            open_trade = trades[-1]
+            account += (open_trade["side"] * open_trade["shares"]
+                        * (closes[-1] - open_trade["entry_price"])
+                        - open_trade["fees"] - open_trade["borrow"])
+        assert _near(res["final_value"], account, scale) and min(equity) > 0
+    if res["ruined"] or not trades:
+        assert res["final_value"] == equity[-1]
+
+
+@given(case=cases())
+def test_the_risk_free_rate_changes_only_sharpe_and_sortino(case):
+    ohlc, first_bar, targets, settings, capital = case
+    with_rate, _ = _simulate(ohlc, first_bar, targets, settings, capital)
+    without, _ = _simulate(ohlc, first_bar, targets, {**settings, "risk_free_rate": 0.0},
+                           capital)
+    for name in set(METRIC_KEYS) - {"sharpe_ratio", "sortino_ratio"}:
+        assert same(with_rate[name], without[name]), name
+    excess = excess_returns(without["returns"], settings["risk_free_rate"], 252)
+    if statistics.stdev(excess) > 0:
+        assert with_rate["sharpe_ratio"] == pytest.approx(
+            statistics.mean(excess) / statistics.stdev(excess) * math.sqrt(252), rel=1e-9)
+
+
+@given(case=cases(close_only=False))
+def test_without_stops_only_the_fill_price_is_read(case):
+    """Stops off: the highs and lows are never read, nor the opens unless filling at them;
+    on close-only data next_open fills where next_close does."""
+    ohlc, first_bar, targets, settings, capital = case
+    settings = {**settings, "stop_loss": math.nan, "take_profit": math.nan,
+                "trailing_stop": math.nan}
+    got, _ = _simulate(ohlc, first_bar, targets, settings, capital)
+    candle = (ohlc[0] if settings["fill"] == "next_open" else ohlc[3], ohlc[3], ohlc[3], ohlc[3])
+    want, _ = _simulate(candle, first_bar, targets, settings, capital)
+    assert got["equity"] == want["equity"] and got["trades"] == want["trades"]
+    on_closes = {**settings, "fill": "next_close" if settings["fill"] == "next_open"
+                 else settings["fill"]}
+    want, _ = _simulate(ohlc, first_bar, targets, on_closes, capital, close_only=True)
+    got, _ = _simulate(ohlc, first_bar, targets, settings, capital, close_only=True)
+    assert got["equity"] == want["equity"] and got["trades"] == want["trades"]
+
+
+@given(candle=candles(min_bars=1, max_bars=80))
+def test_candles_are_valid(candle):
+    open_, high, low, close = candle
+    assert all(a.dtype == np.float64 for a in candle)
+    assert (low > 0).all() and np.isfinite(high).all()
+    assert (low <= np.minimum(open_, close)).all() and (high >= np.maximum(open_, close)).all()
+
+
+@pytest.mark.parametrize("name, condition", [
+    ("gap", lambda o, h, lo, c: (np.abs(o[1:] / c[:-1] - 1) > 0.1).any()),
+    ("range reaching 5% on both sides of the previous close",
+     lambda o, h, lo, c: ((h[1:] >= 1.05 * c[:-1]) & (lo[1:] <= 0.95 * c[:-1])).any()),
+    ("open == high", lambda o, h, lo, c: ((o == h) & (c < o)).any()),
+    ("low == close", lambda o, h, lo, c: ((lo == c) & (c < o)).any()),
+    ("flat run", lambda o, h, lo, c: ((o[1:] == h[1:]) & (lo[1:] == c[1:])
+                                      & (c[1:] == c[:-1]) & (o[:-1] == c[:-1])).any()),
+])
+def test_candles_include_the_edge_cases(name, condition):
+    assert find(candles(min_bars=2, max_bars=20), lambda c: condition(*c)) is not None
