@@ -236,6 +236,19 @@ def test_a_stop_drops_the_pending_order_only_when_it_comes_first(fill):
         assert res["shares"] == [0.0, 100.0, 0.0, 0.0]
 
 
+def test_a_gap_stop_at_the_open_drops_the_pending_reversal():
+    # next_open: bought 100 at O_1 = 100; bar 1 decides to go short; O_2 = 90 is below
+    # the stop (95): the long exits at the open and the short is never entered
+    res = run([100.0, 100.0, 91.0, 91.0], [1, -1, -1, 0], open_=[100.0, 100.0, 90.0, 91.0],
+              high=[100.0, 101.0, 92.0, 92.0], low=[100.0, 99.0, 89.0, 90.0], stop_loss=0.05,
+              fill="next_open")
+    [trip] = res["trades"]
+    assert (trip["exit_bar"], trip["exit_price"], trip["exit_reason"]) == (2, 90.0,
+                                                                           "stop_loss")
+    assert res["shares"] == [0.0, 100.0, 0.0, 0.0]  # bar 2's -1 is ignored, bar 3 says 0
+    assert res["calls"] == [(0, 0), (1, 1), (2, 0), (3, 0)]
+
+
 # (b) rule 9: sizing ----------------------------------------------------------------
 def test_size_fraction():
     res = run([100.0, 100.0], [1, 1], cost_bps=5.0, size_fraction=0.5)
@@ -482,6 +495,8 @@ def test_invariants(case):
                 if closed else math.nan)
     for before, after in zip(trades, trades[1:]):
         assert before["exit_bar"] <= after["entry_bar"]
+        if before["exit_bar"] in stop_bars:  # a stop bar makes no other trade
+            assert after["entry_bar"] > before["exit_bar"]
     decision_lag = 0 if settings["fill"] == "close" else 1
     for i, t in enumerate(bars):
         held = [trade["side"] * trade["shares"] for trade in trades if trade["entry_bar"] <= t
