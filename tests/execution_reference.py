@@ -16,8 +16,7 @@ import math
 
 import numpy as np
 
-from reference import (METRIC_KEYS, _std_ddof1, return_metrics_ref, sharpe_ratio_ref,
-                       sortino_ratio_ref)
+from reference import METRIC_KEYS, _mean, _std_ddof1, return_metrics_ref, sortino_ratio_ref
 
 FILL_MODES = ("close", "next_open", "next_close")
 EXIT_REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "out_of_money", "end")
@@ -37,10 +36,15 @@ def execution_metrics_ref(equity_curve, returns, initial_capital, periods_per_ye
     """:func:`reference.return_metrics_ref` with Sharpe and Sortino on excess returns.
 
     Every other metric (returns, volatility, drawdown, cagr, calmar) uses r_t.
+    std(e) is computed as std(r): equal in exact arithmetic (a constant shift),
+    and exactly 0 for a flat account, whose Sharpe is then 0 (a two-pass std of
+    n copies of -rf/ppy can come out as 1e-20 and the ratio as -1e16).
     """
     metrics = return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year)
     excess = excess_returns(returns, risk_free_rate, periods_per_year)
-    metrics["sharpe_ratio"] = sharpe_ratio_ref(excess, periods_per_year)
+    std = _std_ddof1([float(r) for r in returns])
+    metrics["sharpe_ratio"] = (0.0 if std == 0 else
+                               _mean(excess) / std * math.sqrt(periods_per_year))
     metrics["sortino_ratio"] = sortino_ratio_ref(excess, periods_per_year)
     return metrics
 

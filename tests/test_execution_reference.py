@@ -355,6 +355,13 @@ def test_risk_free_rate_in_sharpe_and_sortino_only():
         assert same(res[name], plain[name]), name
 
 
+def test_risk_free_rate_on_a_flat_account():
+    # e_t = -0.05 / 252 on every bar: no spread (Sharpe 0), all downside
+    res = run([10.0, 11.0, 12.0, 10.5], [0, 0, 0, 0], risk_free_rate=0.05)
+    assert res["sharpe_ratio"] == 0.0
+    assert res["sortino_ratio"] == pytest.approx(-math.sqrt(252), rel=1e-12)
+
+
 # (b) out of money --------------------------------------------------------------------
 def test_a_short_gapping_through_its_stop_into_out_of_money():
     # short 10 at 100 (cash 2000, equity 1000); stop-loss 50%: level 150; bar 1 opens
