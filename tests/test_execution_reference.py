@@ -16,6 +16,7 @@ from candles import candles, execution_settings
 from execution_reference import excess_returns, simulate_execution_reference
 from reference import METRIC_KEYS, mean_reversion_rule, simulate_reference, zscore_reference
 
+STOP_REASONS = ("stop_loss", "take_profit", "trailing_stop")
 CORE_TRADE_FIELDS = ("entry_bar", "exit_bar", "side", "shares", "entry_price", "exit_price",
                      "pnl")
 
@@ -236,6 +237,22 @@ def test_a_stop_drops_the_pending_order_only_when_it_comes_first(fill):
         assert res["shares"] == [0.0, 100.0, 0.0, 0.0]
 
 
+def test_a_reversal_at_the_open_then_a_take_profit_on_the_same_bar():
+    # next_open: short 1000 at O_1 = 1 (cash 2000); bar 1 orders a long. Bar 2: the
+    # order fills at O_2 = 1 (buy back: cash 1000; long 1000: cash 0), then the new
+    # long's take-profit 1 * 1.02 is reached by the high 1.03125: sold at 1.02
+    res = run([1.0, 1.0, 1.03125, 1.03], [-1, 1, 1, 0], open_=[1.0, 1.0, 1.0, 1.03],
+              high=[1.0, 1.0, 1.03125, 1.04], low=[1.0, 1.0, 1.0, 1.02], take_profit=0.02,
+              initial_capital=1_000.0, fill="next_open")
+    short, long_ = res["trades"]
+    assert (short["entry_bar"], short["exit_bar"], short["exit_reason"]) == (1, 2, "signal")
+    assert (long_["entry_bar"], long_["exit_bar"], long_["exit_reason"],
+            long_["exit_price"]) == (2, 2, "take_profit", 1 * (1 + 0.02))
+    assert res["equity"] == [1_000.0, 1_000.0, 1_000 * 1.02, 1_000 * 1.02]
+    assert res["num_trades"] == 2  # bar 1; bar 2 (three fills)
+    assert res["calls"] == [(0, 0), (1, -1), (2, 0), (3, 0)]
+
+
 def test_a_gap_stop_at_the_open_drops_the_pending_reversal():
     # next_open: bought 100 at O_1 = 100; bar 1 decides to go short; O_2 = 90 is below
     # the stop (95): the long exits at the open and the short is never entered
@@ -444,7 +461,7 @@ def _check_trade_prices(trade, ohlc, settings, ruin_bar):
         assert exit_bar > entry and trade["exit_price"] == base[exit_bar] * exit_slip
     elif reason == "out_of_money":
         assert exit_bar == ruin_bar and trade["exit_price"] == closes[exit_bar] * exit_slip
-    elif reason in ("stop_loss", "take_profit", "trailing_stop"):
+    elif reason in STOP_REASONS:
         assert exit_bar > entry or (fill == "next_open" and exit_bar == entry)
         fraction = settings[reason]
         assert not math.isnan(fraction), reason  # only a stop that is on fires
@@ -485,8 +502,7 @@ def test_invariants(case):
         assert equity[k:] == [0.0] * (len(bars) - k) and shares[k:] == [0.0] * (len(bars) - k)
         assert res["returns"][k] == -1.0 and res["returns"][k + 1:] == [0.0] * (len(bars) - k - 1)
     # the rule sees the position after the bar's fills so far
-    stop_bars = {t["exit_bar"] for t in trades if t["exit_reason"] in
-                 ("stop_loss", "take_profit", "trailing_stop")}
+    stop_bars = {t["exit_bar"] for t in trades if t["exit_reason"] in STOP_REASONS}
     for i, (t, position) in enumerate(calls):
         if settings["fill"] == "close":
             before = 0 if i == 0 or t in stop_bars else shares[i - 1]
@@ -502,7 +518,7 @@ def test_invariants(case):
                 if closed else math.nan)
     for before, after in zip(trades, trades[1:]):
         assert before["exit_bar"] <= after["entry_bar"]
-        if before["exit_bar"] in stop_bars:  # a stop bar makes no other trade
+        if before["exit_reason"] in STOP_REASONS:  # no entry after a stop on its bar
             assert after["entry_bar"] > before["exit_bar"]
     decision_lag = 0 if settings["fill"] == "close" else 1
     for i, t in enumerate(bars):
