@@ -1,4 +1,4 @@
-"""Pure-Python reference of the execution rules (docs/semantics.md sections 9-12).
+"""Pure-Python reference of the execution rules (docs/semantics.md sections 9-13).
 
 Rules 1-6 (the shared accounting) are in ``tests/reference.py``; this module adds
 the execution settings on top of them: fill timing (close / next open / next
