@@ -286,8 +286,8 @@ def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_roun
     downside = math.sqrt(downside_squares / n_bars) * annualizer
     if downside > 0.0:
         out[SORTINO, k] = excess * periods_per_year / downside
-    elif excess > 0.0:
-        out[SORTINO, k] = np.inf
+    elif excess != 0.0:  # a downside that underflowed to 0: the sign of the mean
+        out[SORTINO, k] = np.inf if excess > 0.0 else -np.inf
     else:
         out[SORTINO, k] = np.nan
     growth = m.equity / initial_capital

@@ -27,26 +27,18 @@ from btcore.kernels.accounting import (EMPTY_INDICATOR, INVALID_VALUE_ROW, add_b
                                        finalize_metrics_nb, ruin_nb, start_metrics_nb,
                                        valid_target_nb)
 from btcore.kernels.execution import (BORROW_BPS, EXIT_END, EXIT_OUT_OF_MONEY, EXIT_SIGNAL,
-                                      FEE_PER_TRADE, FILL_CLOSE, FILL_NEXT_OPEN, MAX_LEVERAGE,
-                                      RISK_FREE_RATE, SIZE_FRACTION, SLIPPAGE_BPS, STOP_LOSS,
-                                      TAKE_PROFIT, TARGET_VOLATILITY, TRADE_BORROW,
-                                      TRADE_EXIT_REASON, TRADE_FEES, TRAILING_STOP,
-                                      VOLATILITY_LOOKBACK, stop_exit_nb, trade_to_nb,
-                                      volatility_fraction_nb)
+                                      FILL_CLOSE, FILL_NEXT_CLOSE, FILL_NEXT_OPEN,
+                                      RISK_FREE_RATE, STOP_LOSS, TAKE_PROFIT, TRADE_BORROW,
+                                      TRADE_EXIT_REASON, TRADE_FEES, TRAILING_STOP, TRIP_BORROW,
+                                      TRIP_ENTRY_BAR, TRIP_ENTRY_PRICE, TRIP_EXTREME, TRIP_FEES,
+                                      TRIP_FIELDS, TRIP_LOGGED, TRIP_LOSS_LEVEL,
+                                      TRIP_PROFIT_LEVEL, TRIP_TRAIL_LEVEL, entry_fraction_nb,
+                                      stop_levels_nb, start_trip_nb,
+                                      stop_exit_nb, trade_to_nb)
 from btcore.kernels.single import (RECORD_EQUITY, RECORD_SHARES, RECORD_TRIP_PNL,
                                    empty_series_nb)
 
 NO_ORDER = 9  # no pending next-bar order
-
-
-@njit(inline="always", error_model="numpy")
-def entry_fraction_nb(close, decision_bar, size_fraction, target_volatility, lookback,
-                      max_leverage, periods_per_year):
-    """The fraction of cash a new position takes (rule 9)."""
-    if np.isnan(target_volatility):
-        return size_fraction
-    return volatility_fraction_nb(close, decision_bar, lookback, target_volatility,
-                                  max_leverage, periods_per_year)
 
 
 @njit(inline="always", error_model="numpy")
@@ -72,39 +64,34 @@ def exec_batch_kernel_nb(close, open_, high, low, first_bar, checkpoints, series
     n_sets = params.shape[0]
     values = np.empty(n_indicators, dtype=np.float64)
     invalid_value = np.empty(1, dtype=np.float64)
+    trip = np.empty(TRIP_FIELDS, dtype=np.float64)
     for k in range(n_sets):
         selected = select_series_nb(series, set_series[k])
         set_params = params[k]
-        stop_loss = execution[k, STOP_LOSS]
-        take_profit = execution[k, TAKE_PROFIT]
-        trailing_stop = execution[k, TRAILING_STOP]
-        stops = not (np.isnan(stop_loss) and np.isnan(take_profit) and np.isnan(trailing_stop))
-        size_fraction = execution[k, SIZE_FRACTION]
-        target_volatility = execution[k, TARGET_VOLATILITY]
-        lookback = int(execution[k, VOLATILITY_LOOKBACK])
-        max_leverage = execution[k, MAX_LEVERAGE]
-        slippage = execution[k, SLIPPAGE_BPS] / 1e4
-        fixed_fee = execution[k, FEE_PER_TRADE]
-        borrow_rate = execution[k, BORROW_BPS] / 1e4
-        risk_free = execution[k, RISK_FREE_RATE] / periods_per_year
+        settings = execution[k]
+        stops = not (np.isnan(settings[STOP_LOSS]) and np.isnan(settings[TAKE_PROFIT]) and
+                     np.isnan(settings[TRAILING_STOP]))
+        trailing = not np.isnan(settings[TRAILING_STOP])
+        borrowing = settings[BORROW_BPS] > 0.0
+        risk_free = settings[RISK_FREE_RATE] / periods_per_year
+        start_trip_nb(trip)
         cash = initial_capital
         shares = 0.0
         position = 0
         state = 0
         entry_cash = 0.0
-        entry_price = 0.0
-        extreme = 0.0  # a long's peak, a short's trough (trailing stop)
-        entry_bar = -1
         pending = NO_ORDER
-        n_logged = 0
-        trade_fees = 0.0
-        trade_borrow = 0.0
         metrics = start_metrics_nb(initial_capital)
         num_trades = 0
         round_trips = 0
         winning_round_trips = 0
         stopped = False
         ruined = False
+        closed_out = False
+        stop_bar = last_bar
+        bar_filled = False
+        closed_trip = False
+        closed_pnl = 0.0
         invalid_bar = -1
         for i in range(n_indicators):
             if empty[set_series[k, i]]:
@@ -122,70 +109,56 @@ def exec_batch_kernel_nb(close, open_, high, low, first_bar, checkpoints, series
                 stop_hit = False
                 closed_trip = False
                 closed_pnl = 0.0
-                # 1. at the open (next_open) or before the close: stops, pending order
-                if position != 0 and stops and entry_bar < t:
-                    hit, level, reason = stop_exit_nb(
-                        position, open_[t], high[t], low[t], entry_price, extreme, stop_loss,
-                        take_profit, trailing_stop, fill_mode == FILL_NEXT_OPEN)
-                    if hit:
-                        (position, shares, cash, entry_cash, _, _, closed_trip, closed_pnl,
-                         n_logged, trade_fees) = trade_to_nb(
-                            0, position, shares, cash, entry_cash, level, t, 0.0, fractional,
-                            fee_rate, slippage, fixed_fee, reason, trades, n_logged,
-                            trade_fees, trade_borrow)
-                        stop_hit = True
-                        bar_filled = True
-                        pending = NO_ORDER
-                        round_trips += 1
-                        winning_round_trips += closed_pnl > 0.0
-                if pending != NO_ORDER:
-                    fill_price = open_[t] if fill_mode == FILL_NEXT_OPEN else price
-                    fraction = entry_fraction_nb(close, t - 1, size_fraction, target_volatility,
-                                                 lookback, max_leverage, periods_per_year)
-                    (position, shares, cash, entry_cash, new_price, filled, closed, pnl,
-                     n_logged, trade_fees) = trade_to_nb(
-                        pending, position, shares, cash, entry_cash, fill_price, t, fraction,
-                        fractional, fee_rate, slippage, fixed_fee, EXIT_SIGNAL, trades,
-                        n_logged, trade_fees, trade_borrow)
+                # 1. before the close: a gap through a stop and the pending order at
+                # the open, stops over the bar's range, the pending order at the close
+                if fill_mode == FILL_NEXT_OPEN and pending != NO_ORDER:
+                    if position != 0 and stops:  # held from before: a gap at the open
+                        hit, level, reason = stop_exit_nb(
+                            position, open_[t], high[t], low[t], trip[TRIP_LOSS_LEVEL],
+                            trip[TRIP_PROFIT_LEVEL], trip[TRIP_TRAIL_LEVEL], True)
+                        if hit:
+                            stop_hit = True
+                            position, shares, cash, entry_cash, _, closed_trip, closed_pnl = \
+                                trade_to_nb(0, position, shares, cash, entry_cash, level, t,
+                                            0.0, fractional, fee_rate, settings, stops, reason,
+                                            trades, trip)
+                    if not stop_hit:
+                        fraction = 0.0 if pending == 0 else entry_fraction_nb(
+                            close, t - 1, settings, periods_per_year)
+                        position, shares, cash, entry_cash, bar_filled, closed_trip, \
+                            closed_pnl = trade_to_nb(pending, position, shares, cash,
+                                                     entry_cash, open_[t], t, fraction,
+                                                     fractional, fee_rate, settings, stops,
+                                                     EXIT_SIGNAL, trades, trip)
+                        if closed_trip:
+                            round_trips += 1
+                            winning_round_trips += closed_pnl > 0.0
                     pending = NO_ORDER
-                    bar_filled = bar_filled or filled
-                    if closed:
-                        closed_trip, closed_pnl = True, pnl
-                        round_trips += 1
-                        winning_round_trips += pnl > 0.0
-                    if new_price > 0.0:
-                        entry_price = new_price
-                        extreme = new_price
-                        entry_bar = t
-                        trade_borrow = 0.0
-                        if fill_mode == FILL_NEXT_OPEN and stops:
-                            # entered at this open: the rest of the bar can stop it out
-                            hit, level, reason = stop_exit_nb(
-                                position, open_[t], high[t], low[t], entry_price, extreme,
-                                stop_loss, take_profit, trailing_stop, False)
-                            if hit:
-                                (position, shares, cash, entry_cash, _, _, closed_trip,
-                                 closed_pnl, n_logged, trade_fees) = trade_to_nb(
-                                    0, position, shares, cash, entry_cash, level, t, 0.0,
-                                    fractional, fee_rate, slippage, fixed_fee, reason, trades,
-                                    n_logged, trade_fees, trade_borrow)
-                                stop_hit = True
-                                round_trips += 1
-                                winning_round_trips += closed_pnl > 0.0
-                if fill_mode == FILL_NEXT_OPEN and not stop_hit and position != 0 and stops \
-                        and entry_bar < t:
-                    # held from before and not gapped out: the rest of the bar
+                # held from before (the gap is looked at again: it did not fire), or
+                # entered at this open (the rest of its entry bar can stop it out)
+                if position != 0 and stops and not stop_hit:
                     hit, level, reason = stop_exit_nb(
-                        position, open_[t], high[t], low[t], entry_price, extreme, stop_loss,
-                        take_profit, trailing_stop, False)
+                        position, open_[t], high[t], low[t], trip[TRIP_LOSS_LEVEL],
+                        trip[TRIP_PROFIT_LEVEL], trip[TRIP_TRAIL_LEVEL], False)
                     if hit:
-                        (position, shares, cash, entry_cash, _, _, closed_trip, closed_pnl,
-                         n_logged, trade_fees) = trade_to_nb(
-                            0, position, shares, cash, entry_cash, level, t, 0.0, fractional,
-                            fee_rate, slippage, fixed_fee, reason, trades, n_logged,
-                            trade_fees, trade_borrow)
                         stop_hit = True
-                        bar_filled = True
+                        position, shares, cash, entry_cash, _, closed_trip, closed_pnl = \
+                            trade_to_nb(0, position, shares, cash, entry_cash, level, t, 0.0,
+                                        fractional, fee_rate, settings, stops, reason, trades, trip)
+                if stop_hit:
+                    bar_filled = True
+                    pending = NO_ORDER  # a bar with a stop exit makes no other trade
+                    round_trips += 1
+                    winning_round_trips += closed_pnl > 0.0
+                elif fill_mode == FILL_NEXT_CLOSE and pending != NO_ORDER:
+                    fraction = 0.0 if pending == 0 else entry_fraction_nb(
+                        close, t - 1, settings, periods_per_year)
+                    position, shares, cash, entry_cash, bar_filled, closed_trip, closed_pnl = \
+                        trade_to_nb(pending, position, shares, cash, entry_cash, price, t,
+                                    fraction, fractional, fee_rate, settings, stops, EXIT_SIGNAL,
+                                    trades, trip)
+                    pending = NO_ORDER
+                    if closed_trip:
                         round_trips += 1
                         winning_round_trips += closed_pnl > 0.0
                 # 2. the rule at the close (always asked: stateful rules see every bar)
@@ -198,57 +171,32 @@ def exec_batch_kernel_nb(close, open_, high, low, first_bar, checkpoints, series
                         stopped = True
                         break
                     if stop_hit:
-                        pass  # a bar with a stop exit makes no other trade
-                    elif fill_mode == FILL_CLOSE:
-                        fraction = entry_fraction_nb(close, t, size_fraction, target_volatility,
-                                                     lookback, max_leverage, periods_per_year)
-                        (position, shares, cash, entry_cash, new_price, filled, closed, pnl,
-                         n_logged, trade_fees) = trade_to_nb(
-                            target, position, shares, cash, entry_cash, price, t, fraction,
-                            fractional, fee_rate, slippage, fixed_fee, EXIT_SIGNAL, trades,
-                            n_logged, trade_fees, trade_borrow)
+                        pass  # its target is not acted on
+                    elif fill_mode != FILL_CLOSE:
+                        pending = int(target)
+                    else:
+                        fraction = 0.0 if target == 0 else entry_fraction_nb(
+                            close, t, settings, periods_per_year)
+                        position, shares, cash, entry_cash, filled, closed, pnl = \
+                            trade_to_nb(target, position, shares, cash, entry_cash, price, t,
+                                        fraction, fractional, fee_rate, settings, stops,
+                                        EXIT_SIGNAL, trades, trip)
                         bar_filled = bar_filled or filled
                         if closed:
                             closed_trip, closed_pnl = True, pnl
                             round_trips += 1
                             winning_round_trips += pnl > 0.0
-                        if new_price > 0.0:
-                            entry_price = new_price
-                            extreme = new_price
-                            entry_bar = t
-                            trade_borrow = 0.0
-                    else:
-                        pending = int(target)
-                # 3. at the close: borrow, equity, out of money, metrics
-                if shares < 0.0 and borrow_rate > 0.0:
-                    charge = -shares * price * borrow_rate / periods_per_year
+                # 3. at the close: borrow, equity, out of money (after the loop), metrics
+                if shares < 0.0 and borrowing:
+                    charge = -shares * price * (settings[BORROW_BPS] / 1e4) / periods_per_year
                     cash -= charge
-                    trade_borrow += charge
+                    trip[TRIP_BORROW] += charge
                 if bar_filled or position != 0:  # else flat and untouched: r = 0
                     equity = cash + shares * price
                     if equity <= 0.0:
-                        if position != 0:  # closed out at this close (rule 6)
-                            (position, shares, cash, entry_cash, _, _, closed_trip, closed_pnl,
-                             n_logged, trade_fees) = trade_to_nb(
-                                0, position, shares, cash, entry_cash, price, t, 0.0,
-                                fractional, fee_rate, slippage, fixed_fee, EXIT_OUT_OF_MONEY,
-                                trades, n_logged, trade_fees, trade_borrow)
-                            round_trips += 1
-                            bar_filled = True
-                        num_trades += bar_filled
                         ruined = True
                         stopped = True
-                        cash = 0.0
-                        shares = 0.0
-                        metrics = ruin_nb(metrics, risk_free)
-                        if blocks:
-                            block_sums[k, bar_block[t], 0] += -1.0
-                            block_sums[k, bar_block[t], 1] += 1.0
-                        if recording:
-                            record[RECORD_EQUITY, t:last_bar + 1] = 0.0
-                            record[RECORD_SHARES, t:last_bar + 1] = 0.0
-                            record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
-                            record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+                        stop_bar = t
                         break
                     num_trades += bar_filled
                     metrics, period_return = add_bar_nb(metrics, equity, position != 0,
@@ -257,14 +205,38 @@ def exec_batch_kernel_nb(close, open_, high, low, first_bar, checkpoints, series
                         block = bar_block[t]
                         block_sums[k, block, 0] += period_return
                         block_sums[k, block, 1] += period_return * period_return
-                if position != 0 and entry_bar < t:  # the trailing stop's peak / trough
-                    if position > 0:
-                        extreme = max(extreme, high[t])
-                    else:
-                        extreme = min(extreme, low[t])
+                if trailing and position != 0 and trip[TRIP_ENTRY_BAR] < t:  # peak / trough
+                    extreme = trip[TRIP_EXTREME]
+                    extreme = max(extreme, high[t]) if position > 0 else min(extreme, low[t])
+                    if extreme != trip[TRIP_EXTREME]:
+                        trip[TRIP_EXTREME] = extreme
+                        trip[TRIP_TRAIL_LEVEL] = stop_levels_nb(position, 0.0, extreme,
+                                                                settings)[2]
                 if recording:
                     record[RECORD_EQUITY, t] = metrics.equity
                     record[RECORD_SHARES, t] = shares
+                    record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
+            if ruined and not closed_out:
+                closed_out = True
+                t = stop_bar
+                if position != 0:  # closed out at this close (rule 6)
+                    position, shares, cash, entry_cash, _, closed_trip, closed_pnl = \
+                        trade_to_nb(0, position, shares, cash, entry_cash, close[t], t, 0.0,
+                                    fractional, fee_rate, settings, stops, EXIT_OUT_OF_MONEY, trades,
+                                    trip)
+                    round_trips += 1
+                    bar_filled = True
+                num_trades += bar_filled
+                cash = 0.0
+                shares = 0.0
+                metrics = ruin_nb(metrics, risk_free)
+                if blocks:
+                    block_sums[k, bar_block[t], 0] += -1.0
+                    block_sums[k, bar_block[t], 1] += 1.0
+                if recording:
+                    record[RECORD_EQUITY, t:last_bar + 1] = 0.0
+                    record[RECORD_SHARES, t:last_bar + 1] = 0.0
+                    record[RECORD_TRIP_PNL, t + 1:last_bar + 1] = np.nan
                     record[RECORD_TRIP_PNL, t] = closed_pnl if closed_trip else np.nan
             finalize_metrics_nb(out[check], k, checkpoints[check] - first_bar + 1, metrics,
                                 num_trades, round_trips, winning_round_trips, initial_capital,
@@ -273,9 +245,10 @@ def exec_batch_kernel_nb(close, open_, high, low, first_bar, checkpoints, series
                 out[check, INVALID_VALUE_ROW, k] = invalid_value[0]
             segment_start = checkpoints[check] + 1
         if logging and position != 0:  # still open at the end: marked, not closed
-            trades[n_logged, TRADE_EXIT_REASON] = EXIT_END
-            trades[n_logged, TRADE_FEES] = trade_fees
-            trades[n_logged, TRADE_BORROW] = trade_borrow
+            row = int(trip[TRIP_LOGGED])
+            trades[row, TRADE_EXIT_REASON] = EXIT_END
+            trades[row, TRADE_FEES] = trip[TRIP_FEES]
+            trades[row, TRADE_BORROW] = trip[TRIP_BORROW]
 
 
 __all__ = ["exec_batch_kernel_nb"]
