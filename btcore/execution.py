@@ -12,7 +12,6 @@ market-on-close kernel.
 from __future__ import annotations
 
 import difflib
-import math
 import warnings
 from dataclasses import dataclass, field
 

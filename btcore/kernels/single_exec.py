@@ -30,7 +30,7 @@ from btcore.kernels.execution import (BORROW_BPS, EXIT_END, EXIT_OUT_OF_MONEY, E
                                       FILL_CLOSE, FILL_NEXT_CLOSE, FILL_NEXT_OPEN,
                                       RISK_FREE_RATE, STOP_LOSS, TAKE_PROFIT, TRADE_BORROW,
                                       TRADE_EXIT_REASON, TRADE_FEES, TRAILING_STOP, TRIP_BORROW,
-                                      TRIP_ENTRY_BAR, TRIP_ENTRY_PRICE, TRIP_EXTREME, TRIP_FEES,
+                                      TRIP_ENTRY_BAR, TRIP_EXTREME, TRIP_FEES,
                                       TRIP_FIELDS, TRIP_LOGGED, TRIP_LOSS_LEVEL,
                                       TRIP_PROFIT_LEVEL, TRIP_TRAIL_LEVEL, entry_fraction_nb,
                                       stop_levels_nb, start_trip_nb,
