@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from btcore.benchmark import BENCHMARK_COLUMNS
 from btcore.metrics import METRIC_NAMES
 from btcore.results import has_asset_column, task_rows
 from btcore.store.files import (CLOEXEC, NOFOLLOW, BadPart, StoreLock, check_owned,
@@ -443,4 +444,4 @@ def _row_columns(prepared) -> list:
     """The columns of every part of a sweep (:func:`task_rows`)."""
     return ["set", *(param.name for param in prepared.job.strategy.params),
             *(["asset"] if has_asset_column(prepared) else []), "_asset", *METRIC_NAMES,
-            "ruined"]
+            *BENCHMARK_COLUMNS, "ruined"]

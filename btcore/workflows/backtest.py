@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
+from btcore.benchmark import alpha_beta, buy_and_hold
 from btcore.engine import Task, check_targets, preflight, run_task
 from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES, RECORD_TRIP_PNL,
                                    RUINED_ROW)
@@ -34,12 +35,19 @@ class BacktestResult:
         E_t / max(initial, E_0..E_t) - 1 (<= 0); its minimum is ``max_drawdown``.
     trades : pandas.DataFrame
         One row per round trip: entry/exit time, side, shares, prices, P&L
-        (costs of both legs included; NaN exit fields for a position still open
-        at the end). A reversal bar ends one trip and starts the next.
+        (costs of both legs included), ``return`` (P&L / cash before the entry,
+        a fraction like every return: 0.05 is 5 %) and bars held (NaN exit
+        fields for a position still open at the end). A reversal bar ends one
+        trip and starts the next; the closed rows are ``metrics["num_round_trips"]``.
     metrics : dict
-        Same names and values as a ``run_sweep`` table row, ``ruined`` included.
+        Same names and values as a ``run_sweep`` table row (the benchmark columns
+        and ``ruined`` included), and ``alpha`` and ``beta`` with ``benchmark=``.
     params : dict
     asset : str
+    benchmark : pandas.Series
+        Equity of the initial capital in the benchmark, bought at the first traded
+        bar's close and held (no costs; ``btcore.benchmark``): the asset itself,
+        or the ``benchmark=`` series.
     """
 
     equity: pd.Series
@@ -50,6 +58,7 @@ class BacktestResult:
     metrics: dict
     params: dict
     asset: str
+    benchmark: pd.Series | None = None
 
     def plot(self):
         """Equity, drawdown and position with trade markers; returns the matplotlib
@@ -64,7 +73,8 @@ class BacktestResult:
 
 def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
-             periods_per_year=None, debug=False, **strategy_options) -> BacktestResult:
+             periods_per_year=None, debug=False, benchmark=None,
+             **strategy_options) -> BacktestResult:
     """Run one parameter set on one asset and keep the per-bar detail.
 
     Parameters
@@ -78,6 +88,11 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
         As in :func:`btcore.run_sweep`.
     asset : str, optional
         Required when the data has several assets (and ``params`` names none).
+    benchmark : pandas.Series, optional
+        Prices of another series (e.g. an index): the benchmark columns use it
+        instead of the asset's own buy-and-hold, and ``metrics`` gains ``alpha``
+        and ``beta`` (OLS of the per-bar returns on its per-bar returns;
+        ``btcore.benchmark``).
 
     Returns
     -------
@@ -105,7 +120,7 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     prepared = prepare({k: [v] for k, v in params.items()}, spec, market, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=[asset], debug=debug,
-                       options=strategy_options)
+                       options=strategy_options, benchmark=benchmark)
     job = prepared.job
     first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
     record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
@@ -125,16 +140,37 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     drawdown = pd.Series(equity.to_numpy() / peak - 1.0, index=index, name="drawdown")
     metrics = {name: (int(out[-1, m, 0]) if name in INTEGER_METRICS else float(out[-1, m, 0]))
                for m, name in enumerate(METRIC_NAMES)}
+    metrics.update(benchmark_metrics(prepared, metrics["total_return"], returns, traded,
+                                     index))
     metrics["ruined"] = bool(out[-1, RUINED_ROW, 0])
     used = {p.name: (int(v) if p.kind is int else float(v))
             for p, v in zip(spec.params, job.params[0])}
     trades = trade_list(job.close[traded, 0], shares, equity, record[RECORD_TRIP_PNL, traded],
                         job.initial_capital)
-    return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset)
+    held = prepared.benchmark_series if prepared.benchmark_series is not None else \
+        job.close[:, 0]
+    hold = pd.Series(buy_and_hold(held, first_bar, last_bar, job.initial_capital), index=index,
+                     name="benchmark")
+    return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset, hold)
+
+
+def benchmark_metrics(prepared, total_return: float, returns: pd.Series, traded: slice,
+                      index) -> dict:
+    """The benchmark columns of one backtest, and ``alpha``/``beta`` with a series."""
+    benchmark_return, benchmark_sharpe = (float(v) for v in prepared.benchmark[0])
+    values = {"benchmark_return": benchmark_return,
+              "excess_return": total_return - benchmark_return,
+              "benchmark_sharpe": benchmark_sharpe}
+    if prepared.benchmark_series is not None:
+        prices = prepared.benchmark_series[traded]
+        values["alpha"], values["beta"] = alpha_beta(
+            returns.to_numpy()[1:], prices[1:] / prices[:-1] - 1.0,
+            prepared.settings["periods_per_year"])
+    return values
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "shares", "entry_price", "exit_price",
-                 "pnl", "return_pct", "bars_held")
+                 "pnl", "return", "bars_held")
 
 
 def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series, trip_pnl: np.ndarray,
@@ -173,8 +209,7 @@ def trade_list(close: np.ndarray, shares: pd.Series, equity: pd.Series, trip_pnl
         "entry_price": close[entries],
         "exit_price": np.concatenate([close[exits], np.full(pad, np.nan)]),
         "pnl": np.concatenate([pnl, np.full(pad, np.nan)]),
-        "return_pct": np.concatenate([pnl / entry_cash[:closed] * 100.0,
-                                      np.full(pad, np.nan)]),
+        "return": np.concatenate([pnl / entry_cash[:closed], np.full(pad, np.nan)]),
         "bars_held": np.concatenate([exits - entries[:closed],
                                      len(held) - 1 - entries[closed:]]),
     }, columns=list(TRADE_COLUMNS))

@@ -20,6 +20,7 @@ import pandas as pd
 
 import btcore.strategies as strategies
 from btcore._checks import check_callable, check_optional_bool
+from btcore.benchmark import align_benchmark, benchmark_columns, series_label
 from btcore.data import MarketData, as_market_data
 from btcore.engine import Job, run_job
 from btcore.engine.cost import resolve_auto
@@ -82,11 +83,18 @@ class Prepared:
     data: object
     asset_index: np.ndarray
     settings: dict
+    #: (n_columns, 2) ``benchmark_return``, ``benchmark_sharpe`` per asset (btcore.benchmark)
+    benchmark: np.ndarray | None = None
+    #: the ``benchmark=`` series, one price per bar of the data (None: each asset's own)
+    benchmark_series: np.ndarray | None = None
 
 
 def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
-            assets, debug, options, n_blocks: int = 0) -> Prepared:
-    """Validate every input and build the job (no compiled kernel runs here)."""
+            assets, debug, options, n_blocks: int = 0, benchmark=None) -> Prepared:
+    """Validate every input and build the job (no compiled kernel runs here).
+
+    ``benchmark`` (a price series, or None for each asset's own buy-and-hold) sets
+    the ``benchmark_*`` values of the result (:mod:`btcore.benchmark`)."""
     spec = strategies.get(strategy)
     option_values = spec.option_values(options)
     checked = spec._cache.setdefault("rule_checked", set())
@@ -128,7 +136,12 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
         "assets": [market.symbols[i] for i in asset_index],
         **spec.option_settings(option_values),
     }
-    return Prepared(job, grid, market, asset_index, settings)
+    series = None
+    if benchmark is not None:
+        series = align_benchmark(benchmark, market.index, int(first_bar.min()), last)
+        settings["benchmark"] = series_label(benchmark, series)
+    values = benchmark_columns(close, first_bar, last, ppy, series)
+    return Prepared(job, grid, market, asset_index, settings, values, series)
 
 
 def warn_unaffordable(close: np.ndarray, first_bar: np.ndarray, last: int, capital: float,
