@@ -66,17 +66,38 @@ def number_text(value) -> str:
     return f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.2g}"
 
 
-def _short_money(value: float) -> str:
+def _short_money(value: float, digits: int = 3) -> str:
     size = abs(value)
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if size >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.3g}"
+            return f"{value / scale:.{digits}g}{suffix}"
+    return f"{value:.{digits}g}"
+
+
+def short_labels(values, digits: int = 3) -> list:
+    """Compact labels (1.5M, 250k) of tick ``values``, with as many significant
+    digits beyond ``digits`` as it takes for different values to read differently
+    (1M and 1.002M, never 1M twice)."""
+    values = [float(v) for v in values]
+    for more in range(digits, 16):
+        labels = [_short_money(v, more) if v else "0" for v in values]
+        if len(set(labels)) == len(set(values)):
+            break
+    return labels
 
 
 def short_number_formatter():
-    from matplotlib.ticker import FuncFormatter
-    return FuncFormatter(lambda value, _: _short_money(value) if value else "0")
+    """A matplotlib formatter of :func:`short_labels` (all of an axis's ticks at once)."""
+    from matplotlib.ticker import Formatter
+
+    class ShortNumberFormatter(Formatter):
+        def __call__(self, value, pos=None):
+            return _short_money(value) if value else "0"
+
+        def format_ticks(self, values):
+            return short_labels(values)
+
+    return ShortNumberFormatter()
 
 
 def equity_axis(ax, values: np.ndarray) -> None:

@@ -28,7 +28,7 @@ from btcore.grid import as_grid
 from btcore.metrics import METRIC_NAMES
 from btcore.store import check_out
 from btcore.sets import job_sets
-from btcore.settings import check_settings
+from btcore.settings import run_settings
 from btcore.strategies.base import check_rule
 
 
@@ -104,8 +104,8 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
     grid = as_grid(grid, spec)  # parameters left out take their defaults
     grid.check(spec)
     market = resolve_data(data)
-    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
-                                         market.index)
+    capital, costs, ppy, basis = run_settings(initial_capital, cost_bps, periods_per_year,
+                                              market.index)
     asset_index = market.asset_indices(assets)
     first, last = market.window(start, end)
     first_bar = np.maximum(first, market.first_valid[asset_index]).astype(np.int64)
@@ -132,7 +132,7 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
               capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index)
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
-        "cost_bps": costs, "periods_per_year": ppy,
+        "cost_bps": costs, "periods_per_year": ppy, "periods_per_year_basis": basis,
         "assets": [market.symbols[i] for i in asset_index],
         **spec.option_settings(option_values),
     }
@@ -226,7 +226,7 @@ class Run:
 
 
 def execute(job, sink, options: RunOptions, *, started: float, open_store=None,
-            description: str = "") -> Run:
+            description: str = "", settings: dict | None = None) -> Run:
     """Run ``job`` into ``sink``: the one template of every workflow.
 
     ``executor="auto"`` is resolved on this job (its measured speed is reused by
@@ -254,6 +254,9 @@ def execute(job, sink, options: RunOptions, *, started: float, open_store=None,
         raise
     if choice is not None:
         stats["executor_choice"] = choice
+    for key in ("periods_per_year", "periods_per_year_basis"):  # the annualisation used
+        if settings and key in settings:
+            stats[key] = settings[key]
     return Run(stats, store, started)
 
 

@@ -27,7 +27,7 @@ from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                             cross_sectional_kernel_nb)
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
-from btcore.settings import check_settings
+from btcore.settings import run_settings
 from btcore.store import ResultStore
 from btcore.workflows.base import RunOptions, execute, resolve_data
 from btcore.workflows.sweep import SweepResult
@@ -187,8 +187,8 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
         raise TypeError(f"long_only must be True or False, got {long_only!r}")
     columns = _check_columns(grid)
     market = resolve_data(data)
-    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
-                                         market.index)
+    capital, costs, ppy, basis = run_settings(initial_capital, cost_bps, periods_per_year,
+                                              market.index)
     asset_index = market.asset_indices(assets)
     n_assets = len(asset_index)
     if n_assets < 2:
@@ -216,6 +216,7 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
         array.flags.writeable = False
     settings = {"start": market.index[first], "end": market.index[last],
                 "initial_capital": capital, "cost_bps": costs, "periods_per_year": ppy,
+                "periods_per_year_basis": basis,
                 "assets": [market.symbols[i] for i in asset_index], "direction": direction,
                 "long_only": bool(long_only)}
     return CrossSectionalJob(close, first_bars, first_valid, int(last), params, order, columns,
@@ -313,7 +314,7 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     sink = ArraySink(CS_OUT_ROWS, cjob.n_sets, "cross-sectional")
     run = execute(cjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, store_view(cjob), batch_size=batch_size, overwrite=overwrite, kind="arrays",
-        workflow="run_cross_sectional_sweep"))
+        workflow="run_cross_sectional_sweep"), settings=cjob.settings)
     table = build_cross_sectional_table(cjob, cjob.to_grid_order(sink.out))
     run.stats["assets"] = cjob.n_assets
     stats = run.finish("sharpe_ratio", {"table": table})

@@ -132,7 +132,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     sink = ArraySink(PORTFOLIO_OUT_ROWS, pjob.n_sets, "portfolio")
     run = execute(pjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, pjob.prepared, batch_size=batch_size, overwrite=overwrite, kind="arrays",
-        extra=dict(pjob.grid_construction), workflow="run_portfolio_sweep"))
+        extra=dict(pjob.grid_construction), workflow="run_portfolio_sweep"),
+        settings=pjob.prepared.settings)
     table = build_portfolio_table(pjob, sink.out)
     run.stats["assets"] = pjob.n_assets
     stats = run.finish("sharpe_ratio", {"table": table})

@@ -329,7 +329,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     job = prepared.job
     sink = RowsSink(prepared, sort_by, keep)
     run = execute(job, sink, options, started=started, open_store=lambda: ResultStore.open(
-        out, prepared, batch_size=batch_size, overwrite=overwrite))
+        out, prepared, batch_size=batch_size, overwrite=overwrite), settings=prepared.settings)
     rows = sink.table()
     run.stats["keep"], run.stats["sort_by"] = sink.keep, sink.sort_by
     stats = run.finish(sink.sort_by)
