@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 
 from btcore.plots.common import (date_axis, drawdown_axis, equity_axis, metrics_line,
-                                 number_text, pyplot, short_number_formatter)
+                                 number_text, pyplot, short_number_formatter, wrap_items)
 
 
 def backtest_figure(result):
     """Equity (with trade entries and exits), drawdown and position of one backtest.
 
     Three stacked panels sharing the time axis: equity (log scale when it
-    spans more than 10x) beside buy-and-hold of the benchmark (grey dashes,
+    spans more than 10x) beside buy-and-hold of the benchmark (grey dots,
     ``result.benchmark``), with long entries (green ^), short entries (red v)
     and exits (black x) at the equity of their bar; drawdown in percent
     (filled); position in shares (long green, short red).
@@ -38,7 +38,7 @@ def backtest_figure(result):
     curves = equity.to_numpy()
     benchmark = getattr(result, "benchmark", None)
     if benchmark is not None and len(benchmark):
-        ax_eq.plot(benchmark.index, benchmark.to_numpy(), color="0.45", lw=0.9, ls="--",
+        ax_eq.plot(benchmark.index, benchmark.to_numpy(), color="0.4", lw=1.0, ls=":",
                    label="buy and hold", zorder=1)
         curves = np.concatenate([curves, benchmark.to_numpy()])
     equity_axis(ax_eq, curves)
@@ -57,7 +57,7 @@ def backtest_figure(result):
                       label="exit", **marker)
     ax_eq.set_ylabel("equity")
     ax_eq.legend(loc="best", fontsize=8, ncols=4, framealpha=0.8)
-    ax_eq.set_title(metrics_line(result.metrics), fontsize=10)
+    ax_eq.set_title(wrap_items(metrics_line(result.metrics), 100), fontsize=10)
 
     drawdown_axis(ax_dd, drawdown)
 

@@ -67,7 +67,7 @@ def walk_forward_figure(result, asset: str | None = None, metric: str = "sharpe_
     benchmark = getattr(result, "oos_benchmark", None)
     if benchmark is not None and asset in benchmark.columns:
         hold = benchmark[asset].dropna()
-        ax_eq.plot(hold.index, hold.to_numpy(), color="0.45", lw=0.9, ls="--",
+        ax_eq.plot(hold.index, hold.to_numpy(), color="0.4", lw=1.0, ls=":",
                    label="buy and hold")
         curves = np.concatenate([curves, hold.to_numpy()])
         ax_eq.legend(fontsize=8, frameon=False, loc="lower left")
