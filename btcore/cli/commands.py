@@ -35,15 +35,20 @@ def _result_columns() -> frozenset:
                       "avg_correlation", "efficiency"))
 
 
-def terminal_width() -> int:
+def terminal_width() -> int | None:
+    """The terminal's columns, or None when the output is not a terminal (a file or a
+    pipe gets every column)."""
     import shutil
+    import sys
+    if not sys.stdout.isatty():
+        return None
     return max(shutil.get_terminal_size((100, 24)).columns, 40)
 
 
 def _frame_text(frame, float_format="{:.4f}", columns: str = "all") -> str:
-    """``frame`` as text; ``columns="key"`` keeps the parameters and labels and
-    ``KEY_METRICS``, then adds the other columns in order while the lines fit the
-    terminal, and says how many were left out and how to see them."""
+    """``frame`` as text; ``columns="key"`` on a terminal keeps the parameters and
+    labels and ``KEY_METRICS``, then adds the other columns in order while the lines
+    fit its width, and says how many were left out and how to see them."""
     import pandas as pd
 
     def text(shown):
@@ -53,7 +58,8 @@ def _frame_text(frame, float_format="{:.4f}", columns: str = "all") -> str:
 
     whole = text(frame)
     width = terminal_width()
-    if columns == "all" or max(map(len, whole.splitlines()), default=0) <= width:
+    if columns == "all" or width is None or max(map(len, whole.splitlines()),
+                                                default=0) <= width:
         return whole
     results = _result_columns()
     labels = [c for c in frame.columns if c not in results and not str(c).startswith(

@@ -149,9 +149,10 @@ def _add_outputs(parser, *, what: str, top: bool = True, directory: bool = False
         parser.add_argument("--top", type=_positive_int, default=10,
                             help="rows to print (default 10)")
     parser.add_argument("--columns", choices=("key", "all"), default="key",
-                        help="columns to print: key (the parameters, Sharpe, return, "
-                             "drawdown and trades, then as many more as fit the terminal; "
-                             "the default) or all")
+                        help="columns to print on a terminal: key (the parameters, "
+                             "Sharpe, return, drawdown and trades, then as many more as fit "
+                             "its width; the default) or all (a pipe or file always gets "
+                             "all)")
     forms = "a .parquet or .csv file"
     if directory:
         forms = ("a directory (dir/, or a name without extension) to stream resumable "
