@@ -155,3 +155,45 @@ def test_trade_return_is_a_fraction_of_the_cash_before_the_entry():
     cash_before = one.equity.iloc[entry - 1] if entry else 1e6
     assert first["return"] == pytest.approx(first["pnl"] / cash_before, rel=1e-12)
     assert trades["return"].abs().max() < 1.0  # fractions, not percent
+
+
+def test_walk_forward_against_a_series_adds_alpha_and_beta():
+    rng = np.random.default_rng(8)
+    level = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.01, DATA.n_bars))),
+                      index=DATA.index)
+    result = walk_forward(GRID, data=DATA, n_splits=3, progress=False, benchmark=level,
+                          assets="SYN000")
+    equity = result.oos_equity["SYN000"].to_numpy()
+    returns = equity / np.concatenate(([1e6], equity[:-1])) - 1.0
+    prices = level.reindex(result.oos_equity.index).to_numpy()
+    b = prices[1:] / prices[:-1] - 1.0
+    design = np.column_stack([np.ones_like(b), b])
+    (intercept, slope), *_ = np.linalg.lstsq(design, returns[1:], rcond=None)
+    row = result.oos_metrics.loc["SYN000"]
+    assert row["beta"] == pytest.approx(slope, rel=1e-9, abs=1e-12)
+    assert row["alpha"] == pytest.approx(intercept * 252, rel=1e-9, abs=1e-12)
+    assert row["benchmark_return"] == pytest.approx(prices[-1] / prices[0] - 1, rel=1e-12)
+
+
+# ------------------------------------------------------------ docs that match behaviour
+def test_readme_metrics_line_is_true():
+    res = run_sweep(GRID, data=DATA, progress=False)
+    one = res.backtest(0, data=DATA)
+    assert one.metrics == res.table.iloc[0][list(one.metrics)].to_dict()
+
+
+def test_a_parameter_left_out_of_the_grid_runs_at_its_default_and_is_shown():
+    import btcore.strategies as strategies
+    default = next(p.default for p in strategies.get("mean_reversion").params
+                   if p.name == "stop_loss_z")
+    table = run_sweep({"lookback_period": [10, 20]}, data=DATA, progress=False).table
+    assert (table["stop_loss_z"] == default).all()
+
+
+def test_newest_first_data_is_turned_around_and_other_orders_refused():
+    close = pd.Series([3.0, 2.0, 1.0], index=pd.to_datetime(["2020-01-03", "2020-01-02",
+                                                             "2020-01-01"]))
+    data = MarketData.from_pandas(close)
+    assert list(data.close[:, 0]) == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="timestamps are not sorted"):
+        MarketData.from_pandas(close.iloc[[0, 2, 1]])
