@@ -197,3 +197,15 @@ def test_newest_first_data_is_turned_around_and_other_orders_refused():
     assert list(data.close[:, 0]) == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="timestamps are not sorted"):
         MarketData.from_pandas(close.iloc[[0, 2, 1]])
+
+
+def test_a_cross_sectional_book_is_compared_with_equal_weight_buy_and_hold():
+    from btcore import run_cross_sectional_sweep
+    result = run_cross_sectional_sweep({"lookback_period": [20], "top_k": [1]}, data=DATA,
+                                       start="2020-01-01", progress=False)
+    first, last = DATA.window("2020-01-01", None)
+    close = DATA.close
+    by_hand = sum(0.5 * close[last, a] / close[first, a] for a in range(2)) - 1.0
+    row = result.table.iloc[0]
+    assert row["benchmark_return"] == pytest.approx(by_hand, rel=1e-12)
+    assert row["excess_return"] == row["total_return"] - row["benchmark_return"]

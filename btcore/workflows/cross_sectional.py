@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from btcore.benchmark import benchmark_values, equal_weight_buy_and_hold
 from btcore.engine import ArraySink, Task
 from btcore.grid import Grid, as_grid
 from btcore.kernels.binding import kernel_ref, load_kernel
@@ -237,8 +238,19 @@ def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.
         values = out[m, rows]
         table[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
     table["turnover"] = out[TURNOVER_ROW, rows]
+    benchmark_return, benchmark_sharpe = book_benchmark(cjob)
+    table["benchmark_return"] = np.full(len(rows), benchmark_return)
+    table["excess_return"] = table["total_return"].to_numpy() - benchmark_return
+    table["benchmark_sharpe"] = np.full(len(rows), benchmark_sharpe)
     table["ruined"] = out[RUINED_ROW, rows] != 0.0
     return table
+
+
+def book_benchmark(cjob: CrossSectionalJob) -> tuple[float, float]:
+    """``(benchmark_return, benchmark_sharpe)`` of equal-weight buy-and-hold of the
+    universe over the book's traded bars (``btcore.benchmark``)."""
+    equity = equal_weight_buy_and_hold(cjob.close, cjob.first_bars, cjob.last_bar)
+    return benchmark_values(equity, cjob.periods_per_year)
 
 
 @dataclass
@@ -401,6 +413,9 @@ def cross_sectional_backtest(params=None, data=None, *, direction="reversal", lo
     metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
                for m, name in enumerate(METRIC_NAMES)}
     metrics["turnover"] = float(out[TURNOVER_ROW, 0])
+    benchmark_return, metrics["benchmark_sharpe"] = book_benchmark(cjob)
+    metrics["benchmark_return"] = benchmark_return
+    metrics["excess_return"] = metrics["total_return"] - benchmark_return
     metrics["ruined"] = bool(out[RUINED_ROW, 0])
     used = {name: (int(cjob.params[0, i]) if name in INTEGER_PARAMS else float(cjob.params[0, i]))
             for i, name in enumerate(PARAM_NAMES)}
