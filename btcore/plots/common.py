@@ -146,7 +146,7 @@ def metrics_line(metrics: dict) -> str:
     parts = []
     for name, label, form in (("sharpe_ratio", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.1%}"),
                               ("max_drawdown", "max drawdown", "{:.1%}"),
-                              ("excess_return", "vs buy and hold", "{:+.1%}"),
+                              ("excess_return", "excess over buy and hold", "{:+.1%}"),
                               ("num_trades", "bars with fills", "{:,.0f}"),
                               ("num_round_trips", "round trips", "{:,.0f}"),
                               ("win_rate", "won", "{:.0%}"),
