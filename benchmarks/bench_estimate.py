@@ -69,6 +69,10 @@ def sweeps(quick: bool) -> list[dict]:
          "strategy": "mean_reversion", "kwargs": {"assets": "AAPL"}},
         {"name": "mr 1,000 grid, AAPL 2010-2022", "grid": GRID_1000,
          "strategy": "mean_reversion", "kwargs": {"assets": "AAPL", "start": "2010-01-01"}},
+        # tiny: the time is the fixed per-call costs (checks, kernel load, 20 tasks)
+        {"name": "mr 2 sets, 2018-2022, 20 assets (tiny)",
+         "grid": {"lookback_period": [20, 40]}, "strategy": "mean_reversion",
+         "kwargs": {"start": "2018-01-01"}},
     ]
     for run in runs:
         run["workflow"] = "sweep"

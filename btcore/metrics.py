@@ -14,9 +14,13 @@ return 0, no risk-free rate):
 - max_drawdown = min_t E_t / max(initial, E_0..E_t) - 1  (<= 0)
 - cagr = (E_last / initial) ** (1 / years) - 1 with years = n / ppy; -1 if E_last == 0
 - calmar_ratio = cagr / |max_drawdown|; NaN when max_drawdown == 0 or not finite
-- num_trades = traded bars with at least one fill; exposure = share of bars ending
-  in the market
-- win_rate = share of closed round trips with positive P&L (costs included); NaN if none
+- num_trades = traded bars with at least one fill (per asset in a portfolio or
+  book): an entry, an exit and a reversal bar each count once
+- num_round_trips = closed round trips (entry to exit; a reversal closes one and
+  opens the next; a position still open at the end is not counted)
+- exposure = share of bars ending in the market
+- win_rate = share of the num_round_trips closed round trips with positive P&L
+  (costs included); NaN if none
 
 An account whose equity reaches 0 or less is closed out and stays at 0 (the
 out-of-money rule); the kernel flags such rows ``ruined`` and
@@ -31,13 +35,14 @@ import numpy as np
 
 METRIC_NAMES = (
     "total_return", "final_value", "sharpe_ratio", "sortino_ratio", "annual_volatility",
-    "max_drawdown", "cagr", "calmar_ratio", "num_trades", "exposure", "win_rate",
+    "max_drawdown", "cagr", "calmar_ratio", "num_trades", "num_round_trips", "exposure",
+    "win_rate",
 )
 N_METRICS = len(METRIC_NAMES)
 TOTAL_RETURN, FINAL_VALUE, SHARPE, SORTINO, VOLATILITY, MAX_DRAWDOWN, CAGR, CALMAR, \
-    NUM_TRADES, EXPOSURE, WIN_RATE = range(N_METRICS)
+    NUM_TRADES, NUM_ROUND_TRIPS, EXPOSURE, WIN_RATE = range(N_METRICS)
 #: metrics that are whole numbers (stored as int64 in result tables)
-INTEGER_METRICS = ("num_trades",)
+INTEGER_METRICS = ("num_trades", "num_round_trips")
 #: metrics where less is better: rankings sort them ascending, heatmaps reverse the colours
 LOWER_IS_BETTER = frozenset({"annual_volatility"})
 

@@ -4,24 +4,38 @@ portfolio sweep) on 1 to hundreds of CPUs: the floor just under the CLI.
 ``estimate`` measures the kernel on this data (a short calibration, as every
 sweep does before it starts) and adds each executor's overheads, measured on a
 2-core VM (``benchmarks/RESULTS.md``): start-up, CPU time per task, and sharing
-the data. Wall = start-up + share + (kernel + per-task overhead) / CPUs.
+the data. Wall = start-up + share + (kernel + per-task overhead) / CPUs, plus
+what every call pays whatever its size: the checks and preparation of the
+inputs (timed here, as ``estimate`` does the same work), loading the compiled
+kernel in the driver, and the driver's handling of each finished task (its rows
+ranked and added to the table, progress): ``DRIVER_TASK_S`` per task, one at a
+time in the driver (``benchmarks/bench_estimate.py``). Those fixed costs are
+what a small sweep's time is mostly made of.
 """
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
 from btcore.engine import plan
-from btcore.engine.cost import OVERHEADS, Workload, predict_seconds
+from btcore.engine.cost import OVERHEADS, Workload, planned_tasks, predict_seconds
 from btcore.settings import check_arguments
 from btcore.workflows.base import prepare
 from btcore.workflows.cross_sectional import prepare_cross_sectional
 from btcore.workflows.monte_carlo import plan_monte_carlo
 from btcore.workflows.portfolio_job import prepare_portfolio
 from btcore.workflows.walk_forward import plan_walk_forward
+
+#: driver seconds per finished task (its result checked, placed in the table or
+#: array, progress counted), measured with benchmarks/bench_estimate.py: 0.25-0.4 ms
+DRIVER_TASK_S = 3e-4
+#: the run's own calibration and loading of a cached kernel take at most about this
+#: (the first call of a process loads the machine code: ``estimate`` pays it too)
+CALIBRATION_S = 0.05
 
 #: estimate(workflow=...) -> the keywords of that workflow it takes besides the sweep's
 WORKFLOW_KEYWORDS = {
@@ -68,7 +82,8 @@ def estimate(grid, strategy="mean_reversion", data=None, *, workflow: str = "swe
     pandas.DataFrame
         ``cpus, executor, predicted_s, cpu_hours, cost_usd`` and the measured
         ``kernel_param_bars_per_s`` of one core; ``attrs`` holds ``workflow``,
-        ``backtests`` and ``parameter_sets``.
+        ``backtests``, ``parameter_sets`` and ``setup_s`` (the measured checks and
+        preparation every call pays, included in ``predicted_s``).
 
     Examples
     --------
@@ -91,21 +106,27 @@ def estimate(grid, strategy="mean_reversion", data=None, *, workflow: str = "swe
     _check_options(options, strategy, workflow)
     common = dict(start=start, end=end, initial_capital=initial_capital, cost_bps=cost_bps,
                   periods_per_year=periods_per_year, options=options)
+    started = time.perf_counter()
     workload, measure = _PLANNERS[workflow](grid, strategy, data, assets, common, keywords)
-    throughput = measure()  # param-bars/s of one core
+    setup_s = time.perf_counter() - started  # the run checks and prepares the same inputs
+    started = time.perf_counter()
+    throughput = measure()  # param-bars/s of one core (loads the compiled kernel first)
+    measure_s = time.perf_counter() - started
     local = cpu_count()
     rows = []
     for n in counts:
         name = executor or ("threads" if n <= local else "ray")
         n = 1 if name == "serial" else n
-        wall = predict_seconds(workload, throughput, name, n, local)
+        driver_s = planned_tasks(workload, throughput, n) * DRIVER_TASK_S
+        wall = predict_seconds(workload, throughput, name, n, local) + setup_s + \
+            min(measure_s, CALIBRATION_S) + driver_s
         rows.append({"cpus": n, "executor": name, "predicted_s": wall,
                      "cpu_hours": wall * n / 3600.0,
                      "cost_usd": wall * n / 3600.0 * price_per_cpu_hour,
                      "kernel_param_bars_per_s": throughput})
     table = pd.DataFrame(rows)
     table.attrs.update(workflow=workflow, backtests=workload.backtests,
-                       parameter_sets=workload.n_sets)
+                       parameter_sets=workload.n_sets, setup_s=setup_s)
     return table
 
 

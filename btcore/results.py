@@ -26,7 +26,7 @@ MEMORY_SHARE = 0.5
 # -------------------------------------------------------------------- rows
 def task_rows(prepared, task, out: np.ndarray) -> dict:
     """The rows of one finished task: ``{"set": grid positions, params..., "asset"?,
-    metrics..., "ruined"}`` (numpy arrays, the table's dtypes)."""
+    metrics..., benchmark columns..., "ruined"}`` (numpy arrays, the table's dtypes)."""
     job = prepared.job
     final = out[-1]  # (OUT_ROWS, n) at the window's last checkpoint
     rows = {"set": job.sets.grid_rows(task.start, task.stop).astype(np.int64)}
@@ -39,6 +39,10 @@ def task_rows(prepared, task, out: np.ndarray) -> dict:
     rows["_asset"] = np.full(task.n_sets, task.column, dtype=np.int64)
     for k, name in enumerate(METRIC_NAMES):
         rows[name] = final[k].astype(np.int64) if name in INTEGER_METRICS else final[k].copy()
+    benchmark_return, benchmark_sharpe = prepared.benchmark[task.column]
+    rows["benchmark_return"] = np.full(task.n_sets, benchmark_return)
+    rows["excess_return"] = rows["total_return"] - benchmark_return
+    rows["benchmark_sharpe"] = np.full(task.n_sets, benchmark_sharpe)
     rows["ruined"] = final[RUINED_ROW] != 0.0
     return rows
 
@@ -137,7 +141,7 @@ def table_bytes(prepared, rows: int) -> int:
     """Peak bytes of building a ranked table of ``rows`` rows (blocks, the sorted
     copy and the DataFrame: ~3 copies of every column)."""
     job = prepared.job
-    columns = len(job.strategy.params) + N_METRICS + 4  # set, asset, _asset, ruined
+    columns = len(job.strategy.params) + N_METRICS + 7  # set, asset, _asset, 3 benchmark, ruined
     blocks = job.n_columns * job.n_sets * job.n_blocks * 2 * 8
     return 3 * 8 * columns * rows + blocks
 

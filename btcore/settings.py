@@ -5,12 +5,16 @@ annualisation, and the check of keyword arguments that are neither.
 is inferred from the bar spacing when it is None, by this rule
 (:func:`infer_periods_per_year`), from the median spacing of the index:
 
-- intraday (median spacing < 0.75 day): bars per day (the median number of
-  bars on a calendar date) x trading days per year, where trading days are
-  365 when more than 10 % of the bars fall on a Saturday or Sunday (24/7
-  markets such as crypto) and 252 otherwise. Hourly US-equity bars
-  (7 a day) -> 1,764; 24/7 hourly bars -> 8,760.
-- daily (0.75 to 4 days): 365 with weekend bars (> 10 %), else 252.
+- intraday (median spacing < 0.75 day), or daily with weekend bars (more than
+  10 % of the bars on a Saturday or Sunday): the data's own bars per calendar
+  year, (bars - 1) / (last - first timestamp in days) x 365.25, rounded to a
+  whole number, when the bars span at least a year (``CALENDAR_SPAN_DAYS``):
+  FX trading Sunday evening to Friday evening, hourly -> about 6,200 (not
+  24 x 252 = 6,048); 24/7 hourly bars -> 8,766; daily crypto -> 365. Over a
+  shorter span (too short to count a year): intraday bars per day (the median
+  number of bars on a calendar date) x 365 with weekend bars, else x 252
+  (hourly US equities, 7 a day -> 1,764); daily with weekend bars -> 365.
+- daily business days (0.75 to 4 days, no weekend bars): 252.
 - weekly (4 to 10 days): 52; monthly (25 to 35 days): 12; quarterly (80 to
   100 days): 4; yearly (330 to 400 days): 1.
 - anything else: 365.25 / median spacing in days.
@@ -34,6 +38,9 @@ MAX_COST_BPS = 10_000.0
 MISMATCH_FACTOR = 2.0
 #: share of bars on Saturdays and Sundays above which a market trades 7 days a week
 WEEKEND_SHARE = 0.10
+#: bars spanning at least this many days are counted per calendar year (intraday bars,
+#: or daily bars with weekends) rather than extrapolated from one day's or week's
+CALENDAR_SPAN_DAYS = 365.0
 
 _DAY = 86_400.0  # seconds
 # (lowest, highest median spacing in days) -> periods per year, after daily
@@ -83,6 +90,16 @@ def check_settings(initial_capital, cost_bps, periods_per_year, index=None) -> t
     return float(initial_capital), float(cost_bps), float(periods_per_year)
 
 
+def run_settings(initial_capital, cost_bps, periods_per_year, index) -> tuple:
+    """:func:`check_settings` on a run's data, and how ``periods_per_year`` was set:
+    ``(capital, cost_bps, periods_per_year, basis)``, with ``basis`` "given" or the
+    inferred spacing's description (the bars are read once)."""
+    if periods_per_year is None:
+        inferred, basis = infer_periods_per_year(index)
+        return (*check_settings(initial_capital, cost_bps, inferred), f"inferred: {basis}")
+    return (*check_settings(initial_capital, cost_bps, periods_per_year, index), "given")
+
+
 def resolve_periods_per_year(value, index) -> float:
     """``value``, or the inferred periods per year when it is None; warn (UserWarning)
     when an explicit value is more than 2x away from the bar spacing's."""
@@ -115,6 +132,13 @@ def infer_periods_per_year(index) -> tuple[float, str]:
     weekend = float(np.mean(index.day_of_week >= 5))
     days = 365.0 if weekend > WEEKEND_SHARE else 252.0
     week = "7 days a week" if days == 365.0 else "weekdays only"
+    span_days = float(index.as_unit("ns").asi8[-1] - index.as_unit("ns").asi8[0]) / 1e9 / _DAY
+    if (median < 0.75 or (median < 4.0 and days == 365.0)) and span_days >= CALENDAR_SPAN_DAYS:
+        per_year = float(round((len(index) - 1) / span_days * 365.25))
+        kind = (f"intraday (median spacing {_duration(median)})" if median < 0.75
+                else "daily with weekend bars")
+        return per_year, (f"{kind}: {per_year:,.0f} bars a calendar year, counted over "
+                          f"{span_days / 365.25:.1f} years")
     if median < 0.75:
         per_day = float(np.median(pd.Series(1, index=index.normalize()).groupby(level=0)
                                   .size().to_numpy()))

@@ -107,7 +107,8 @@ def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookb
     assert len(equity_curve) == n_traded and equity_curve[-1] == equity
     return {
         **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
-        "num_trades": num_trades, "exposure": bars_in_market / n_traded,
+        "num_trades": num_trades, "num_round_trips": round_trips,
+        "exposure": bars_in_market / n_traded,
         "win_rate": wins / round_trips if round_trips else math.nan,
         "turnover": traded_value / mean_equity / years if mean_equity > 0 else math.nan,
         "ruined": ruined, "equity": equity_curve, "shares": shares_curve,

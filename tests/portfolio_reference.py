@@ -206,6 +206,7 @@ def portfolio_reference(close, first_bars, last_bar, rules, *, initial_capital=1
         "exposure": bars_in_market / n_bars,
         "win_rate": wins / len(trips) if trips else math.nan,
         "round_trips": len(trips),
+        "num_round_trips": len(trips),
         "turnover": (traded_value / mean_equity / (n_bars / periods_per_year)
                      if mean_equity > 0 else math.nan),
         "ruined": ruined,

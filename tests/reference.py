@@ -13,7 +13,7 @@ import numpy as np
 METRIC_KEYS = (
     "total_return", "final_value", "sharpe_ratio", "sortino_ratio",
     "annual_volatility", "max_drawdown", "cagr", "calmar_ratio",
-    "num_trades", "exposure", "win_rate",
+    "num_trades", "num_round_trips", "exposure", "win_rate",
 )
 
 
@@ -225,6 +225,7 @@ def simulate_reference(close, first_bar, last_bar, rule, *, initial_capital=1_00
     return {
         **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
         "num_trades": num_trades,
+        "num_round_trips": len(closed),
         "exposure": bars_in_market / n_bars,
         "win_rate": wins / len(closed) if closed else math.nan,
         "ruined": ruined,

@@ -12,7 +12,8 @@ def test_table_has_one_row_per_set_and_asset(small_data, grid):
     result = run_sweep(grid, data=small_data, progress=False)
     n_sets = np.prod([len(v) for v in grid.values()])
     assert len(result.table) == n_sets * small_data.n_assets
-    assert list(result.table.columns) == [*grid, "asset", *METRIC_NAMES, "ruined"]
+    assert list(result.table.columns) == [*grid, "asset", *METRIC_NAMES, "benchmark_return",
+                                          "excess_return", "benchmark_sharpe", "ruined"]
     pairs = result.table[[*grid, "asset"]].drop_duplicates()
     assert len(pairs) == len(result.table)
     sharpe = result.table["sharpe_ratio"].to_numpy()

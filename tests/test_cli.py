@@ -4,6 +4,7 @@ and as real processes (``python -m btcore``, the ``btcore`` script), checked
 against the Python API on the same inputs; errors print one ``btcore: error:``
 line and exit 2 without a traceback, before any work."""
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -1061,3 +1062,84 @@ def test_cross_sectional_prints_the_top_rows_and_resumes(capsys, tmp_path):
 def test_cross_sectional_errors_are_one_line(capsys, no_kernel_runs, argv, message):
     status, out, err = run_cli(capsys, *argv)
     assert status == 2 and len(error_lines(err)) == 1 and message in err, err
+
+
+# ------------------------------------------------------ daily use (issue 23)
+def test_a_flag_prefix_is_not_the_flag(capsys):
+    status, out, err = run_cli(capsys, "sweep", "--strat", "ma_crossover", "--no-progress")
+    assert status == 2
+    assert "unrecognized arguments: --strat ma_crossover" in err
+
+
+def test_tables_fit_the_terminal_around_the_key_columns(capsys, monkeypatch):
+    import btcore.cli.commands as commands
+    monkeypatch.setattr(commands, "terminal_width", lambda: 130)
+    grid = json.dumps({**TINY, "lookback_period": [20, 40]})
+    status, out, err = run_cli(capsys, "sweep", "--grid", grid, "--assets", "KO,PEP",
+                               "--no-progress")
+    assert status == 0, err
+    table, note = out.split("\n\n")[0].rsplit("\n", 1)
+    header = table.splitlines()[0].split()
+    assert header[:5] == [*TINY, "asset"]
+    for key in ("sharpe_ratio", "total_return", "max_drawdown", "num_trades"):
+        assert key in header
+    assert max(len(line) for line in table.splitlines()) <= 130
+    assert "sortino_ratio" not in header
+    assert note.endswith("columns left out to fit 130 characters: --columns all prints "
+                         "them, --out FILE saves them)")
+    status, out, err = run_cli(capsys, "sweep", "--grid", grid, "--assets", "KO,PEP",
+                               "--no-progress", "--columns", "all")
+    assert "sortino_ratio" in out.splitlines()[0] and "left out" not in out
+
+
+def test_ctrl_c_says_what_out_kept_and_that_a_rerun_resumes(capsys, tmp_path, monkeypatch):
+    import btcore
+    real = btcore.run_sweep
+    calls = []
+
+    @functools.wraps(real)  # the CLI checks run_sweep's keywords
+    def interrupted(*args, **kwargs):
+        def stop(done, total, rate):
+            if done >= 2:
+                raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, batch_size=1, on_progress=stop if len(calls) == 1 else None,
+                    **kwargs)
+    monkeypatch.setattr(btcore, "run_sweep", interrupted)
+    grid = json.dumps({**TINY, "lookback_period": [10, 20, 40]})
+    argv = ["sweep", "--grid", grid, "--assets", "KO", "--no-progress",
+            "--out", str(tmp_path / "run")]
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 130
+    assert err.strip() == (f"btcore: interrupted; 2 finished task(s) kept in {tmp_path / 'run'}"
+                           ": run the same command again to resume (only the missing tasks "
+                           "are computed)")
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert "(resumed: 2 of 3 tasks were already there)" in out
+
+
+def test_ctrl_c_without_out_says_how_to_keep_tasks(capsys, monkeypatch):
+    import btcore
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(btcore, "run_sweep", interrupted)
+    status, out, err = run_cli(capsys, "sweep", "--grid", TINY_JSON, "--no-progress")
+    assert status == 130
+    assert "nothing was kept: with --out DIR finished tasks are kept there" in err
+
+
+def test_bench_takes_data_and_strategy(capsys, tmp_path, small_data):
+    path = tmp_path / "prices.csv"
+    pd.DataFrame(small_data.close, index=small_data.index,
+                 columns=small_data.symbols).rename_axis("date").to_csv(path)
+    status, out, err = run_cli(capsys, "bench", "--repeats", "1", "--executors", "serial",
+                               "--data", str(path), "--strategy", "ma_crossover",
+                               "--grid", "fast_window=5,10", "slow_window=50")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0].endswith(f"2 parameter sets of ma_crossover on {path} (3 assets), "
+                             "best of 1")
+    header, rows = block_rows("\n".join(lines[1:]))
+    assert [r[0] for r in rows] == ["serial"] and int(rows[0][2]) == 6

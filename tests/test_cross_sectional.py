@@ -203,7 +203,8 @@ def test_auto_tasks_cover_every_set_once_costliest_first():
 def test_table_layout(small_data):
     res = run_cross_sectional_sweep({"top_k": [1], "lookback_period": [5, 10]}, small_data)
     assert list(res.table.columns) == (list(PARAM_NAMES) + list(METRIC_NAMES)
-                                       + ["turnover", "ruined"])
+                                       + ["turnover", "benchmark_return", "excess_return",
+                                          "benchmark_sharpe", "ruined"])
     assert res.table["top_k"].dtype == np.int64 and res.table["num_trades"].dtype == np.int64
     assert (res.table["rebalance_every"] == 21).all()  # the default
     assert res.strategy == "cross_sectional" and res.settings["direction"] == "reversal"

@@ -6,6 +6,7 @@ import pytest
 from btcore import MarketData, monte_carlo, run_sweep
 from btcore.metrics import METRIC_NAMES
 from btcore.workflows.paths import METHODS, PathGenerator
+from btcore.benchmark import BENCHMARK_COLUMNS
 from conftest import assert_tables_identical
 
 ONE_SET = {"lookback_period": 10, "entry_threshold": 1.0, "exit_threshold": 0.25,
@@ -108,7 +109,7 @@ def test_path_alone_equals_the_runs_path_and_its_row_equals_run_sweep(data, meth
         # the path made alone in this process is the one the run's task made: its rows
         # are run_sweep's on a MarketData holding that path, bit for bit
         sweep = run_sweep(GRID, data=MarketData(path.to_numpy(), data.index, ("LATE",)),
-                          progress=False, **window).table
+                          progress=False, **window).table.drop(columns=list(BENCHMARK_COLUMNS))
         names = list(GRID)
         sweep = sweep.sort_values(names, kind="stable").reset_index(drop=True)
         rows = mc.table[mc.table["path"] == k].drop(columns=["path", "set"])
@@ -122,6 +123,7 @@ def test_one_set_row_equals_run_sweep_on_the_path(data):
     path = mc.path(2).to_numpy()
     sweep = run_sweep({k: [v] for k, v in ONE_SET.items()},
                       data=MarketData(path, data.index, ("LATE",)), progress=False).table
+    sweep = sweep.drop(columns=list(BENCHMARK_COLUMNS))  # paths carry no benchmark
     assert_tables_identical(mc.table.iloc[[2]].drop(columns="path"), sweep)
 
 

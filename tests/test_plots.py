@@ -486,3 +486,51 @@ def test_importing_btcore_does_not_import_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------- buy and hold, labels
+def buy_and_hold_line(ax):
+    (line,) = [line for line in ax.lines if line.get_linestyle() == ":"]
+    return line
+
+
+def test_every_equity_panel_draws_buy_and_hold(replay, wf, port):
+    ax = replay.plot().axes[0]
+    np.testing.assert_array_equal(buy_and_hold_line(ax).get_ydata(),
+                                  replay.benchmark.to_numpy())
+    assert "buy and hold" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "round trips" in ax.get_title() and "bars with fills" in ax.get_title()
+    ax = wf.plot(asset="SYN001").axes[1]
+    np.testing.assert_array_equal(buy_and_hold_line(ax).get_ydata(),
+                                  wf.oos_benchmark["SYN001"].to_numpy())
+    ax = port.plot().axes[0]
+    np.testing.assert_array_equal(buy_and_hold_line(ax).get_ydata(), port.benchmark.to_numpy())
+    assert "equal-weight buy and hold" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_portfolio_heatmap_title_lists_parameters_not_metrics(data):
+    result = btcore.run_portfolio_sweep(
+        {"lookback_period": [5, 10], "entry_threshold": [1.0, 2.0],
+         "rebalance_every": [20, 60]}, data=data, progress=False)
+    assert "turnover" not in plots.common.parameter_columns(result.table)
+    title = result.plot_heatmap("lookback_period", "entry_threshold").axes[0].get_title()
+    assert title == "max sharpe_ratio over rebalance_every"
+    for metric in ("turnover", "excess_return"):  # result columns a heatmap can show
+        result.plot_heatmap("lookback_period", "entry_threshold", metric=metric)
+
+
+@pytest.mark.parametrize("ticks", [[1_000_000, 1_002_000, 1_004_000], [1e6, 1.05e6],
+                                   [950_000, 1_000_000, 1_050_000], [0.0, 2.5e5, 5e5]])
+def test_money_ticks_never_read_the_same(ticks):
+    labels = plots.common.short_labels(ticks)
+    assert len(set(labels)) == len(ticks)
+    assert plots.common.short_labels([1e6, 2e6]) == ["1M", "2M"]  # no needless digits
+
+
+def test_walk_forward_equity_ticks_are_distinct(data):
+    flat = btcore.walk_forward({"lookback_period": [5, 10], "entry_threshold": [3.0, 4.0]},
+                               data=data, n_splits=3, progress=False, assets="SYN000")
+    fig = flat.plot()
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels() if t.get_text()]
+    assert len(labels) == len(set(labels)) >= 2

@@ -195,7 +195,7 @@ def test_a_sweep_too_big_for_memory_is_refused_before_work(monkeypatch):
     assert len(Grid(billion)) == 10 ** 9
     with pytest.raises(ValueError, match=r"GB.*keep=1000.*out="):
         run_sweep(billion, assets=["AAPL"], start="2020-01-01")
-    monkeypatch.setattr(results, "available_memory", lambda: 20_000)
+    monkeypatch.setattr(results, "available_memory", lambda: 24_000)
     with pytest.raises(ValueError, match="need about"):
         run_sweep(GRID, **WINDOW)
     assert len(run_sweep(GRID, keep=10, **WINDOW).table) == 10

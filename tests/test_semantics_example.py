@@ -25,6 +25,9 @@ def test_worked_example():
     m = res.metrics
     assert m["final_value"] == pytest.approx(9945.19475, rel=1e-12)
     assert m["num_trades"] == 3 and m["exposure"] == 0.75 and m["win_rate"] == 0.0
+    assert m["num_round_trips"] == 1
+    assert m["benchmark_return"] == pytest.approx(99.5 / 99 - 1, rel=1e-12)
+    assert m["excess_return"] == pytest.approx(-0.0054805 - (99.5 / 99 - 1), abs=5e-8)
     assert m["max_drawdown"] == pytest.approx(9895.05 / 10_000 - 1, rel=1e-12)
     assert m["cagr"] == pytest.approx((9945.19475 / 10_000) ** (252 / 4) - 1, rel=1e-9)
     assert m["sharpe_ratio"] == pytest.approx(-3.3490, abs=5e-5)
@@ -41,7 +44,7 @@ def test_worked_example_out_of_money():
     res = _run([100.0, 102.0, 99.0, 98.0, 98.6, 99.5, 200.0])
     m = res.metrics
     assert res.equity.iloc[-1] == 0.0 and res.returns.iloc[-1] == -1.0
-    assert m["num_trades"] == 4 and m["win_rate"] == 0.0
+    assert m["num_trades"] == 4 and m["num_round_trips"] == 2 and m["win_rate"] == 0.0
     assert m["final_value"] == 0.0
     assert m["total_return"] == m["max_drawdown"] == m["cagr"] == m["calmar_ratio"] == -1.0
     assert m["ruined"]

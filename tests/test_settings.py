@@ -181,3 +181,50 @@ def test_every_workflow_names_a_misspelt_keyword(function, first, no_kernel_runs
                                         rf"'allow_short'\? It is neither an argument of "
                                         rf"{function}\(\)"):
         getattr(btcore, function)(first, data=DATA, alow_short=False)
+
+
+# ------------------------------------------- bars counted per calendar year
+def fx_hours(years=3, start="2019-01-06 22:00"):
+    """EURUSD-like hourly bars: Sunday 22:00 to Friday 21:00 UTC, every week."""
+    hours = pd.date_range(start, periods=int(years * 365.25 * 24), freq="h", tz="UTC")
+    week_hour = hours.day_of_week * 24 + hours.hour  # Monday 0:00 = 0
+    open_ = (week_hour < 4 * 24 + 22) | (week_hour >= 6 * 24 + 22)  # closed Fri 22 - Sun 22
+    return hours[open_]
+
+
+def counted(index):
+    seconds = (index[-1] - index[0]).total_seconds()
+    return round((len(index) - 1) / (seconds / 86_400) * 365.25)
+
+
+@pytest.mark.parametrize("index, near", [
+    (fx_hours(), 120 * 365.25 / 7),  # 120 bars a week, not 24 x 252 = 6,048
+    (pd.date_range("2020-01-01", periods=24 * 800, freq="h"), 24 * 365.25),  # 24/7
+    (pd.date_range("2019-01-01", periods=1000, freq="D"), 365),  # daily crypto
+    (intraday(7, 600), 7 * 365.25 * 5 / 7),  # hourly equities, no holidays in this index
+], ids=["fx hourly", "hourly crypto", "daily crypto", "hourly equities over 2 years"])
+def test_a_year_or_more_of_intraday_or_weekend_bars_is_counted(index, near):
+    periods, spacing = infer_periods_per_year(index)
+    assert periods == counted(index)
+    assert periods == pytest.approx(near, rel=0.01)
+    assert "bars a calendar year" in spacing
+
+
+def test_fx_hourly_is_not_24_times_252_and_business_days_stay_252():
+    periods, _ = infer_periods_per_year(fx_hours())
+    assert abs(periods - 6048) > 150
+    assert infer_periods_per_year(pd.bdate_range("2000-01-01", periods=3000))[0] == 252
+
+
+def test_the_periods_per_year_used_is_in_stats_and_settings():
+    index = fx_hours(years=1.2)
+    close = 1.1 * np.exp(np.cumsum(np.random.default_rng(2).normal(0, 5e-4, len(index))))
+    data = MarketData(close, index, ("EURUSD",))
+    result = run_sweep(GRID, data=data, initial_capital=1e3, progress=False)
+    assert result.stats["periods_per_year"] == result.settings["periods_per_year"] == \
+        counted(index)
+    assert result.stats["periods_per_year_basis"].startswith("inferred: intraday")
+    explicit = run_sweep(GRID, data=data, initial_capital=1e3, periods_per_year=6000,
+                         progress=False)
+    assert explicit.stats["periods_per_year"] == 6000
+    assert explicit.stats["periods_per_year_basis"] == "given"

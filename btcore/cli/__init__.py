@@ -68,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         # ConnectionError: a cluster --address that cannot be reached
         print_error(err)
         return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("btcore: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        detail = f"; {stop}" if str(stop) else ""
+        print(f"btcore: interrupted{detail}", file=sys.stderr)
         return 130
     except RuntimeError as err:  # the executor lost its workers past the retries
         from btcore.executors import BrokenExecutorError

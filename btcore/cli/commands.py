@@ -22,11 +22,59 @@ from btcore.cli.parser import WORKFLOWS
 
 
 # ------------------------------------------------------------------ output
-def _frame_text(frame, float_format="{:.4f}") -> str:
+#: metrics always printed (after the parameters and labels) when a table is cut to fit
+KEY_METRICS = ("sharpe_ratio", "total_return", "max_drawdown", "num_trades")
+#: columns that are results (not parameters or labels): printed only while they fit
+_RESULT_PREFIXES = ("is_", "oos_")
+
+
+def _result_columns() -> frozenset:
+    from btcore.benchmark import ALPHA_BETA, BENCHMARK_COLUMNS
+    from btcore.metrics import METRIC_NAMES
+    return frozenset((*METRIC_NAMES, *BENCHMARK_COLUMNS, *ALPHA_BETA, "ruined", "turnover",
+                      "avg_correlation", "efficiency"))
+
+
+def terminal_width() -> int | None:
+    """The terminal's columns, or None when the output is not a terminal (a file or a
+    pipe gets every column)."""
+    import shutil
+    import sys
+    if not sys.stdout.isatty():
+        return None
+    return max(shutil.get_terminal_size((100, 24)).columns, 40)
+
+
+def _frame_text(frame, float_format="{:.4f}", columns: str = "all") -> str:
+    """``frame`` as text; ``columns="key"`` on a terminal keeps the parameters and
+    labels and ``KEY_METRICS``, then adds the other columns in order while the lines
+    fit its width, and says how many were left out and how to see them."""
     import pandas as pd
-    with pd.option_context("display.width", 250, "display.max_columns", 60,
-                           "display.max_colwidth", 40):
-        return frame.to_string(float_format=float_format.format)
+
+    def text(shown):
+        with pd.option_context("display.width", 10_000, "display.max_columns", None,
+                               "display.max_colwidth", 40):
+            return shown.to_string(float_format=float_format.format)
+
+    whole = text(frame)
+    width = terminal_width()
+    if columns == "all" or width is None or max(map(len, whole.splitlines()),
+                                                default=0) <= width:
+        return whole
+    results = _result_columns()
+    labels = [c for c in frame.columns if c not in results and not str(c).startswith(
+        _RESULT_PREFIXES)]
+    kept = labels + [c for c in KEY_METRICS if c in frame.columns]
+    for column in frame.columns:
+        if column in kept:
+            continue
+        trial = [c for c in frame.columns if c in kept or c == column]
+        if max(map(len, text(frame[trial]).splitlines())) <= width:
+            kept.append(column)
+    shown = [c for c in frame.columns if c in kept]
+    hidden = len(frame.columns) - len(shown)
+    return (text(frame[shown]) + f"\n({hidden} of {len(frame.columns)} columns left out to "
+            f"fit {width} characters: --columns all prints them, --out FILE saves them)")
 
 
 def _timing_line(stats: dict, rows: int, elapsed: float) -> str:
@@ -122,6 +170,8 @@ def run_command(args, inputs: Inputs, run, *, table, whole: bool = False, plot=N
             result = run(executor=executor, progress=progress_of(args), **inputs.common)
     except (ValueError, TypeError) as err:  # name the flags, not the keywords
         raise CLIError(_as_flags(str(err))) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_note(inputs)) from None
     elapsed = time.perf_counter() - started
     notes = saved(inputs, result, table(result), result if whole else None)
     if plot is not None and inputs.plot:
@@ -134,6 +184,31 @@ def run_command(args, inputs: Inputs, run, *, table, whole: bool = False, plot=N
     return 0
 
 
+def interrupted_note(inputs) -> str:
+    """What Ctrl-C leaves behind: the tasks kept in a directory ``--out`` and how to
+    resume, or how to keep them next time."""
+    if inputs.out_kind != "dir":
+        return ("nothing was kept: with --out DIR finished tasks are kept there and "
+                "running the same command again resumes")
+    finished = finished_tasks(inputs.out)
+    return (f"{finished:,} finished task(s) kept in {inputs.out}: run the same command "
+            "again to resume (only the missing tasks are computed)")
+
+
+def finished_tasks(out: str) -> int:
+    """Tasks a result store in ``out`` records as finished (0 if it holds none)."""
+    import pathlib
+
+    from btcore.store.manifest import MANIFEST, read_journal, read_manifest
+    path = pathlib.Path(out)
+    try:
+        manifest = read_manifest(path / MANIFEST)
+        journal = read_journal(path)
+    except (OSError, ValueError):
+        return 0
+    return len({**(manifest.get("parts") or {}), **journal})
+
+
 def _sweep(args) -> int:
     import btcore
     inputs = Inputs(args, directory=True)
@@ -141,7 +216,7 @@ def _sweep(args) -> int:
     extra = _sweep_keywords(args, inputs, btcore.run_sweep)
 
     def report(result, elapsed):
-        print(_frame_text(result.table.head(args.top)))
+        print(_frame_text(result.table.head(args.top), columns=args.columns))
         print("\n" + _timing_line(result.stats, len(result.table), elapsed))
     return run_command(
         args, inputs, functools.partial(btcore.run_sweep, inputs.grid, inputs.spec,
@@ -176,12 +251,12 @@ def _walk_forward(args) -> int:
         print(f"{settings['n_splits']} {'anchored' if settings['anchored'] else 'rolling'} "
               f"folds of {settings['test_bars']} out-of-sample bars, chosen by {objective} "
               f"({settings['select']}):")
-        print(_frame_text(table.set_index("fold")))
+        print(_frame_text(table.set_index("fold"), columns=args.columns))
         oos = result.oos_metrics.copy()
         oos["efficiency"] = result.efficiency
         oos["changes"] = result.stability["changes"]
         print("\nout-of-sample (stitched folds):")
-        print(_frame_text(oos))
+        print(_frame_text(oos, columns=args.columns))
         stats = result.stats
         print(f"\n{stats['folds']} folds, {stats['backtests']:,} in-sample backtests in "
               f"{elapsed:.2f} s total on {stats['executor']} x{stats['workers']}")
@@ -221,7 +296,7 @@ def _monte_carlo(args) -> int:
         described = ", ".join(f"{name}={value:g}" for name, value in chosen.items())
         print(f"{result.strategy} on {settings['assets'][0]}: {result.n_paths:,} "
               f"{settings['method']} paths (seed {settings['seed']}), {described}")
-        print(_frame_text(result.summary.T))
+        print(_frame_text(result.summary.T, columns=args.columns))
         print(f"\nprob_loss {result.prob_loss:.4f} (share of paths with total_return < 0)")
         stats = result.stats
         print(f"{stats['backtests']:,} backtests in {elapsed:.2f} s total on "
@@ -244,7 +319,7 @@ def _portfolio(args) -> int:
     def report(result, elapsed):
         assets = result.settings["assets"]
         print(f"portfolio of {len(assets)} assets: {', '.join(assets)}")
-        print(_frame_text(result.table.head(args.top)))
+        print(_frame_text(result.table.head(args.top), columns=args.columns))
         print("\n" + _timing_line(result.stats, len(result.table), elapsed).replace(
             "backtests (", "portfolio backtests ("))
     return run_command(
@@ -267,7 +342,7 @@ def _cross_sectional(args) -> int:
         assets = result.settings["assets"]
         print(f"{args.direction} book of {len(assets)} assets"
               f"{' (long only)' if args.long_only else ''}: {', '.join(assets)}")
-        print(_frame_text(result.table.head(args.top)))
+        print(_frame_text(result.table.head(args.top), columns=args.columns))
         print("\n" + _timing_line(result.stats, len(result.table), elapsed))
     return run_command(
         args, inputs, functools.partial(
@@ -331,6 +406,7 @@ def _estimate(args) -> int:
 def _bench(args) -> int:
     import btcore
     import btcore.executors as executors
+    inputs = Inputs(args)
     names = [n.strip() for n in args.executors.split(",") if n.strip()]
     if not names:
         raise CLIError("--executors: give comma-separated executor names, e.g. "
@@ -339,18 +415,27 @@ def _bench(args) -> int:
         if name not in executors.available():
             raise CLIError(f"--executors: unknown executor {name!r}; choose from "
                            f"{', '.join(executors.available())}")
-    window = dict(start=args.start, end=args.end)
-    # validation, and the compiled kernel loaded, before anything is timed
-    btcore.run_sweep({k: v[:1] for k, v in SEED_GRID.items()}, assets=None, progress=False,
-                     **window)
-    n_sets = math.prod(map(len, SEED_GRID.values()))
-    print(f"btcore {btcore.__version__} bench: the seed's {n_sets}-set grid on the bundled "
-          f"sample, best of {args.repeats}")
+    from btcore.grid import as_grid
+    from btcore.workflows.base import resolve_data
+    data = resolve_data(inputs.data)  # read once, not at every repeat
+    sweep = functools.partial(btcore.run_sweep, inputs.grid, inputs.spec, data,
+                              assets=inputs.assets, progress=False, **inputs.common)
+    try:
+        n_sets = len(as_grid(inputs.grid, inputs.spec))
+        sweep(executor="serial", batch_size=1 << 30)  # checked, kernel loaded, untimed
+    except (ValueError, TypeError) as err:
+        raise CLIError(_as_flags(str(err))) from None
+    seed = inputs.tokens is None and inputs.spec.name == "mean_reversion"
+    what = f"the seed's {n_sets}-set grid" if seed else f"{n_sets:,} parameter sets of " \
+        f"{inputs.spec.name}"
+    where = "the bundled sample" if args.data in (None, "sample") else args.data
+    print(f"btcore {btcore.__version__} bench: {what} on {where} ({data.n_assets} assets), "
+          f"best of {args.repeats}")
     rows = []
     for name in names:
         best = None
         for _ in range(args.repeats):
-            result = btcore.run_sweep(SEED_GRID, executor=name, progress=False, **window)
+            result = sweep(executor=name)
             if best is None or result.stats["elapsed_s"] < best.stats["elapsed_s"]:
                 best = result
         stats = best.stats

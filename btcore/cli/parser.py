@@ -29,6 +29,10 @@ WORKFLOWS = {
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):  # --strat is not --strategy: no prefix matching
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # argparse prints usage and exits; we raise instead
         if message.endswith("required: command"):
             message = ("missing command: give one of sweep, walk-forward, monte-carlo, "
@@ -173,6 +177,11 @@ def _add_outputs(parser, *, what: str, top: bool = True, directory: bool = False
     if top:
         parser.add_argument("--top", type=_positive_int, default=10,
                             help="rows to print (default 10)")
+    parser.add_argument("--columns", choices=("key", "all"), default="key",
+                        help="columns to print on a terminal: key (the parameters, "
+                             "Sharpe, return, drawdown and trades, then as many more as fit "
+                             "its width; the default) or all (a pipe or file always gets "
+                             "all)")
     forms = "a .parquet or .csv file"
     if directory:
         forms = ("a directory (dir/, or a name without extension) to stream resumable "
@@ -390,14 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="strategies to describe: names or package.module:SPEC "
                               "(default: every registered one)")
 
-    bench = command("bench", "measure backtests/s of serial and threads on the bundled sample",
-                    "btcore bench --repeats 5 --start 2010-01-01")
+    bench = command("bench", "measure backtests/s of serial and threads on the bundled sample "
+                    "(or --data, --strategy, --grid)",
+                    "btcore bench --repeats 5 --start 2010-01-01 --data prices.csv "
+                    "--strategy ma_crossover")
+    _add_inputs(bench)
     bench.add_argument("--repeats", type=_positive_int, default=3, metavar="N",
                        help="runs per executor; the best is reported (default 3)")
     bench.add_argument("--executors", default="serial,threads", metavar="A,B,...",
                        help="comma-separated executors to measure (default serial,threads)")
-    bench.add_argument("--start", default=None, metavar="DATE",
-                       help="first traded date (default: the sample's first bar)")
-    bench.add_argument("--end", default=None, metavar="DATE",
-                       help="last traded date (default: the sample's last bar)")
     return parser

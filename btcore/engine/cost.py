@@ -62,12 +62,18 @@ def predict_seconds(workload: Workload, throughput: float, executor: str, cpus: 
         start_s = 0.0  # already up: no start-up to pay
     elif cpus > local_cpus:
         start_s += CLUSTER_START_S
-    sets_per_task = plan.choose_batch_size(workload.n_sets, bars.size, float(bars.mean()),
-                                      throughput, cpus)
-    n_tasks = bars.size * math.ceil(workload.n_sets / sets_per_task)
+    n_tasks = planned_tasks(workload, throughput, cpus)
     # a task is the smallest unit of work: fewer tasks than CPUs leaves CPUs idle
     busy = max(1, min(cpus, n_tasks))
     return start_s + workload.shared_bytes / 1e6 * mb_s + (kernel_s + n_tasks * task_s) / busy
+
+
+def planned_tasks(workload: Workload, throughput: float, cpus: int) -> int:
+    """Tasks the engine cuts ``workload`` into on ``cpus`` CPUs (batch_size="auto")."""
+    bars = workload.block_bars
+    sets_per_task = plan.choose_batch_size(workload.n_sets, bars.size, float(bars.mean()),
+                                           throughput, cpus)
+    return bars.size * math.ceil(workload.n_sets / sets_per_task)
 
 
 def cluster_cpus() -> dict:
@@ -137,5 +143,6 @@ def _is_auto(executor) -> bool:
     return isinstance(executor, str) and executor == "auto"
 
 
-__all__ = ["OVERHEADS", "CLUSTER_START_S", "Workload", "predict_seconds", "cluster_cpus",
+__all__ = ["OVERHEADS", "CLUSTER_START_S", "Workload", "predict_seconds", "planned_tasks",
+           "cluster_cpus",
            "choose_executor", "resolve_auto", "resolve_auto_workload"]

@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit
 
 from btcore.metrics import (CAGR, CALMAR, EXPOSURE, FINAL_VALUE, MAX_DRAWDOWN, N_METRICS,
-                            NUM_TRADES, SHARPE, SORTINO, TOTAL_RETURN, VOLATILITY, WIN_RATE)
+                            NUM_ROUND_TRIPS, NUM_TRADES, SHARPE, SORTINO, TOTAL_RETURN,
+                            VOLATILITY, WIN_RATE)
 
 #: rows of every kernel's ``out`` after the metrics: 1.0 if the account ran out of
 #: money; the first bar whose target was not exactly -1, 0 or 1 (-1: none;
@@ -304,6 +305,7 @@ def finalize_metrics_nb(out, k, n_bars, m, num_trades, round_trips, winning_roun
     calmar = cagr / abs(max_drawdown) if max_drawdown < 0.0 else np.nan
     out[CALMAR, k] = calmar if math.isfinite(calmar) else np.nan
     out[NUM_TRADES, k] = num_trades
+    out[NUM_ROUND_TRIPS, k] = round_trips
     out[EXPOSURE, k] = m.bars_in_market / n_bars
     out[WIN_RATE, k] = winning_round_trips / round_trips if round_trips > 0 else np.nan
     out[RUINED_ROW, k] = 1.0 if ruined else 0.0

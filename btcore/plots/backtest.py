@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import textwrap
 
+import numpy as np
 import pandas as pd
 
 from btcore.plots.common import (date_axis, drawdown_axis, equity_axis, metrics_line,
-                                 number_text, pyplot, short_number_formatter)
+                                 number_text, pyplot, short_number_formatter, wrap_items)
 
 
 def backtest_figure(result):
     """Equity (with trade entries and exits), drawdown and position of one backtest.
 
     Three stacked panels sharing the time axis: equity (log scale when it
-    spans more than 10x) with long entries (green ^), short entries (red v)
+    spans more than 10x) beside buy-and-hold of the benchmark (grey dots,
+    ``result.benchmark``), with long entries (green ^), short entries (red v)
     and exits (black x) at the equity of their bar; drawdown in percent
     (filled); position in shares (long green, short red).
 
@@ -33,7 +35,13 @@ def backtest_figure(result):
     fig, (ax_eq, ax_dd, ax_pos) = plt.subplots(
         3, 1, sharex=True, figsize=(10, 7.2), height_ratios=(3, 1.2, 1.2), layout="constrained")
     ax_eq.plot(equity.index, equity.to_numpy(), color="C0", lw=1.1, label="equity", zorder=2)
-    equity_axis(ax_eq, equity.to_numpy())
+    curves = equity.to_numpy()
+    benchmark = getattr(result, "benchmark", None)
+    if benchmark is not None and len(benchmark):
+        ax_eq.plot(benchmark.index, benchmark.to_numpy(), color="0.4", lw=1.0, ls=":",
+                   label="buy and hold", zorder=1)
+        curves = np.concatenate([curves, benchmark.to_numpy()])
+    equity_axis(ax_eq, curves)
     many = len(trades) > 150
     marker = {"s": 12 if many else 30, "zorder": 3, "linewidths": 0.8 if many else 1.0}
     sides = trades["side"].to_numpy()
@@ -49,7 +57,7 @@ def backtest_figure(result):
                       label="exit", **marker)
     ax_eq.set_ylabel("equity")
     ax_eq.legend(loc="best", fontsize=8, ncols=4, framealpha=0.8)
-    ax_eq.set_title(metrics_line(result.metrics), fontsize=10)
+    ax_eq.set_title(wrap_items(metrics_line(result.metrics), 100), fontsize=10)
 
     drawdown_axis(ax_dd, drawdown)
 

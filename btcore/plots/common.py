@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from btcore.benchmark import ALPHA_BETA, BENCHMARK_COLUMNS
 from btcore.metrics import METRIC_NAMES
 
 #: table columns that are neither parameters nor metrics
 LABEL_COLUMNS = frozenset({"asset", "ruined", "path", "set"})
+#: result columns besides ``METRIC_NAMES``: never parameters, and a heatmap can show them
+EXTRA_METRICS = ("turnover", "avg_correlation", *BENCHMARK_COLUMNS, *ALPHA_BETA)
 #: an equity curve spanning more than this ratio is drawn on a log scale
 LOG_SPAN = 10.0
 
@@ -35,7 +38,7 @@ def table_of(result) -> pd.DataFrame:
 
 def parameter_columns(table: pd.DataFrame) -> list:
     return [c for c in table.columns if c not in METRIC_NAMES and c not in LABEL_COLUMNS
-            and pd.api.types.is_numeric_dtype(table[c])
+            and c not in EXTRA_METRICS and pd.api.types.is_numeric_dtype(table[c])
             and not pd.api.types.is_bool_dtype(table[c])]
 
 
@@ -66,17 +69,38 @@ def number_text(value) -> str:
     return f"{value:.2f}" if abs(value) >= 0.01 else f"{value:.2g}"
 
 
-def _short_money(value: float) -> str:
+def _short_money(value: float, digits: int = 3) -> str:
     size = abs(value)
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if size >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.3g}"
+            return f"{value / scale:.{digits}g}{suffix}"
+    return f"{value:.{digits}g}"
+
+
+def short_labels(values, digits: int = 3) -> list:
+    """Compact labels (1.5M, 250k) of tick ``values``, with as many significant
+    digits beyond ``digits`` as it takes for different values to read differently
+    (1M and 1.002M, never 1M twice)."""
+    values = [float(v) for v in values]
+    for more in range(digits, 16):
+        labels = [_short_money(v, more) if v else "0" for v in values]
+        if len(set(labels)) == len(set(values)):
+            break
+    return labels
 
 
 def short_number_formatter():
-    from matplotlib.ticker import FuncFormatter
-    return FuncFormatter(lambda value, _: _short_money(value) if value else "0")
+    """A matplotlib formatter of :func:`short_labels` (all of an axis's ticks at once)."""
+    from matplotlib.ticker import Formatter
+
+    class ShortNumberFormatter(Formatter):
+        def __call__(self, value, pos=None):
+            return _short_money(value) if value else "0"
+
+        def format_ticks(self, values):
+            return short_labels(values)
+
+    return ShortNumberFormatter()
 
 
 def equity_axis(ax, values: np.ndarray) -> None:
@@ -117,11 +141,15 @@ def drawdown_axis(ax, drawdown: pd.Series) -> None:
 
 
 def metrics_line(metrics: dict) -> str:
+    """One line of a result's headline metrics; the counts say what they count
+    (bars with a fill; closed round trips, which the win rate is over)."""
     parts = []
     for name, label, form in (("sharpe_ratio", "Sharpe", "{:.2f}"), ("cagr", "CAGR", "{:.1%}"),
                               ("max_drawdown", "max drawdown", "{:.1%}"),
-                              ("num_trades", "trades", "{:,.0f}"),
-                              ("win_rate", "win rate", "{:.0%}"),
+                              ("excess_return", "excess over buy and hold", "{:+.1%}"),
+                              ("num_trades", "bars with fills", "{:,.0f}"),
+                              ("num_round_trips", "round trips", "{:,.0f}"),
+                              ("win_rate", "won", "{:.0%}"),
                               ("exposure", "exposure", "{:.0%}")):
         value = metrics.get(name)
         if value is not None and np.isfinite(value):
@@ -129,3 +157,15 @@ def metrics_line(metrics: dict) -> str:
     if metrics.get("ruined"):
         parts.append("RUINED (equity reached 0)")
     return " · ".join(parts)
+
+
+def wrap_items(line: str, width: int) -> str:
+    """``line``'s " · "-separated items in lines of at most ``width`` characters,
+    broken between items."""
+    lines = []
+    for part in (p for p in line.split(" · ") if p):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)

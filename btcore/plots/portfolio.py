@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from btcore.plots.common import (date_axis, drawdown_axis, equity_axis, metrics_line,
-                                 number_text, pyplot)
+                                 number_text, pyplot, wrap_items)
 
 #: assets named in a portfolio figure's weights panel; the rest are one "other" band
 MAX_NAMED_ASSETS = 10
@@ -18,7 +18,8 @@ def portfolio_figure(result, max_named: int = MAX_NAMED_ASSETS):
     """Equity, drawdown and the per-asset weights over time of one portfolio backtest.
 
     Three stacked panels sharing the time axis: the account's equity (log scale
-    when it spans more than 10x); its drawdown in percent (filled); and the
+    when it spans more than 10x) beside equal-weight buy-and-hold of the universe
+    (grey dots, ``result.benchmark``); its drawdown in percent (filled); and the
     weights ``shares x close / equity`` after each bar (``result.weights``) as
     stacked areas, one colour per asset, long weights stacked upwards from 0 and
     short weights downwards, with the gross exposure (sum of |weights|) as a
@@ -44,8 +45,15 @@ def portfolio_figure(result, max_named: int = MAX_NAMED_ASSETS):
     fig, (ax_eq, ax_dd, ax_w) = plt.subplots(
         3, 1, sharex=True, figsize=(10, 8), height_ratios=(2.4, 1.1, 2.2),
         layout="constrained")
-    ax_eq.plot(equity.index, equity.to_numpy(), color="C0", lw=1.1)
-    equity_axis(ax_eq, equity.to_numpy())
+    ax_eq.plot(equity.index, equity.to_numpy(), color="C0", lw=1.1, label="portfolio")
+    curves = equity.to_numpy()
+    benchmark = getattr(result, "benchmark", None)
+    if benchmark is not None and len(benchmark):
+        ax_eq.plot(benchmark.index, benchmark.to_numpy(), color="0.4", lw=1.0, ls=":",
+                   label="equal-weight buy and hold")
+        curves = np.concatenate([curves, benchmark.to_numpy()])
+        ax_eq.legend(loc="upper left", fontsize=8, frameon=False)
+    equity_axis(ax_eq, curves)
     ax_eq.set_ylabel("equity")
     ax_eq.set_title(_portfolio_metrics_line(result.metrics), fontsize=10)
 
@@ -151,13 +159,7 @@ def _portfolio_metrics_line(metrics: dict, width: int = 84) -> str:
     correlation = metrics.get("avg_correlation")
     if correlation is not None and np.isfinite(correlation):
         parts.append(f"avg correlation {correlation:.2f}")
-    lines = []
-    for part in parts:
-        if lines and len(lines[-1]) + 3 + len(part) <= width:
-            lines[-1] += " · " + part
-        else:
-            lines.append(part)
-    return "\n".join(lines)
+    return wrap_items(" · ".join(parts), width)
 
 
 def _portfolio_head(result, n_assets: int) -> str:

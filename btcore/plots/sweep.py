@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
-from btcore.plots.common import number_text, parameter_columns, pyplot, table_of
+from btcore.plots.common import (EXTRA_METRICS, number_text, parameter_columns, pyplot,
+                                 table_of)
 
 #: ``agg`` values of :func:`sweep_heatmap` (pandas reductions of each cell's rows)
 AGGREGATIONS = ("max", "min", "mean", "median")
@@ -46,7 +47,7 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
             raise ValueError(f"unknown parameter {name}={value!r}; choose from {params}")
     if x == y:
         raise ValueError(f"x and y are both {x!r}; pick two different parameters from {params}")
-    metrics = [m for m in METRIC_NAMES if m in table.columns]
+    metrics = [m for m in (*METRIC_NAMES, *EXTRA_METRICS) if m in table.columns]
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; choose from {metrics}")
     if not isinstance(agg, str) or agg not in AGGREGATIONS:

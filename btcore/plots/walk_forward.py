@@ -61,8 +61,17 @@ def walk_forward_figure(result, asset: str | None = None, metric: str = "sharpe_
     ax_bar.legend(fontsize=8, frameon=False, ncols=2, loc="best")
     ax_bar.set_title(f"{metric} per fold: in-sample vs out-of-sample", fontsize=10)
 
-    ax_eq.plot(equity.index, equity.to_numpy(), color="C1", lw=1.1)
-    equity_axis(ax_eq, equity.to_numpy())
+    ax_eq.plot(equity.index, equity.to_numpy(), color="C1", lw=1.1,
+               label="out-of-sample equity")
+    curves = equity.to_numpy()
+    benchmark = getattr(result, "oos_benchmark", None)
+    if benchmark is not None and asset in benchmark.columns:
+        hold = benchmark[asset].dropna()
+        ax_eq.plot(hold.index, hold.to_numpy(), color="0.4", lw=1.0, ls=":",
+                   label="buy and hold")
+        curves = np.concatenate([curves, hold.to_numpy()])
+        ax_eq.legend(fontsize=8, frameon=False, loc="lower left")
+    equity_axis(ax_eq, curves)
     headroom(ax_eq, 0.09)  # a strip above the curve for the fold numbers
     labels_at = ax_eq.get_xaxis_transform()  # x in data, y in axes fraction
     for k, (fold, start, end) in enumerate(zip(rows["fold"], rows["oos_start"], rows["oos_end"])):

@@ -48,10 +48,7 @@ class StoredResults:
             raise ValueError(f"{bad}; refusing to read {str(path)!r}") from None
         manifest = read_manifest(manifest_file)
         if manifest.get("kind", "rows") != "rows":
-            tables = sorted(manifest.get("tables") or
-                            (p.name for p in self.path.glob("*.parquet")))
-            raise ValueError(f"{str(path)!r} holds {manifest.get('workflow')} results: read "
-                             f"its tables {tables} with pandas.read_parquet")
+            raise ValueError(_not_rows_message(path, manifest, journal))
         if manifest.get("format") != FORMAT:
             raise ValueError(f"{str(path)!r} was written by another version of btcore (store "
                              f"format {manifest.get('format')}, this one reads {FORMAT}: "
@@ -115,6 +112,26 @@ class StoredResults:
     def __repr__(self) -> str:
         state = "complete" if self.complete else "incomplete"
         return f"StoredResults({self.strategy}: {len(self):,} rows, {state}, {self.path})"
+
+
+def _not_rows_message(path, manifest: dict, journal: dict) -> str:
+    """What a store of another workflow (walk-forward, Monte Carlo, portfolio) holds,
+    and how to read or finish it."""
+    workflow = manifest.get("workflow") or "another workflow's"
+    tables = sorted(manifest.get("tables") or ())
+    if manifest.get("complete") and tables:
+        return (f"{str(path)!r} holds {workflow} results, not a sweep's rows: read its "
+                f"tables {tables} with pandas.read_parquet")
+    finished = len({**(manifest.get("parts") or {}), **journal})
+    n_sets, batch_size = manifest.get("n_sets"), manifest.get("batch_size")
+    planned = ""
+    if isinstance(n_sets, int) and isinstance(batch_size, int) and batch_size > 0:
+        planned = f" of {n_sets:,} parameter sets in tasks of {batch_size:,}"
+    return (f"{str(path)!r} holds an unfinished {workflow} run: {finished:,} finished "
+            f"task(s){planned} are kept there, and its tables are written only when it "
+            f"completes. Re-run the same call with out={str(path)!r} to compute only the "
+            "missing tasks; then read its tables with pandas.read_parquet (the call "
+            "returns them too)")
 
 
 def _check_part(part: pathlib.Path, record: dict, columns: list, verify: bool) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from btcore.benchmark import BENCHMARK_COLUMNS
 from btcore.metrics import METRIC_NAMES
 from btcore.results import has_asset_column, task_rows
 from btcore.store.files import (CLOEXEC, NOFOLLOW, BadPart, StoreLock, check_owned,
@@ -34,12 +35,24 @@ class StoreIntegrityWarning(UserWarning):
     """A stored part did not match its manifest record and is being recomputed."""
 
 
+#: a resumable run predicted (at the nominal speed) to take at least this long is cut
+#: into at least ``MIN_STORE_TASKS`` tasks, so a kill loses a part of it, not all
+STORE_SPLIT_SECONDS = 1.0
+MIN_STORE_TASKS = 16
+
+
 def deterministic_batch_size(job, slots: int) -> int:
-    """Sets per task from the job's size alone (no timing), for resumable runs."""
+    """Sets per task from the job's size alone (no timing), for resumable runs: the
+    engine's choice at the nominal speed, and at most 1/16 of the sets per block when
+    the run is predicted to take a second or more (a one-block job, such as a
+    portfolio sweep, would otherwise often be one task: nothing to resume)."""
     from btcore.engine import choose_batch_size
     traded = job.traded_bars
-    return choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
-                             NOMINAL_PARAM_BARS_PER_S / job.cost_factor, slots)
+    speed = NOMINAL_PARAM_BARS_PER_S / job.cost_factor
+    size = choose_batch_size(job.n_sets, traded.size, float(traded.mean()), speed, slots)
+    if float(traded.sum()) * job.n_sets / speed >= STORE_SPLIT_SECONDS:
+        size = min(size, max(1, -(-job.n_sets // MIN_STORE_TASKS)))
+    return size
 
 
 @dataclass
@@ -443,4 +456,4 @@ def _row_columns(prepared) -> list:
     """The columns of every part of a sweep (:func:`task_rows`)."""
     return ["set", *(param.name for param in prepared.job.strategy.params),
             *(["asset"] if has_asset_column(prepared) else []), "_asset", *METRIC_NAMES,
-            "ruined"]
+            *BENCHMARK_COLUMNS, "ruined"]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 import btcore.strategies as strategies
+from btcore.benchmark import alpha_beta, buy_and_hold
 from btcore.engine import Task, check_targets, preflight, run_task
 from btcore.engine.tasks import trade_log
 from btcore.kernels import execution as log
@@ -36,12 +37,19 @@ class BacktestResult:
         E_t / max(initial, E_0..E_t) - 1 (<= 0); its minimum is ``max_drawdown``.
     trades : pandas.DataFrame
         One row per round trip: entry/exit time, side, shares, prices, P&L
-        (costs of both legs included; NaN exit fields for a position still open
-        at the end). A reversal bar ends one trip and starts the next.
+        (costs of both legs included), ``return`` (P&L / cash before the entry,
+        a fraction like every return: 0.05 is 5 %) and bars held (NaN exit
+        fields for a position still open at the end). A reversal bar ends one
+        trip and starts the next; the closed rows are ``metrics["num_round_trips"]``.
     metrics : dict
-        Same names and values as a ``run_sweep`` table row, ``ruined`` included.
+        Same names and values as a ``run_sweep`` table row (the benchmark columns
+        and ``ruined`` included), and ``alpha`` and ``beta`` with ``benchmark=``.
     params : dict
     asset : str
+    benchmark : pandas.Series
+        Equity of the initial capital in the benchmark, bought at the first traded
+        bar's close and held (no costs; ``btcore.benchmark``): the asset itself,
+        or the ``benchmark=`` series.
     """
 
     equity: pd.Series
@@ -52,6 +60,7 @@ class BacktestResult:
     metrics: dict
     params: dict
     asset: str
+    benchmark: pd.Series | None = None
 
     def plot(self):
         """Equity, drawdown and position with trade markers; returns the matplotlib
@@ -66,7 +75,8 @@ class BacktestResult:
 
 def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
-             periods_per_year=None, debug=False, **strategy_options) -> BacktestResult:
+             periods_per_year=None, debug=False, benchmark=None,
+             **strategy_options) -> BacktestResult:
     """Run one parameter set on one asset and keep the per-bar detail.
 
     Parameters
@@ -80,6 +90,11 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
         As in :func:`btcore.run_sweep`.
     asset : str, optional
         Required when the data has several assets (and ``params`` names none).
+    benchmark : pandas.Series, optional
+        Prices of another series (e.g. an index): the benchmark columns use it
+        instead of the asset's own buy-and-hold, and ``metrics`` gains ``alpha``
+        and ``beta`` (OLS of the per-bar returns on its per-bar returns;
+        ``btcore.benchmark``).
 
     Returns
     -------
@@ -107,7 +122,7 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     prepared = prepare({k: [v] for k, v in params.items()}, spec, market, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=[asset], debug=debug,
-                       options=strategy_options, replay=True)
+                       options=strategy_options, replay=True, benchmark=benchmark)
     job = prepared.job
     first_bar, last_bar = int(job.first_bar[0, 0]), int(job.windows[0, -1])
     record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
@@ -128,15 +143,36 @@ def backtest(params, strategy="mean_reversion", data=None, asset=None, *,
     drawdown = pd.Series(equity.to_numpy() / peak - 1.0, index=index, name="drawdown")
     metrics = {name: (int(out[-1, m, 0]) if name in INTEGER_METRICS else float(out[-1, m, 0]))
                for m, name in enumerate(METRIC_NAMES)}
+    metrics.update(benchmark_metrics(prepared, metrics["total_return"], returns, traded,
+                                     index))
     metrics["ruined"] = bool(out[-1, RUINED_ROW, 0])
     used = {p.name: (int(v) if p.kind is int else float(v))
             for p, v in zip(job.strategy.params, job.params[0])}
     trades = trade_list(logged, market.index, last_bar)
-    return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset)
+    held = prepared.benchmark_series if prepared.benchmark_series is not None else \
+        job.close[:, 0]
+    hold = pd.Series(buy_and_hold(held, first_bar, last_bar, job.initial_capital), index=index,
+                     name="benchmark")
+    return BacktestResult(equity, shares, returns, drawdown, trades, metrics, used, asset, hold)
+
+
+def benchmark_metrics(prepared, total_return: float, returns: pd.Series, traded: slice,
+                      index) -> dict:
+    """The benchmark columns of one backtest, and ``alpha``/``beta`` with a series."""
+    benchmark_return, benchmark_sharpe = (float(v) for v in prepared.benchmark[0])
+    values = {"benchmark_return": benchmark_return,
+              "excess_return": total_return - benchmark_return,
+              "benchmark_sharpe": benchmark_sharpe}
+    if prepared.benchmark_series is not None:
+        prices = prepared.benchmark_series[traded]
+        values["alpha"], values["beta"] = alpha_beta(
+            returns.to_numpy()[1:], prices[1:] / prices[:-1] - 1.0,
+            prepared.settings["periods_per_year"])
+    return values
 
 
 TRADE_COLUMNS = ("entry_time", "exit_time", "side", "shares", "entry_price", "exit_price",
-                 "exit_reason", "fees", "borrow", "pnl", "return_pct", "bars_held")
+                 "exit_reason", "fees", "borrow", "pnl", "return", "bars_held")
 
 
 def trade_list(logged: np.ndarray, index: pd.DatetimeIndex, last_bar: int) -> pd.DataFrame:
@@ -145,7 +181,7 @@ def trade_list(logged: np.ndarray, index: pd.DatetimeIndex, last_bar: int) -> pd
     Prices are the fill prices (after slippage), ``fees`` both legs' costs and
     fixed fees, ``borrow`` what the short paid while open, ``pnl`` the cash after
     the exit minus the cash before the entry (all of these included) and
-    ``return_pct`` that P&L in percent of the cash before the entry. A position
+    ``return`` that P&L as a fraction of the cash before the entry. A position
     still open at the end has ``exit_reason`` "end" and NaN exit fields.
     """
     rows = logged[~np.isnan(logged[:, log.TRADE_ENTRY_BAR])]
@@ -167,6 +203,6 @@ def trade_list(logged: np.ndarray, index: pd.DatetimeIndex, last_bar: int) -> pd
         "fees": rows[:, log.TRADE_FEES],
         "borrow": rows[:, log.TRADE_BORROW],
         "pnl": rows[:, log.TRADE_PNL],
-        "return_pct": rows[:, log.TRADE_PNL] / rows[:, log.TRADE_ENTRY_CASH] * 100.0,
+        "return": rows[:, log.TRADE_PNL] / rows[:, log.TRADE_ENTRY_CASH],
         "bars_held": np.where(is_open, last_bar, exits) - entry,
     }, columns=list(TRADE_COLUMNS))

@@ -20,6 +20,7 @@ import pandas as pd
 
 import btcore.strategies as strategies
 from btcore._checks import check_callable, check_optional_bool
+from btcore.benchmark import align_benchmark, benchmark_columns, series_label
 from btcore.data import MarketData, as_market_data
 from btcore.engine import Job, run_job
 from btcore.engine.cost import resolve_auto
@@ -30,7 +31,7 @@ from btcore.grid import as_grid
 from btcore.metrics import METRIC_NAMES
 from btcore.store import check_out
 from btcore.sets import job_sets
-from btcore.settings import check_settings
+from btcore.settings import run_settings
 from btcore.strategies.base import check_rule
 
 
@@ -85,15 +86,22 @@ class Prepared:
     data: object
     asset_index: np.ndarray
     settings: dict
+    #: (n_columns, 2) ``benchmark_return``, ``benchmark_sharpe`` per asset (btcore.benchmark)
+    benchmark: np.ndarray | None = None
+    #: the ``benchmark=`` series, one price per bar of the data (None: each asset's own)
+    benchmark_series: np.ndarray | None = None
 
 
 def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, periods_per_year,
-            assets, debug, options, n_blocks: int = 0, replay: bool = False) -> Prepared:
+            assets, debug, options, n_blocks: int = 0, replay: bool = False,
+            benchmark=None) -> Prepared:
     """Validate every input and build the job (no compiled kernel runs here).
 
     ``options`` holds the strategy's options and the execution settings
     (:mod:`btcore.execution`); ``replay``: run the execution kernel even with
-    default settings (its trade log says why each trip ended)."""
+    default settings (its trade log says why each trip ended). ``benchmark`` (a
+    price series, or None for each asset's own buy-and-hold) sets the
+    ``benchmark_*`` values of the result (:mod:`btcore.benchmark`)."""
     spec = strategies.get(strategy)
     settings_given, options = split_settings(options)
     option_values = spec.option_values(options)
@@ -110,8 +118,8 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
     check_leverage(execution, grid.value_range)
     market = resolve_data(data)
     check_data(execution, market.open is not None)
-    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
-                                         market.index)
+    capital, costs, ppy, basis = run_settings(initial_capital, cost_bps, periods_per_year,
+                                              market.index)
     asset_index = market.asset_indices(assets)
     first, last = market.window(start, end)
     first_bar = np.maximum(first, market.first_valid[asset_index]).astype(np.int64)
@@ -143,11 +151,16 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
               candles=market_candles(market, asset_index))
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
-        "cost_bps": costs, "periods_per_year": ppy,
+        "cost_bps": costs, "periods_per_year": ppy, "periods_per_year_basis": basis,
         "assets": [market.symbols[i] for i in asset_index],
         **spec.option_settings(option_values), **execution.settings(),
     }
-    return Prepared(job, grid, market, asset_index, settings)
+    series = None
+    if benchmark is not None:
+        series = align_benchmark(benchmark, market.index, int(first_bar.min()), last)
+        settings["benchmark"] = series_label(benchmark, series)
+    values = benchmark_columns(close, first_bar, last, ppy, series)
+    return Prepared(job, grid, market, asset_index, settings, values, series)
 
 
 def market_candles(market: MarketData, asset_index: np.ndarray):
@@ -245,7 +258,7 @@ class Run:
 
 
 def execute(job, sink, options: RunOptions, *, started: float, open_store=None,
-            description: str = "") -> Run:
+            description: str = "", settings: dict | None = None) -> Run:
     """Run ``job`` into ``sink``: the one template of every workflow.
 
     ``executor="auto"`` is resolved on this job (its measured speed is reused by
@@ -273,6 +286,9 @@ def execute(job, sink, options: RunOptions, *, started: float, open_store=None,
         raise
     if choice is not None:
         stats["executor_choice"] = choice
+    for key in ("periods_per_year", "periods_per_year_basis"):  # the annualisation used
+        if settings and key in settings:
+            stats[key] = settings[key]
     return Run(stats, store, started)
 
 

@@ -19,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from btcore.benchmark import benchmark_values, equal_weight_buy_and_hold
 from btcore.engine import ArraySink, Task
 from btcore.grid import Grid, as_grid
 from btcore.kernels.binding import kernel_ref, load_kernel
@@ -27,7 +28,7 @@ from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                             cross_sectional_kernel_nb)
 from btcore.kernels.single import RUINED_ROW
 from btcore.metrics import INTEGER_METRICS, METRIC_NAMES
-from btcore.settings import check_settings
+from btcore.settings import run_settings
 from btcore.store import ResultStore
 from btcore.workflows.base import RunOptions, execute, resolve_data
 from btcore.workflows.sweep import SweepResult
@@ -187,8 +188,8 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
         raise TypeError(f"long_only must be True or False, got {long_only!r}")
     columns = _check_columns(grid)
     market = resolve_data(data)
-    capital, costs, ppy = check_settings(initial_capital, cost_bps, periods_per_year,
-                                         market.index)
+    capital, costs, ppy, basis = run_settings(initial_capital, cost_bps, periods_per_year,
+                                              market.index)
     asset_index = market.asset_indices(assets)
     n_assets = len(asset_index)
     if n_assets < 2:
@@ -216,6 +217,7 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
         array.flags.writeable = False
     settings = {"start": market.index[first], "end": market.index[last],
                 "initial_capital": capital, "cost_bps": costs, "periods_per_year": ppy,
+                "periods_per_year_basis": basis,
                 "assets": [market.symbols[i] for i in asset_index], "direction": direction,
                 "long_only": bool(long_only)}
     return CrossSectionalJob(close, first_bars, first_valid, int(last), params, order, columns,
@@ -236,8 +238,19 @@ def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.
         values = out[m, rows]
         table[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
     table["turnover"] = out[TURNOVER_ROW, rows]
+    benchmark_return, benchmark_sharpe = book_benchmark(cjob)
+    table["benchmark_return"] = np.full(len(rows), benchmark_return)
+    table["excess_return"] = table["total_return"].to_numpy() - benchmark_return
+    table["benchmark_sharpe"] = np.full(len(rows), benchmark_sharpe)
     table["ruined"] = out[RUINED_ROW, rows] != 0.0
     return table
+
+
+def book_benchmark(cjob: CrossSectionalJob) -> tuple[float, float]:
+    """``(benchmark_return, benchmark_sharpe)`` of equal-weight buy-and-hold of the
+    universe over the book's traded bars (``btcore.benchmark``)."""
+    equity = equal_weight_buy_and_hold(cjob.close, cjob.first_bars, cjob.last_bar)
+    return benchmark_values(equity, cjob.periods_per_year)
 
 
 @dataclass
@@ -313,7 +326,7 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     sink = ArraySink(CS_OUT_ROWS, cjob.n_sets, "cross-sectional")
     run = execute(cjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, store_view(cjob), batch_size=batch_size, overwrite=overwrite, kind="arrays",
-        workflow="run_cross_sectional_sweep"))
+        workflow="run_cross_sectional_sweep"), settings=cjob.settings)
     table = build_cross_sectional_table(cjob, cjob.to_grid_order(sink.out))
     run.stats["assets"] = cjob.n_assets
     stats = run.finish("sharpe_ratio", {"table": table})
@@ -400,6 +413,9 @@ def cross_sectional_backtest(params=None, data=None, *, direction="reversal", lo
     metrics = {name: (int(out[m, 0]) if name in INTEGER_METRICS else float(out[m, 0]))
                for m, name in enumerate(METRIC_NAMES)}
     metrics["turnover"] = float(out[TURNOVER_ROW, 0])
+    benchmark_return, metrics["benchmark_sharpe"] = book_benchmark(cjob)
+    metrics["benchmark_return"] = benchmark_return
+    metrics["excess_return"] = metrics["total_return"] - benchmark_return
     metrics["ruined"] = bool(out[RUINED_ROW, 0])
     used = {name: (int(cjob.params[0, i]) if name in INTEGER_PARAMS else float(cjob.params[0, i]))
             for i, name in enumerate(PARAM_NAMES)}

@@ -322,7 +322,7 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
         out, prepared, job, batch_size=batch_size, overwrite=overwrite,
         extra={"n_paths": n_paths, "method": method, "block_size": block_size, "seed": seed},
         workflow="monte_carlo"),
-        description=f"{spec.name} x {n_paths:,} {method} paths")
+        description=f"{spec.name} x {n_paths:,} {method} paths", settings=prepared.settings)
     table, sets = _build_table(job, prepared.grid, sink.metrics[:, 0, -1],
                                grid_table=not plan.one_set)
     run.stats["n_paths"] = n_paths

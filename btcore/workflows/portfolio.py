@@ -48,6 +48,10 @@ def build_portfolio_table(pjob: PortfolioJob, out: np.ndarray) -> pd.DataFrame:
         table[name] = values.astype(np.int64) if name in INTEGER_METRICS else values
     table["turnover"] = grid_out[TURNOVER_ROW, rows]
     table["avg_correlation"] = grid_out[AVG_CORRELATION_ROW, rows]
+    _, benchmark_return, benchmark_sharpe = pjob.benchmark()
+    table["benchmark_return"] = np.full(n_sets, benchmark_return)
+    table["excess_return"] = table["total_return"].to_numpy() - benchmark_return
+    table["benchmark_sharpe"] = np.full(n_sets, benchmark_sharpe)
     table["ruined"] = grid_out[RUINED_ROW, rows] != 0.0
     return table
 
@@ -110,7 +114,9 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     PortfolioSweepResult
         ``table``: parameters, the four construction columns, the portfolio's
         metrics, ``turnover`` and ``avg_correlation`` (NaN in sweeps; see
-        :func:`portfolio_backtest`), ``ruined``.
+        :func:`portfolio_backtest`), ``benchmark_return``, ``excess_return`` and
+        ``benchmark_sharpe`` (equal-weight buy-and-hold of the universe over the
+        same bars, ``btcore.benchmark``), ``ruined``.
 
     Raises
     ------
@@ -132,7 +138,8 @@ def run_portfolio_sweep(grid, strategy="mean_reversion", data=None, *, rebalance
     sink = ArraySink(PORTFOLIO_OUT_ROWS, pjob.n_sets, "portfolio")
     run = execute(pjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, pjob.prepared, batch_size=batch_size, overwrite=overwrite, kind="arrays",
-        extra=dict(pjob.grid_construction), workflow="run_portfolio_sweep"))
+        extra=dict(pjob.grid_construction), workflow="run_portfolio_sweep"),
+        settings=pjob.prepared.settings)
     table = build_portfolio_table(pjob, sink.out)
     run.stats["assets"] = pjob.n_assets
     stats = run.finish("sharpe_ratio", {"table": table})

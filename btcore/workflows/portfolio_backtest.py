@@ -47,6 +47,9 @@ class PortfolioBacktestResult:
     drawdown : pandas.Series
         E_t / max(initial capital, E_0..E_t) - 1 (<= 0); its minimum is
         ``max_drawdown``.
+    benchmark : pandas.Series
+        Equity of the initial capital in equal-weight buy-and-hold of the universe
+        (each asset's share bought at its first traded bar; ``btcore.benchmark``).
     """
 
     equity: pd.Series
@@ -58,6 +61,7 @@ class PortfolioBacktestResult:
     metrics: dict
     params: dict
     drawdown: pd.Series | None = None
+    benchmark: pd.Series | None = None
 
     def plot(self, max_named: int = 10):
         """Equity, drawdown and the per-asset weights over time (stacked, long above
@@ -142,6 +146,10 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
                                      record[RECORD_TRANSFER, traded],
                                      job.initial_capital / n_assets)
     metrics["avg_correlation"] = average_correlation(sleeve_returns)
+    hold, benchmark_return, benchmark_sharpe = pjob.benchmark()
+    metrics.update(benchmark_return=benchmark_return,
+                   excess_return=metrics["total_return"] - benchmark_return,
+                   benchmark_sharpe=benchmark_sharpe)
     metrics["ruined"] = bool(out[RUINED_ROW, 0])
     used = {p.name: (int(v) if p.kind is int else float(v))
             for p, v in zip(spec.params, job.params[0])}
@@ -149,7 +157,8 @@ def portfolio_backtest(params, strategy="mean_reversion", data=None, *, rebalanc
     trades = _trade_list(index, close, held, record[RECORD_TRIP_PNL, traded], symbols)
     return PortfolioBacktestResult(equity, returns,
                                    pd.DataFrame(weights, index=index, columns=symbols),
-                                   positions, values_frame, trades, metrics, used, drawdown)
+                                   positions, values_frame, trades, metrics, used, drawdown,
+                                   pd.Series(hold, index=index, name="benchmark"))
 
 
 def _sleeve_returns(values: np.ndarray, transfers: np.ndarray, sleeve_capital: float):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import btcore.strategies as strategies
+from btcore.benchmark import benchmark_values, equal_weight_buy_and_hold
 from btcore.engine import Task, check_targets
 from btcore.grid import Grid, as_grid
 from btcore.kernels.binding import KernelRef, debug_functions, kernel_ref, load_kernel
@@ -51,6 +52,13 @@ def run_portfolio_task(shared: dict, task: Task, record=None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- preparing
+#: an asset-bar of the portfolio kernel costs about this many bars of the single-asset
+#: kernel (49 vs 108 M param-bars/s on the bundled sample, the same mean-reversion
+#: grid, run_portfolio_sweep vs run_sweep stats, one thread): the nominal speed of
+#: resumable plans (``btcore.store``) divides by it
+PORTFOLIO_COST_FACTOR = 2.0
+
+
 @dataclass
 class PortfolioJob:
     """A validated portfolio sweep (parameter sets sorted as ``sweep.prepare`` sorts)."""
@@ -109,11 +117,20 @@ class PortfolioJob:
 
     @property
     def cost_factor(self) -> float:
-        return self.job.strategy.cost_factor
+        return self.job.strategy.cost_factor * PORTFOLIO_COST_FACTOR
 
     @property
     def task_fn(self):
         return run_portfolio_task
+
+    def benchmark(self) -> tuple:
+        """``(equity, benchmark_return, benchmark_sharpe)`` of equal-weight buy-and-hold
+        of the universe over the traded bars, from the initial capital
+        (:func:`btcore.benchmark.equal_weight_buy_and_hold`)."""
+        job = self.job
+        equity = equal_weight_buy_and_hold(job.close, job.first_bar[:, 0], self.last_bar,
+                                           job.initial_capital)
+        return (equity, *benchmark_values(equity, job.periods_per_year))
 
     def check(self, task: Task, out: np.ndarray) -> None:
         check_targets(self.job, task, out[None])  # the flag row is where a sweep's has it

@@ -29,7 +29,9 @@ class SweepResult:
     ----------
     table : pandas.DataFrame
         One row per parameter set (x asset): parameter columns, ``asset`` when
-        the data has several assets, then the metrics; best Sharpe first.
+        the data has several assets, the metrics, then ``benchmark_return``,
+        ``excess_return`` and ``benchmark_sharpe`` (buy-and-hold of the asset over
+        the same bars; ``btcore.benchmark``) and ``ruined``; best Sharpe first.
     stats : dict
         Timing and execution facts: elapsed seconds, backtests/s,
         param-bars/s, executor, workers, batches, retries, lost workers,
@@ -235,7 +237,7 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
               end=None, initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
               batch_size="auto", progress=None, debug=False, assets=None, blocks=None,
               out=None, keep=None, sort_by="sharpe_ratio", overwrite=False, on_progress=None,
-              **strategy_options) -> SweepResult:
+              benchmark=None, **strategy_options) -> SweepResult:
     """Backtest every parameter set of ``grid`` (on every asset of ``data``).
 
     Parameters
@@ -290,6 +292,10 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
         Replace results of a different sweep found in ``out``.
     on_progress : callable, optional
         ``on_progress(done, total, backtests_per_s)`` after each finished task.
+    benchmark : pandas.Series, optional
+        Prices of another series (e.g. an index) for the ``benchmark_return``,
+        ``excess_return`` and ``benchmark_sharpe`` columns; None uses buy-and-hold
+        of each row's own asset (``btcore.benchmark``).
     **strategy_options
         Strategy options, e.g. ``allow_short=False`` for mean_reversion.
 
@@ -318,12 +324,13 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     prepared = prepare(grid, strategy, data, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=assets, debug=debug,
-                       options=strategy_options, n_blocks=check_blocks(blocks))
+                       options=strategy_options, n_blocks=check_blocks(blocks),
+                       benchmark=benchmark)
     check_memory(prepared, keep)
     job = prepared.job
     sink = RowsSink(prepared, sort_by, keep)
     run = execute(job, sink, options, started=started, open_store=lambda: ResultStore.open(
-        out, prepared, batch_size=batch_size, overwrite=overwrite))
+        out, prepared, batch_size=batch_size, overwrite=overwrite), settings=prepared.settings)
     rows = sink.table()
     run.stats["keep"], run.stats["sort_by"] = sink.keep, sink.sort_by
     stats = run.finish(sink.sort_by)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from btcore.benchmark import alpha_beta, benchmark_values, buy_and_hold
 from btcore.engine import DenseSink, Task, TopKSink, check_targets, run_task
 from btcore.store import stored_job
 from btcore._checks import check_int
@@ -51,7 +52,10 @@ class WalkForwardResult:
         Stitched OOS equity (bars x assets): each fold's curve scaled to start
         where the previous one ended.
     oos_metrics : pandas.DataFrame
-        Return-based metrics of the stitched curve, one row per asset.
+        Return-based metrics of the stitched curve, one row per asset, with
+        ``benchmark_return``, ``excess_return`` and ``benchmark_sharpe`` of
+        buy-and-hold over the same out-of-sample bars (``btcore.benchmark``), and
+        ``alpha`` and ``beta`` with ``benchmark=`` a series.
     efficiency : pandas.Series
         Per asset: stitched OOS cagr / mean IS cagr of the chosen sets.
     stability : pandas.DataFrame
@@ -59,6 +63,9 @@ class WalkForwardResult:
         chosen set changes) and ``mean_step`` (mean absolute change of each
         parameter between consecutive folds, as a share of its grid range).
     stats, settings : dict
+    oos_benchmark : pandas.DataFrame
+        Buy-and-hold equity over the out-of-sample bars (bars x assets), from the
+        initial capital at the first out-of-sample close.
     """
 
     folds: pd.DataFrame
@@ -68,6 +75,7 @@ class WalkForwardResult:
     stability: pd.DataFrame
     stats: dict
     settings: dict = field(default_factory=dict)
+    oos_benchmark: pd.DataFrame | None = None
 
     def plot(self, asset: str | None = None):
         """In- and out-of-sample metric per fold and the stitched OOS equity; returns
@@ -126,7 +134,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                  select="per_asset", executor="serial", start=None, end=None, progress=None,
                  batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
                  periods_per_year=None, debug=False, out=None, overwrite=False,
-                 on_progress=None, **strategy_options) -> WalkForwardResult:
+                 on_progress=None, benchmark=None, **strategy_options) -> WalkForwardResult:
     """Walk-forward optimisation of ``grid`` (see the module docstring for the folds).
 
     Parameters
@@ -152,6 +160,10 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         different study there is an error unless ``overwrite=True``); the
         result's ``folds``, ``oos_equity`` and ``oos_metrics`` are saved there as
         Parquet. The objective and ``select`` may change between runs.
+    benchmark : pandas.Series, optional
+        Prices of another series (e.g. an index) to compare the stitched
+        out-of-sample equity with (adds ``alpha`` and ``beta``); None uses
+        buy-and-hold of each asset.
 
     Returns
     -------
@@ -170,7 +182,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         grid, strategy, data, n_splits=n_splits, train_bars=train_bars, test_bars=test_bars,
         gap=gap, anchored=anchored, start=start, end=end, assets=assets,
         initial_capital=initial_capital, cost_bps=cost_bps, periods_per_year=periods_per_year,
-        debug=debug, options=strategy_options)
+        debug=debug, options=strategy_options, benchmark=benchmark)
     job = prepared.job
     lower = not callable(objective) and objective in LOWER_IS_BETTER
     dense = callable(objective) or select == "universe"
@@ -179,7 +191,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     run = execute(is_job, sink, options, started=started, open_store=lambda: stored_job(
         out, prepared, is_job, batch_size=batch_size, overwrite=overwrite,
         extra={"anchored": anchored}, workflow="walk_forward"),
-        description=f"walk-forward {job.strategy.name}")
+        description=f"walk-forward {job.strategy.name}", settings=prepared.settings)
     # (assets, folds, OUT_ROWS, sets) of in-sample metrics, fold-major either way
     chosen = _choose(prepared, sink, objective, select, anchored, lower, dense)
     result = _out_of_sample(prepared, folds, chosen, is_metrics=_is_metrics(sink, anchored))
@@ -188,7 +200,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                     test_bars=int(folds[0, 3] - folds[0, 2] + 1),
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
                     objective=getattr(objective, "__name__", objective), select=select)
-    result = WalkForwardResult(*result, stats=run.stats, settings=settings)
+    result = WalkForwardResult(*result[:-1], stats=run.stats, settings=settings,
+                               oos_benchmark=result[-1])
     run.finish(settings["objective"], {name: getattr(result, name)
                                        for name in ("folds", "oos_equity", "oos_metrics")})
     return result
@@ -197,7 +210,7 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
 def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, test_bars=None,
                       gap=0, anchored=False, start=None, end=None, assets=None,
                       initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
-                      debug=False, options=None):
+                      debug=False, options=None, benchmark=None):
     """Validate a walk-forward study and build its in-sample job (no kernel runs):
     ``(prepared, folds, is_job)``; ``folds`` rows are (IS start, IS end, OOS start,
     OOS end) bars, as :func:`fold_windows` returns."""
@@ -206,7 +219,7 @@ def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, tes
     prepared = prepare(grid, strategy, data, start=start, end=end,
                        initial_capital=initial_capital, cost_bps=cost_bps,
                        periods_per_year=periods_per_year, assets=assets, debug=debug,
-                       options=options or {})
+                       options=options or {}, benchmark=benchmark)
     job = prepared.job
     first, last = int(job.first_bar.min()), int(job.windows[0, -1])
     folds = fold_windows(first, last, n_splits, test_bars=test_bars, train_bars=train_bars,
@@ -349,13 +362,40 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
     ppy = job.periods_per_year
     oos_metrics = pd.DataFrame({s: equity_metrics(oos_equity[s].to_numpy(), capital, ppy)
                                 for s in symbols}).T
+    oos_benchmark = _oos_benchmark(prepared, oos_equity, oos_metrics,
+                                   int(folds[0, 2]), int(folds[-1, 3]))
     per_asset = folds_table.groupby(folds_table["asset"] if "asset" in folds_table else
                                     np.zeros(len(folds_table), dtype=int), sort=False)
     mean_is_cagr = per_asset["is_cagr"].mean().to_numpy()
     efficiency = pd.Series([_ratio(o, i) for o, i in zip(oos_metrics["cagr"], mean_is_cagr)],
                            index=symbols, name="efficiency")
     stability = _stability(prepared, chosen, symbols)
-    return folds_table, oos_equity, oos_metrics, efficiency, stability
+    return folds_table, oos_equity, oos_metrics, efficiency, stability, oos_benchmark
+
+
+def _oos_benchmark(prepared, oos_equity, oos_metrics, first: int, last: int) -> pd.DataFrame:
+    """Buy-and-hold over the out-of-sample bars ``first .. last``; adds the benchmark
+    columns (and alpha/beta against a ``benchmark=`` series) to ``oos_metrics``."""
+    job, series = prepared.job, prepared.benchmark_series
+    capital, ppy = job.initial_capital, job.periods_per_year
+    curves, rows = {}, []
+    for column, symbol in enumerate(oos_equity.columns):
+        prices = job.close[:, column] if series is None else series
+        hold = buy_and_hold(prices, first, last, capital)
+        curves[symbol] = hold
+        benchmark_return, benchmark_sharpe = benchmark_values(hold, ppy)
+        row = {"benchmark_return": benchmark_return,
+               "excess_return": oos_metrics.loc[symbol, "total_return"] - benchmark_return,
+               "benchmark_sharpe": benchmark_sharpe}
+        if series is not None:
+            equity = oos_equity[symbol].to_numpy()
+            returns = equity / np.concatenate(([capital], equity[:-1])) - 1.0
+            row["alpha"], row["beta"] = alpha_beta(returns[1:], hold[1:] / hold[:-1] - 1.0, ppy)
+        rows.append(row)
+    extra = pd.DataFrame(rows, index=oos_equity.columns)
+    for name in extra.columns:
+        oos_metrics[name] = extra[name].astype(np.float64)
+    return pd.DataFrame(curves, index=oos_equity.index)
 
 
 def _ratio(numerator, denominator) -> float:
