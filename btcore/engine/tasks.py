@@ -230,8 +230,9 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None) -> np.n
     """Evaluate one task: ``out`` (n_checks, OUT_ROWS, n_sets), and with
     ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
 
-    Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
-    sees the same types (one compiled specialisation) whatever the transport. An
+    Every array handed to the kernel is a C-contiguous copy made here (the sets'
+    are kept for the payload's next tasks: the kernel only reads them), so the
+    kernel sees the same types (one compiled specialisation) whatever the transport. An
     error raised in the strategy's code (an ``IndexError``, a ``ZeroDivisionError``
     under ``error_model="python"``...) is raised again with its type, naming the
     strategy, the parameter set and the bar (:func:`kernel_error`).
@@ -250,11 +251,9 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
                 indicators_only: bool = False) -> tuple:
     """``(args, out, block_sums)``: the batch kernel's arguments for ``task``, and
     the arrays it fills. ``indicators_only``: the task's indicator series, no set."""
-    sets = shared["sets"]
-    set_series = sets.set_series(task.start, task.stop)
-    needed, local = np.unique(set_series, return_inverse=True)
-    series = sets.series[needed]
     n_sets = 0 if indicators_only else task.n_sets
+    series_ids, series_params, local, params, options = _set_arrays(shared, task.start,
+                                                                    task.stop, n_sets)
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
     # indicators are causal (out[t] uses closes up to t): bars after the window's
@@ -268,14 +267,43 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
         bar_block, block_sums = no_blocks(n_sets)
     capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
     out = np.empty((len(checkpoints), OUT_ROWS, n_sets), dtype=np.float64)
-    args = (close, first_bar, checkpoints, np.ascontiguousarray(series[:, 0], dtype=np.int64),
-            np.ascontiguousarray(series[:, 1:]),
-            np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets], dtype=np.int64),
-            np.array(sets.params(task.start, task.stop)[:n_sets], dtype=np.float64),
-            np.array(shared["options"], dtype=np.float64), capital, cost_bps,
+    args = (close, first_bar, checkpoints, series_ids, series_params, local, params,
+            options, capital, cost_bps,
             periods_per_year, bar_block, block_sums, out,
             empty_record() if record is None else record)
     return args, out, block_sums
+
+
+#: batches of sets whose kernel arrays a payload keeps (tasks of other columns and
+#: windows reuse them: every Monte Carlo path, every walk-forward fold)
+SET_ARRAYS_KEPT = 256
+
+
+def _set_arrays(shared: dict, start: int, stop: int, n_sets: int) -> tuple:
+    """The kernel's arrays of sets ``start:stop`` (the first ``n_sets`` of them):
+    ``(series ids, series parameters, each set's local series, parameters,
+    options)``, C-contiguous; made once per payload and batch (the kernel only
+    reads them), so a task of many columns or windows does not rebuild them."""
+    kept = shared.get("_set_arrays")
+    if kept is None:
+        kept = shared.setdefault("_set_arrays", {})
+    key = (start, stop, n_sets)
+    arrays = kept.get(key)
+    if arrays is None:
+        sets = shared["sets"]
+        set_series = sets.set_series(start, stop)
+        needed, local = np.unique(set_series, return_inverse=True)
+        series = sets.series[needed]
+        arrays = (np.ascontiguousarray(series[:, 0], dtype=np.int64),
+                  np.ascontiguousarray(series[:, 1:]),
+                  np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets],
+                                       dtype=np.int64),
+                  np.array(sets.params(start, stop)[:n_sets], dtype=np.float64),
+                  np.array(shared["options"], dtype=np.float64))
+        if len(kept) >= SET_ARRAYS_KEPT:
+            kept.clear()
+        kept[key] = arrays
+    return arrays
 
 
 def column_prices(shared: dict, column: int) -> np.ndarray:

@@ -1,0 +1,90 @@
+"""Monte Carlo of one parameter set: 10,000 paths of ``mean_reversion`` on 8,086
+daily bars, on 1 and 2 threads, per method; with ``--baseline DIR`` the same
+runs of another btcore source tree (e.g. ``git archive <commit>`` unpacked),
+alternated with this one's in the same run, so ratios are side by side.
+
+Run: ``python benchmarks/bench_monte_carlo.py [--paths 10000] [--repeats 3]
+[--methods bootstrap block gbm] [--baseline /tmp/btcore-before]``. Each figure
+is the best of ``--repeats`` after a warm-up run (compilation excluded); each
+tree runs in its own subprocess (its own imports and kernel cache).
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+#: the child: runs one (method, threads) measurement and prints seconds as JSON
+CHILD = r"""
+import json, sys, time
+from btcore import MarketData, monte_carlo
+from btcore.executors.threads import ThreadsExecutor
+method, threads, paths, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data = MarketData.synthetic(n_assets=1, start="1993-01-01", end="2023-12-31", seed=9)
+params = {"lookback_period": 20, "entry_threshold": 2.0, "exit_threshold": 0.5,
+          "stop_loss_z": 3.0}
+def run():
+    return monte_carlo(params, data=data, n_paths=paths, method=method,
+                       executor=ThreadsExecutor(threads), progress=False)
+run()  # warm-up: compile, load caches
+best = float("inf")
+for _ in range(repeats):
+    started = time.perf_counter()
+    result = run()
+    best = min(best, time.perf_counter() - started)
+print(json.dumps({"seconds": best, "bars": len(data.index),
+                  "prob_loss": float(result.prob_loss)}))
+"""
+
+
+def measure(tree, method, threads, args, cache):
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    env.setdefault("BTCORE_KERNEL_DIR", os.path.join(cache, "kernels"))
+    env["NUMBA_CACHE_DIR"] = os.path.join(cache, pathlib.Path(tree).name + "-numba")
+    done = subprocess.run([sys.executable, "-c", CHILD, method, str(threads), str(args.paths),
+                           str(args.repeats)], env=env, capture_output=True, text=True,
+                          cwd=tree, check=False)
+    if done.returncode:
+        sys.exit(f"{tree}: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--paths", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", default=["bootstrap", "block", "gbm"])
+    parser.add_argument("--baseline", help="another btcore source tree to compare with")
+    args = parser.parse_args(argv)
+    trees = [("this tree", ROOT)]
+    if args.baseline:
+        trees.insert(0, ("baseline", pathlib.Path(args.baseline).resolve()))
+    with tempfile.TemporaryDirectory(prefix="bench-mc-") as cache:
+        print(f"Monte Carlo, mean_reversion, one set, {args.paths:,} paths, best of "
+              f"{args.repeats}, threads executor")
+        header = (f"{'tree':<11}{'method':<11}{'1 thread s':>11}{'2 threads s':>12}"
+                  f"{'2t/1t':>7}{'paths/s (2t)':>14}")
+        print(header)
+        print("-" * len(header))
+        seconds = {}
+        for method in args.methods:
+            for name, tree in trees:  # alternated per method: same machine state
+                one = measure(tree, method, 1, args, cache)
+                two = measure(tree, method, 2, args, cache)
+                seconds[name, method] = two["seconds"]
+                print(f"{name:<11}{method:<11}{one['seconds']:>11.3f}{two['seconds']:>12.3f}"
+                      f"{one['seconds'] / two['seconds']:>7.2f}"
+                      f"{args.paths / two['seconds']:>14,.0f}", flush=True)
+        if args.baseline:
+            print("\nbaseline / this tree on 2 threads: " + ", ".join(
+                f"{m} {seconds['baseline', m] / seconds['this tree', m]:.2f}x"
+                for m in args.methods))
+        print(f"({one['bars']:,} bars)")
+
+
+if __name__ == "__main__":
+    main()
