@@ -1,6 +1,10 @@
 """Planning a job: the kernel's measured speed (calibration) and the sets per task."""
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import threading
 import time
 
 import numba
@@ -68,14 +72,60 @@ def compile_kernel(job) -> None:
     one set, so a compile error is raised once, trimmed to the strategy's code.
 
     A new strategy's kernel runs first in a child process (:mod:`btcore.engine.preflight`):
-    a crash there is a ValueError here, not the end of this process."""
-    preflight.check(job)
+    a crash there is a ValueError here, not the end of this process.
+
+    When this takes over ``COMPILE_NOTICE_SECONDS`` (a first use: a cached kernel
+    loads in well under a second) one line on stderr says what is compiling."""
+    with compile_notice(kernel_name(job)):
+        preflight.check(job)
+        try:
+            job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
+        except numba.core.errors.NumbaError as err:
+            if job.strategy is None:  # btcore's own kernel: not the user's to fix
+                raise
+            raise compile_error(job.strategy, err) from None
+
+
+#: :func:`compile_kernel` says what it compiles once it has taken this long
+COMPILE_NOTICE_SECONDS = 1.0
+
+
+def kernel_name(job) -> str:
+    """``job``'s kernel as the user knows it: the strategy, or the kernel's kind."""
+    spec = getattr(job, "strategy", None)
+    if spec is not None:
+        return spec.name
+    ref = getattr(job, "kernel", None)
+    module = getattr(ref, "module_name", "") or ""
+    kind = module.removeprefix("btcore_").rpartition("_")[0]  # btcore_<kind>_<digest>
+    if kind:
+        return kind.replace("_", "-")
+    job_type = type(job).__name__.removesuffix("Job")  # CrossSectionalJob: cross-sectional
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "-", job_type).lower() or "btcore"
+
+
+@contextlib.contextmanager
+def compile_notice(name: str, after: float | None = None, stream=None):
+    """Within the block, print ``compiling <name> kernel (first use; cached
+    afterwards)...`` on ``stream`` (stderr) if the block lasts over ``after``
+    seconds (``COMPILE_NOTICE_SECONDS``), from a timer thread: the compile itself
+    is not delayed, and a quick (cached) load prints nothing."""
+    delay = COMPILE_NOTICE_SECONDS if after is None else after
+
+    def notice():
+        out = sys.stderr if stream is None else stream
+        try:
+            print(f"compiling {name} kernel (first use; cached afterwards)...", file=out,
+                  flush=True)
+        except (OSError, ValueError):  # a closed stream: nothing to tell
+            pass
+    timer = threading.Timer(delay, notice)
+    timer.daemon = True
+    timer.start()
     try:
-        job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
-    except numba.core.errors.NumbaError as err:
-        if job.strategy is None:  # btcore's own kernel: not the user's to fix
-            raise
-        raise compile_error(job.strategy, err) from None
+        yield
+    finally:
+        timer.cancel()
 
 
 def plan_tasks(job, batch_size, throughput: float, slots: int) -> tuple[list, int]:

@@ -314,7 +314,10 @@ def column_prices(shared: dict, column: int) -> np.ndarray:
     if generator is not None:
         return np.ascontiguousarray(generator.path(shared["close"][:, 0], column),
                                     dtype=np.float64)
-    return np.ascontiguousarray(shared["close"][:, column], dtype=np.float64)
+    # a copy even when the column is contiguous already (one asset): the kernel
+    # always sees a writable array, so one compiled specialisation serves every run
+    # (a read-only view would compile the whole kernel a second time)
+    return np.array(shared["close"][:, column], dtype=np.float64)
 
 
 def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:
