@@ -230,10 +230,10 @@ def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, tes
 
 # ----------------------------------------------------------------- choosing
 def _is_metrics(sink, anchored: bool):
-    """Dense in-sample metrics as (assets, folds, OUT_ROWS, sets), or None (top-k)."""
-    if not isinstance(sink, DenseSink):
-        return None
-    metrics = sink.metrics
+    """In-sample metrics as (assets, folds, OUT_ROWS, sets): dense, or with a top-k
+    sink its best set's alone (sets = 1: read at position 0)."""
+    metrics = sink.metrics if isinstance(sink, DenseSink) else \
+        sink.outputs[..., 0, :, None]  # (assets, windows, checks, OUT_ROWS, 1)
     return metrics[:, 0] if anchored else metrics[:, :, 0]
 
 
@@ -295,10 +295,6 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
     oos_job = dataclasses.replace(job, windows=folds[:, 3:4].copy(),
                                   first_bar=np.tile(folds[:, 2], (n_assets, 1)))
     oos_payload = oos_job.payload()
-    if is_metrics is None:  # top-k kept no metrics: rerun the chosen sets in sample
-        is_payload_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
-                                             first_bar=np.tile(folds[:, 0], (n_assets, 1)))
-        is_payload = is_payload_job.payload()
     symbols = [market.symbols[i] for i in prepared.asset_index]
     rows, curves = [], {s: [] for s in symbols}
     capital = job.initial_capital
@@ -324,10 +320,8 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                 continue
             for param, value in zip(job.strategy.params, job.params[p]):
                 row[param.name] = int(value) if param.kind is int else float(value)
-            if is_metrics is not None:
-                is_out = is_metrics[asset, fold, :, p]
-            else:
-                is_out = run_task(is_payload, Task(0, asset, fold, p, p + 1, 0.0))[-1, :, 0]
+            # dense: every set's in-sample metrics; top-k: the chosen set's alone
+            is_out = is_metrics[asset, fold, :, p if is_metrics.shape[-1] == job.n_sets else 0]
             record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
             task = Task(0, asset, fold, p, p + 1, 0.0)
             oos_out = run_task(oos_payload, task, record)
