@@ -296,7 +296,8 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                                   first_bar=np.tile(folds[:, 2], (n_assets, 1)))
     oos_payload = oos_job.payload()
     symbols = [market.symbols[i] for i in prepared.asset_index]
-    rows, curves = [], {s: [] for s in symbols}
+    rows = []
+    curves = {s: ([], []) for s in symbols}  # (equity pieces, their bar positions)
     capital = job.initial_capital
     for asset in range(n_assets):
         level = 1.0
@@ -315,8 +316,8 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                 row.update({f"oos_{m}": np.nan for m in METRIC_NAMES})
                 row.update(is_ruined=True, oos_ruined=False, efficiency=np.nan)
                 rows.append(row)
-                curves[symbols[asset]].append(
-                    pd.Series(capital * level, index=index[oos_start:oos_end + 1]))
+                _extend(curves[symbols[asset]], np.full(oos_end + 1 - oos_start, capital * level),
+                        oos_start)
                 continue
             for param, value in zip(job.strategy.params, job.params[p]):
                 row[param.name] = int(value) if param.kind is int else float(value)
@@ -335,11 +336,13 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
             row["efficiency"] = _ratio(row["oos_cagr"], row["is_cagr"])
             rows.append(row)
             equity = record[RECORD_EQUITY, oos_start:oos_end + 1]
-            curves[symbols[asset]].append(
-                pd.Series(equity * level, index=index[oos_start:oos_end + 1]))
+            _extend(curves[symbols[asset]], equity * level, oos_start)
             level *= equity[-1] / capital
     folds_table = pd.DataFrame(rows)
-    oos_equity = pd.DataFrame({s: pd.concat(c) for s, c in curves.items()})
+    # one Series per asset (not one per fold, concatenated): the same frame, cheaper
+    oos_equity = pd.DataFrame({s: pd.Series(np.concatenate(pieces),
+                                            index=_bars(index, np.concatenate(positions)))
+                               for s, (pieces, positions) in curves.items()})
     ppy = job.periods_per_year
     oos_metrics = pd.DataFrame({s: equity_metrics(oos_equity[s].to_numpy(), capital, ppy)
                                 for s in symbols}).T
@@ -350,6 +353,19 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                            index=symbols, name="efficiency")
     stability = _stability(prepared, chosen, symbols)
     return folds_table, oos_equity, oos_metrics, efficiency, stability
+
+
+def _extend(curve, equity: np.ndarray, first: int) -> None:
+    """Append a fold's OOS equity (bars ``first`` on) to ``curve`` = (pieces, positions)."""
+    curve[0].append(equity)
+    curve[1].append(np.arange(first, first + equity.size))
+
+
+def _bars(index: pd.Index, positions: np.ndarray) -> pd.Index:
+    """``index[positions]``, as a slice when they are consecutive (keeps a frequency)."""
+    if positions.size and (np.diff(positions) == 1).all():
+        return index[positions[0]:positions[-1] + 1]
+    return index[positions]
 
 
 def _ratio(numerator, denominator) -> float:
