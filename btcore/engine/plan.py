@@ -51,11 +51,12 @@ def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughp
 def needs_calibration(job, slots: int, batch_size, progress) -> bool:
     """Whether measuring the kernel can change ``job``'s plan on ``slots`` workers.
 
-    Several workers: always with ``batch_size="auto"`` (the split among them
-    follows the measured speed). One worker: only when the job may be more
-    than one task per block, or a progress bar may be due, even at the slow
-    speed ``SLOW_PARAM_BARS_PER_S`` (a small serial sweep skips the ~10-15 ms
-    of probes: its plan is one task however fast the kernel is).
+    Only with ``batch_size="auto"`` when the job may be more than one task per
+    block even at the slow speed ``SLOW_PARAM_BARS_PER_S`` (sets per task never
+    shrink as the kernel gets faster, so a plan of whole blocks at that speed is
+    the plan at any speed, however many workers share it), or when a progress
+    bar may be due: a small sweep, or a walk-forward study of many small blocks,
+    skips the probes.
     """
     traded = job.traded_bars
     slow_seconds = float(traded.sum()) * job.n_sets / SLOW_PARAM_BARS_PER_S / max(slots, 1)
@@ -63,8 +64,8 @@ def needs_calibration(job, slots: int, batch_size, progress) -> bool:
         return True
     if batch_size != "auto":
         return False
-    return slots > 1 or choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
-                                          SLOW_PARAM_BARS_PER_S, slots) < job.n_sets
+    return choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+                             SLOW_PARAM_BARS_PER_S, slots) < job.n_sets
 
 
 def compile_kernel(job) -> None:
