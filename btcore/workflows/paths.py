@@ -139,6 +139,14 @@ class PathGenerator:
                    float(close[first]), log_returns, float(np.mean(log_returns)) if n else 0.0,
                    std, _shapes(close, first, open, high, low), key)
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickled arrays come back writable: read-only again, so a worker's
+        # compiled draws take the same (cached) specialisation as the driver's
+        self.__dict__.update(state)
+        for name in ("log_returns", "shapes"):
+            if state.get(name) is not None:
+                state[name].flags.writeable = False
+
     def _draw(self, k: int, close: np.ndarray, index: np.ndarray = _NO_INDEX,
               returns: np.ndarray = _NOTHING) -> None:
         """Path ``k``: ``close`` gets its prices, ``index``/``returns`` its draws
