@@ -11,14 +11,10 @@ figure is the best of ``--repeats`` (each repeat a new empty cache); the
 seconds after it. The compile notice lines the run printed on stderr are counted.
 """
 import argparse
-import json
-import os
 import pathlib
-import subprocess
-import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from _trees import add_baseline_flag, run_child, trees
 
 CHILD = r"""
 import json, sys, time
@@ -41,14 +37,9 @@ CASES = ("single", "portfolio", "cross_sectional")
 
 
 def run_case(tree, case, cache):
-    env = dict(os.environ, PYTHONPATH=str(tree), BTCORE_KERNEL_DIR=str(cache / "kernels"),
-               NUMBA_CACHE_DIR=str(cache / "numba"))
-    done = subprocess.run([sys.executable, "-c", CHILD, case], env=env, capture_output=True,
-                          text=True, cwd=tree, check=False)
-    if done.returncode:
-        sys.exit(f"{tree} {case}: {done.stderr.strip()[-2000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
-    figures["notices"] = done.stderr.count("(first use; cached afterwards)")
+    figures, stderr = run_child(tree, CHILD, [case], kernel_dir=cache / "kernels",
+                                numba_dir=cache / "numba")
+    figures["notices"] = stderr.count("(first use; cached afterwards)")
     return figures
 
 
@@ -70,18 +61,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--baseline", help="another btcore source tree to compare with")
+    add_baseline_flag(parser)
     args = parser.parse_args(argv)
-    trees = [("this tree", ROOT)]
-    if args.baseline:
-        trees.insert(0, ("baseline", pathlib.Path(args.baseline).resolve()))
     print(f"cold start: first sweep on an empty kernel cache, best of {args.repeats}")
     header = (f"{'tree':<11}{'case':<17}{'import s':>9}{'cold s':>9}{'warm s':>9}"
               f"{'notices':>9}")
     print(header)
     print("-" * len(header))
     for case in args.cases:
-        for name, tree in trees:
+        for name, tree in trees(args.baseline):
             cold, warm = best_cold_and_warm(tree, case, args.repeats)
             print(f"{name:<11}{case:<17}{cold['import']:>9.2f}{cold['first']:>9.2f}"
                   f"{warm['first']:>9.2f}{cold['notices']:>9}", flush=True)

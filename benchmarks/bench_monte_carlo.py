@@ -9,14 +9,11 @@ is the best of ``--repeats`` after a warm-up run (compilation excluded); each
 tree runs in its own subprocess (its own imports and kernel cache).
 """
 import argparse
-import json
 import os
 import pathlib
-import subprocess
-import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from _trees import add_baseline_flag, run_child, trees
 
 #: the child: runs one (method, threads) measurement and prints seconds as JSON
 CHILD = r"""
@@ -42,15 +39,11 @@ print(json.dumps({"seconds": best, "bars": len(data.index),
 
 
 def measure(tree, method, threads, args, cache):
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    env.setdefault("BTCORE_KERNEL_DIR", os.path.join(cache, "kernels"))
-    env["NUMBA_CACHE_DIR"] = os.path.join(cache, pathlib.Path(tree).name + "-numba")
-    done = subprocess.run([sys.executable, "-c", CHILD, method, str(threads), str(args.paths),
-                           str(args.repeats)], env=env, capture_output=True, text=True,
-                          cwd=tree, check=False)
-    if done.returncode:
-        sys.exit(f"{tree}: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures, _ = run_child(tree, CHILD, [method, threads, args.paths, args.repeats],
+                           kernel_dir=os.environ.get("BTCORE_KERNEL_DIR",
+                                                     os.path.join(cache, "kernels")),
+                           numba_dir=os.path.join(cache, pathlib.Path(tree).name + "-numba"))
+    return figures
 
 
 def main(argv=None):
@@ -58,11 +51,8 @@ def main(argv=None):
     parser.add_argument("--paths", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["bootstrap", "block", "gbm"])
-    parser.add_argument("--baseline", help="another btcore source tree to compare with")
+    add_baseline_flag(parser)
     args = parser.parse_args(argv)
-    trees = [("this tree", ROOT)]
-    if args.baseline:
-        trees.insert(0, ("baseline", pathlib.Path(args.baseline).resolve()))
     with tempfile.TemporaryDirectory(prefix="bench-mc-") as cache:
         print(f"Monte Carlo, mean_reversion, one set, {args.paths:,} paths, best of "
               f"{args.repeats}, threads executor")
@@ -72,7 +62,7 @@ def main(argv=None):
         print("-" * len(header))
         seconds = {}
         for method in args.methods:
-            for name, tree in trees:  # alternated per method: same machine state
+            for name, tree in trees(args.baseline):  # alternated: same machine state
                 one = measure(tree, method, 1, args, cache)
                 two = measure(tree, method, 2, args, cache)
                 seconds[name, method] = two["seconds"]

@@ -11,14 +11,11 @@ run; ``wall / kernel`` divides the wall time by the kernel seconds per worker
 (kernel seconds / workers), so 1.0 means nothing but the kernel.
 """
 import argparse
-import json
 import os
 import pathlib
-import subprocess
-import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from _trees import add_baseline_flag, run_child, trees
 
 CHILD = r"""
 import json, sys, threading, time
@@ -69,15 +66,11 @@ CASES = ("walk_forward", "sweep")
 
 
 def measure(tree, case, args, cache):
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    env.setdefault("BTCORE_KERNEL_DIR", os.path.join(cache, "kernels"))
-    env["NUMBA_CACHE_DIR"] = os.path.join(cache, pathlib.Path(tree).name + "-numba")
-    done = subprocess.run([sys.executable, "-c", CHILD, case, str(args.assets),
-                           str(args.repeats), str(args.threads)], env=env,
-                          capture_output=True, text=True, cwd=tree, check=False)
-    if done.returncode:
-        sys.exit(f"{tree}: {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures, _ = run_child(tree, CHILD, [case, args.assets, args.repeats, args.threads],
+                           kernel_dir=os.environ.get("BTCORE_KERNEL_DIR",
+                                                     os.path.join(cache, "kernels")),
+                           numba_dir=os.path.join(cache, pathlib.Path(tree).name + "-numba"))
+    return figures
 
 
 def main(argv=None):
@@ -86,11 +79,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    parser.add_argument("--baseline", help="another btcore source tree to compare with")
+    add_baseline_flag(parser)
     args = parser.parse_args(argv)
-    trees = [("this tree", ROOT)]
-    if args.baseline:
-        trees.insert(0, ("baseline", pathlib.Path(args.baseline).resolve()))
     print(f"1,000 sets of mean_reversion; walk_forward: 10 folds x {args.assets} assets on "
           f"{args.threads} threads; sweep: serial, one asset; best of {args.repeats}")
     header = f"{'tree':<11}{'case':<14}{'wall s':>9}{'kernel s':>10}{'wall/kernel':>13}"
@@ -98,7 +88,7 @@ def main(argv=None):
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as cache:
         for case in args.cases:
-            for name, tree in trees:
+            for name, tree in trees(args.baseline):
                 got = measure(tree, case, args, cache)
                 per_worker = got["kernel"] / got["workers"]
                 print(f"{name:<11}{case:<14}{got['wall']:>9.3f}{got['kernel']:>10.3f}"
