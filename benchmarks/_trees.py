@@ -33,3 +33,13 @@ def run_child(tree, code: str, argv, *, kernel_dir, numba_dir) -> tuple[dict, st
     if done.returncode:
         sys.exit(f"{tree}: {done.stderr.strip()[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def run_warm(tree, code: str, argv, cache) -> dict:
+    """:func:`run_child` with this tree's own Numba cache under ``cache`` (kept for
+    its next runs) and ``BTCORE_KERNEL_DIR`` if set, else one under ``cache``."""
+    figures, _ = run_child(tree, code, argv,
+                           kernel_dir=os.environ.get("BTCORE_KERNEL_DIR",
+                                                     os.path.join(cache, "kernels")),
+                           numba_dir=os.path.join(cache, pathlib.Path(tree).name + "-numba"))
+    return figures

@@ -9,11 +9,9 @@ is the best of ``--repeats`` after a warm-up run (compilation excluded); each
 tree runs in its own subprocess (its own imports and kernel cache).
 """
 import argparse
-import os
-import pathlib
 import tempfile
 
-from _trees import add_baseline_flag, run_child, trees
+from _trees import add_baseline_flag, run_warm, trees
 
 #: the child: runs one (method, threads) measurement and prints seconds as JSON
 CHILD = r"""
@@ -39,11 +37,7 @@ print(json.dumps({"seconds": best, "bars": len(data.index),
 
 
 def measure(tree, method, threads, args, cache):
-    figures, _ = run_child(tree, CHILD, [method, threads, args.paths, args.repeats],
-                           kernel_dir=os.environ.get("BTCORE_KERNEL_DIR",
-                                                     os.path.join(cache, "kernels")),
-                           numba_dir=os.path.join(cache, pathlib.Path(tree).name + "-numba"))
-    return figures
+    return run_warm(tree, CHILD, [method, threads, args.paths, args.repeats], cache)
 
 
 def main(argv=None):

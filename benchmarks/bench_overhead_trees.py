@@ -11,11 +11,9 @@ run; ``wall / kernel`` divides the wall time by the kernel seconds per worker
 (kernel seconds / workers), so 1.0 means nothing but the kernel.
 """
 import argparse
-import os
-import pathlib
 import tempfile
 
-from _trees import add_baseline_flag, run_child, trees
+from _trees import add_baseline_flag, run_warm, trees
 
 CHILD = r"""
 import json, sys, threading, time
@@ -66,11 +64,7 @@ CASES = ("walk_forward", "sweep")
 
 
 def measure(tree, case, args, cache):
-    figures, _ = run_child(tree, CHILD, [case, args.assets, args.repeats, args.threads],
-                           kernel_dir=os.environ.get("BTCORE_KERNEL_DIR",
-                                                     os.path.join(cache, "kernels")),
-                           numba_dir=os.path.join(cache, pathlib.Path(tree).name + "-numba"))
-    return figures
+    return run_warm(tree, CHILD, [case, args.assets, args.repeats, args.threads], cache)
 
 
 def main(argv=None):
