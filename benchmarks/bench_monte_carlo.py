@@ -11,7 +11,7 @@ tree runs in its own subprocess (its own imports and kernel cache).
 import argparse
 import tempfile
 
-from _trees import add_baseline_flag, run_warm, trees
+from _trees import ROOT, add_baseline_flag, run_warm, trees
 
 #: the child: runs one (method, threads) measurement and prints seconds as JSON
 CHILD = r"""
@@ -33,6 +33,37 @@ for _ in range(repeats):
     best = min(best, time.perf_counter() - started)
 print(json.dumps({"seconds": best, "bars": len(data.index),
                   "prob_loss": float(result.prob_loss)}))
+"""
+
+#: the machine's ceiling: the same kernel calls (arguments made beforehand, no
+#: Python in between, GIL released) on 1 and 2 plain threads
+CONTROL = r"""
+import json, threading, time
+from btcore import MarketData
+from btcore.engine import plan
+from btcore.engine.tasks import Task, kernel_args, run_kernel
+from btcore.workflows.monte_carlo import plan_monte_carlo
+data = MarketData.synthetic(n_assets=1, start="1993-01-01", end="2023-12-31", seed=9)
+job = plan_monte_carlo({"lookback_period": 20, "entry_threshold": 2.0, "exit_threshold": 0.5,
+                        "stop_loss_z": 3.0}, "mean_reversion", data, n_paths=400).job
+plan.compile_kernel(job)
+shared = job.payload()
+calls = [kernel_args(shared, Task(k, k, 0, 0, 1, 0.0))[0] for k in range(400)]
+def run(part):
+    for args in part:
+        run_kernel(shared["kernel"], args)
+def timed(n_threads):
+    threads = [threading.Thread(target=run, args=(calls[i::n_threads] * 5,))
+               for i in range(n_threads)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+one = min(timed(1) for _ in range(3))
+two = min(timed(2) for _ in range(3))
+print(json.dumps({"one": one, "two": two}))
 """
 
 
@@ -63,6 +94,9 @@ def main(argv=None):
                 print(f"{name:<11}{method:<11}{one['seconds']:>11.3f}{two['seconds']:>12.3f}"
                       f"{one['seconds'] / two['seconds']:>7.2f}"
                       f"{args.paths / two['seconds']:>14,.0f}", flush=True)
+        control = run_warm(ROOT, CONTROL, [], cache)
+        print(f"(control: the kernel alone, no Python between calls, 2 threads / 1 thread = "
+              f"{control['one'] / control['two']:.2f}: what this machine allows now)")
         if args.baseline:
             print("\nbaseline / this tree on 2 threads: " + ", ".join(
                 f"{m} {seconds['baseline', m] / seconds['this tree', m]:.2f}x"
