@@ -28,7 +28,8 @@ def warmup(strategy=None, *, workflows=("sweep",), verbose: bool = False) -> dic
         The strategies to compile; None: every registered one.
     workflows : sequence of {"sweep", "portfolio", "cross_sectional"}, default ("sweep",)
         ``"sweep"`` compiles what ``run_sweep``, ``backtest``, ``walk_forward`` and
-        ``monte_carlo`` run; ``"portfolio"`` the strategy's portfolio kernel;
+        ``monte_carlo`` run (Monte Carlo's path draws included); ``"portfolio"``
+        the strategy's portfolio kernel;
         ``"cross_sectional"`` the (strategy-free) cross-sectional kernel.
     verbose : bool, default False
         One line per kernel on stderr with the seconds it took.
@@ -92,8 +93,11 @@ def _run_once(workflow: str, spec, data) -> None:
         return
     one_set = {param.name: [param.default] for param in spec.params}
     if workflow == "sweep":
+        from btcore.workflows.paths import PathGenerator
         from btcore.workflows.sweep import run_sweep
         run_sweep(one_set, spec, data=data, assets=[data.symbols[0]], progress=False)
+        close = data.close[:, 0]  # and Monte Carlo's compiled path draws (any method)
+        PathGenerator.fit(close, "gbm", 0, open=close, high=close, low=close).candles(0)
     else:
         from btcore.workflows.portfolio import run_portfolio_sweep
         run_portfolio_sweep(one_set, spec, data=data, progress=False)
