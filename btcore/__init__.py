@@ -19,6 +19,7 @@ from btcore.workflows.portfolio import PortfolioSweepResult, run_portfolio_sweep
 from btcore.workflows.portfolio_backtest import PortfolioBacktestResult, portfolio_backtest
 from btcore.workflows.sweep import SweepResult, run_sweep
 from btcore.workflows.walk_forward import WalkForwardResult, walk_forward
+from btcore.workflows.warmup import warmup
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
@@ -27,4 +28,4 @@ __all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult"
            "PortfolioBacktestResult", "run_cross_sectional_sweep", "cross_sectional_backtest",
            "CrossSectionalSweepResult", "CrossSectionalBacktestResult",
            "run_sweep", "open_results", "StoredResults", "walk_forward", "WalkForwardResult",
-           "__version__"]
+           "warmup", "__version__"]

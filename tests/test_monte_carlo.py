@@ -1,4 +1,6 @@
 """btcore.workflows.monte_carlo: paths made in the task from the seed, identical everywhere."""
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,38 +26,95 @@ def data():
     return MarketData(close, base.index, ("LATE",))
 
 
-def reference_returns(data, method, seed, n_paths, k, block_size=20.0):
-    """Path k's log returns written straight from the documented semantics, drawing
-    from the k-th child of a full spawn (not the shortcut the library takes)."""
+MASK = 2 ** 64 - 1
+
+
+def mix(z):
+    """SplitMix64's finaliser (plain Python integers modulo 2**64)."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+class ReferenceStream:
+    """Path k's draws, written from btcore.workflows.path_draws' docstring."""
+
+    def __init__(self, seed, k, swap=False):
+        key0, key1 = (int(w) for w in np.random.SeedSequence(seed).generate_state(2, np.uint64))
+        if swap:  # the second stream (GBM candle shapes)
+            key0, key1 = key1, key0
+        x = key0 ^ mix((key1 + k) & MASK)
+        self.s = []
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & MASK
+            self.s.append(mix(x))
+
+    def next(self):
+        s = self.s
+        rotl = lambda x, r: ((x << r) | (x >> (64 - r))) & MASK  # noqa: E731
+        result = (rotl((s[1] * 5) & MASK, 7) * 9) & MASK
+        t = (s[1] << 17) & MASK
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return result
+
+    def uniform(self):
+        return (self.next() >> 11) * 2.0 ** -53
+
+    def integer(self, m):
+        bits = (m - 1).bit_length()
+        while bits:
+            v = self.next() >> (64 - bits)
+            if v < m:
+                return v
+        return 0
+
+    def normals(self, n):
+        out = []
+        while len(out) < n:
+            while True:
+                u1, u2 = 2.0 * self.uniform() - 1.0, 2.0 * self.uniform() - 1.0
+                s = u1 * u1 + u2 * u2
+                if 0.0 < s < 1.0:
+                    break
+            f = math.sqrt(-2.0 * math.log(s) / s)
+            out += [u1 * f, u2 * f]
+        return np.array(out[:n])
+
+
+def reference_indices(m, method, seed, k, block_size=20.0):
+    stream = ReferenceStream(seed, k)
+    index = []
+    for i in range(m):
+        if method == "bootstrap" or i == 0 or stream.uniform() < 1.0 / block_size:
+            index.append(stream.integer(m))
+        else:
+            index.append((index[-1] + 1) % m)
+    return np.array(index, dtype=np.int64)
+
+
+def reference_returns(data, method, seed, k, block_size=20.0):
+    """Path k's log returns written straight from the documented semantics, from
+    its own stream alone (no other path drawn)."""
     close = data.close[:, 0]
     first = int(np.argmax(~np.isnan(close)))
     r = np.diff(np.log(close[first:]))
-    m = r.size
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(n_paths)[k])
-    if method == "bootstrap":
-        return r[rng.integers(0, m, size=m)]
     if method == "gbm":
-        return rng.normal(np.mean(r), np.std(r, ddof=1), size=m)
-    u = rng.random(m)
-    starts_block = [i for i in range(m) if i == 0 or u[i] < 1.0 / block_size]
-    starts = rng.integers(0, m, size=len(starts_block))
-    index, block = np.empty(m, dtype=np.int64), -1
-    for i in range(m):
-        if i == 0 or u[i] < 1.0 / block_size:
-            block += 1
-            index[i] = starts[block]
-        else:
-            index[i] = (index[i - 1] + 1) % m
-    return r[index]
+        return np.mean(r) + np.std(r, ddof=1) * ReferenceStream(seed, k).normals(r.size)
+    return r[reference_indices(r.size, method, seed, k, block_size)]
 
 
-def reference_path(data, method, seed, n_paths, k, block_size=20.0):
+def reference_path(data, method, seed, k, block_size=20.0):
     close = data.close[:, 0]
     first = int(np.argmax(~np.isnan(close)))
     path = np.full(close.size, np.nan)
     path[first] = close[first]
     path[first + 1:] = close[first] * np.exp(
-        np.cumsum(reference_returns(data, method, seed, n_paths, k, block_size)))
+        np.cumsum(reference_returns(data, method, seed, k, block_size)))
     return path
 
 
@@ -103,7 +162,7 @@ def test_path_alone_equals_the_runs_path_and_its_row_equals_run_sweep(data, meth
                      progress=False, **window)
     for k in (0, 6):
         path = mc.path(k)
-        expected = reference_path(data, method, 9, 7, k, block_size=4)
+        expected = reference_path(data, method, 9, k, block_size=4)
         np.testing.assert_array_equal(path.to_numpy(), expected)
         assert path.index.equals(data.index)
         # the path made alone in this process is the one the run's task made: its rows
@@ -213,6 +272,93 @@ def test_a_path_that_overflows_is_refused():
     data = MarketData(close, index, ("WILD",))
     with pytest.raises(ValueError, match="left the float64 range"):
         monte_carlo(ONE_SET, data=data, n_paths=3, seed=0, progress=False)
+
+
+def test_indices_and_returns_are_the_reference_draws(data):
+    for method in ("bootstrap", "block"):
+        generator = PathGenerator.fit(data.close[:, 0], method, seed=4, block_size=3)
+        for k in (0, 1, 250):
+            np.testing.assert_array_equal(
+                generator.indices(k),
+                reference_indices(generator.log_returns.size, method, 4, k, 3.0))
+    generator = PathGenerator.fit(data.close[:, 0], "gbm", seed=4)
+    np.testing.assert_array_equal(generator.returns(3),
+                                  reference_returns(data, "gbm", 4, 3))
+
+
+def test_the_draws_release_the_gil():
+    from btcore.workflows import path_draws
+    for fn in (path_draws.draw_path, path_draws.shape_indices):
+        assert fn.targetoptions["nogil"]
+
+
+# ----------------------------------------------------------------- candles
+def candles_of(data):
+    """Open/high/low around the data's closes: every bar a valid candle with its
+    own shape (open moves from the previous close; high/low beyond both)."""
+    close = data.close[:, 0]
+    rng = np.random.default_rng(0)
+    previous = np.concatenate(([np.nan], close[:-1]))
+    open_ = np.where(np.isnan(previous), close, previous) * np.exp(
+        rng.normal(0, 0.002, close.size))
+    high = np.maximum(open_, close) * np.exp(rng.uniform(0, 0.01, close.size))
+    low = np.minimum(open_, close) * np.exp(-rng.uniform(0, 0.01, close.size))
+    return open_, high, low
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_candles_travel_with_their_returns(data, method):
+    close = data.close[:, 0]
+    open_, high, low = candles_of(data)
+    generator = PathGenerator.fit(close, method, seed=3, block_size=4, open=open_,
+                                  high=high, low=low)
+    plain = PathGenerator.fit(close, method, seed=3, block_size=4)
+    for k in (0, 5):
+        o, h, lo, c = generator.generate_candles(k)
+        np.testing.assert_array_equal(c, plain.path(None, k))  # the close path, same bits
+        assert np.isnan(o[:15]).all() and np.isnan(h[:15]).all() and np.isnan(lo[:15]).all()
+        tail = slice(15, None)
+        assert (lo[tail] > 0).all() and (h[tail] < np.inf).all()
+        assert (lo[tail] <= np.minimum(o[tail], c[tail])).all()
+        assert (h[tail] >= np.maximum(o[tail], c[tail])).all()
+        # bar 15 keeps its own shape; step i (bar 16 + i) takes the shape of the data
+        # bar after the return it drew
+        if method == "gbm":
+            stream = ReferenceStream(3, k, swap=True)
+            bars = np.array([stream.integer(c.size - 16) for _ in range(c.size - 16)]) + 16
+        else:
+            bars = reference_indices(c.size - 16, method, 3, k, 4.0) + 16
+        bars = np.concatenate(([15], bars))
+        for side, data_side in ((o, open_), (h, high), (lo, low)):
+            np.testing.assert_array_equal(
+                side[tail], c[tail] * np.exp(np.log(data_side[bars] / close[bars])))
+        # the relative shapes are the data's, up to rounding
+        np.testing.assert_allclose(o[tail] / c[tail], open_[bars] / close[bars], rtol=1e-12)
+
+
+def test_candles_need_candles(data):
+    close = data.close[:, 0]
+    open_, high, low = candles_of(data)
+    with pytest.raises(ValueError, match="fitted on closes only"):
+        PathGenerator.fit(close, "bootstrap", seed=0).candles(0)
+    with pytest.raises(ValueError, match="all of open=, high= and low="):
+        PathGenerator.fit(close, "bootstrap", seed=0, open=open_, high=high)
+    with pytest.raises(ValueError, match="shape"):
+        PathGenerator.fit(close, "bootstrap", seed=0, open=open_[1:], high=high, low=low)
+    bad_high = high.copy()
+    bad_high[40] = min(open_[40], close[40]) * 0.99
+    with pytest.raises(ValueError, match="bar 40 is not a candle"):
+        PathGenerator.fit(close, "bootstrap", seed=0, open=open_, high=bad_high, low=low)
+    bad_open = open_.copy()
+    bad_open[20] = np.nan
+    with pytest.raises(ValueError, match="bar 20 is not a candle"):
+        PathGenerator.fit(close, "block", seed=0, open=bad_open, high=high, low=low)
+    # bars before the first valid close are not read
+    early = open_.copy()
+    early[:15] = np.nan
+    PathGenerator.fit(close, "gbm", seed=0, open=early, high=high, low=low).candles(0)
+    with pytest.raises(TypeError, match="a path is an int"):
+        PathGenerator.fit(close, "gbm", seed=0).path(None, 1.5)
 
 
 # --------------------------------------------------------------- summaries

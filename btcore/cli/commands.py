@@ -450,6 +450,14 @@ def _bench(args) -> int:
     return 0
 
 
+def _warmup(args) -> int:
+    from btcore.workflows.warmup import warmup
+    timings = warmup(args.strategies, workflows=args.workflows or ("sweep",), verbose=True)
+    print(f"{len(timings)} kernel(s) ready in {sum(timings.values()):.1f} s "
+          "(cached for later runs)")
+    return 0
+
+
 COMMANDS = {"sweep": _sweep, "walk-forward": _walk_forward, "monte-carlo": _monte_carlo,
              "portfolio": _portfolio, "cross-sectional": _cross_sectional,
-             "estimate": _estimate, "bench": _bench}
+             "estimate": _estimate, "bench": _bench, "warmup": _warmup}

@@ -399,6 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="strategies to describe: names or package.module:SPEC "
                               "(default: every registered one)")
 
+    warm = command("warmup", "compile the kernels runs will use now (cached on disk), e.g. "
+                             "when building an image or starting cluster workers",
+                   "btcore warmup --strategy mean_reversion ma_crossover --workflows sweep "
+                   "portfolio")
+    warm.add_argument("--strategy", dest="strategies", nargs="+", action="extend",
+                      default=None, metavar="NAME",
+                      help="strategies to compile: names or package.module:SPEC (default: "
+                           "every registered one)")
+    warm.add_argument("--workflows", nargs="+", action="extend", default=None,
+                      choices=("sweep", "portfolio", "cross_sectional"),
+                      help="kernels to compile: sweep (also backtest, walk-forward, "
+                           "monte-carlo), portfolio, cross_sectional (default sweep)")
+
     bench = command("bench", "measure backtests/s of serial and threads on the bundled sample "
                     "(or --data, --strategy, --grid)",
                     "btcore bench --repeats 5 --start 2010-01-01 --data prices.csv "

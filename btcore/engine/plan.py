@@ -1,11 +1,16 @@
 """Planning a job: the kernel's measured speed (calibration) and the sets per task."""
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import threading
 import time
 
 import numba
 import numpy as np
 
+from btcore.kernels import binding
 from btcore.kernels.binding import compile_error
 from btcore.engine import preflight
 from btcore.engine.tasks import Job, Task, make_tasks
@@ -47,11 +52,12 @@ def choose_batch_size(n_sets: int, n_blocks: int, bars_per_task: float, throughp
 def needs_calibration(job, slots: int, batch_size, progress) -> bool:
     """Whether measuring the kernel can change ``job``'s plan on ``slots`` workers.
 
-    Several workers: always with ``batch_size="auto"`` (the split among them
-    follows the measured speed). One worker: only when the job may be more
-    than one task per block, or a progress bar may be due, even at the slow
-    speed ``SLOW_PARAM_BARS_PER_S`` (a small serial sweep skips the ~10-15 ms
-    of probes: its plan is one task however fast the kernel is).
+    Only with ``batch_size="auto"`` when the job may be more than one task per
+    block even at the slow speed ``SLOW_PARAM_BARS_PER_S`` (sets per task never
+    shrink as the kernel gets faster, so a plan of whole blocks at that speed is
+    the plan at any speed, however many workers share it), or when a progress
+    bar may be due: a small sweep, or a walk-forward study of many small blocks,
+    skips the probes.
     """
     traded = job.traded_bars
     slow_seconds = float(traded.sum()) * job.n_sets / SLOW_PARAM_BARS_PER_S / max(slots, 1)
@@ -59,8 +65,8 @@ def needs_calibration(job, slots: int, batch_size, progress) -> bool:
         return True
     if batch_size != "auto":
         return False
-    return slots > 1 or choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
-                                          SLOW_PARAM_BARS_PER_S, slots) < job.n_sets
+    return choose_batch_size(job.n_sets, traded.size, float(traded.mean()),
+                             SLOW_PARAM_BARS_PER_S, slots) < job.n_sets
 
 
 def compile_kernel(job) -> None:
@@ -68,14 +74,75 @@ def compile_kernel(job) -> None:
     one set, so a compile error is raised once, trimmed to the strategy's code.
 
     A new strategy's kernel runs first in a child process (:mod:`btcore.engine.preflight`):
-    a crash there is a ValueError here, not the end of this process."""
-    preflight.check(job)
+    a crash there is a ValueError here, not the end of this process. A kernel
+    module this process has loaded already is not run again (~1 % of a small
+    sweep).
+
+    When this takes over ``COMPILE_NOTICE_SECONDS`` (a first use: a cached kernel
+    loads in well under a second) one line on stderr says what is compiling."""
+    if _compiled_here(job):
+        return
+    with compile_notice(kernel_name(job)):
+        preflight.check(job)
+        try:
+            job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
+        except numba.core.errors.NumbaError as err:
+            if job.strategy is None:  # btcore's own kernel: not the user's to fix
+                raise
+            raise compile_error(job.strategy, err) from None
+
+
+def _compiled_here(job) -> bool:
+    """Whether ``job``'s kernel module is loaded in this process and its kernel has
+    compiled here (a module whose compile failed has no signature: it is tried
+    again, so the error is raised trimmed)."""
+    ref = getattr(job, "kernel", None)
+    module = binding._LOADED.get(getattr(ref, "module_name", None))
+    return module is not None and any(
+        getattr(getattr(module, kind.wrapper, None), "signatures", None)
+        for kind in binding.KINDS.values())
+
+
+#: :func:`compile_kernel` says what it compiles once it has taken this long
+COMPILE_NOTICE_SECONDS = 1.0
+
+
+def kernel_name(job) -> str:
+    """``job``'s kernel as the user knows it: the strategy, or the kernel's kind."""
+    spec = getattr(job, "strategy", None)
+    if spec is not None:
+        return spec.name
+    ref = getattr(job, "kernel", None)
+    module = getattr(ref, "module_name", "") or ""
+    kind = module.removeprefix("btcore_").rpartition("_")[0]  # btcore_<kind>_<digest>
+    if kind:
+        return kind.replace("_", "-")
+    job_type = type(job).__name__.removesuffix("Job")  # CrossSectionalJob: cross-sectional
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "-", job_type).lower() or "btcore"
+
+
+@contextlib.contextmanager
+def compile_notice(name: str, after: float | None = None, stream=None):
+    """Within the block, print ``compiling <name> kernel (first use; cached
+    afterwards)...`` on ``stream`` (stderr) if the block lasts over ``after``
+    seconds (``COMPILE_NOTICE_SECONDS``), from a timer thread: the compile itself
+    is not delayed, and a quick (cached) load prints nothing."""
+    delay = COMPILE_NOTICE_SECONDS if after is None else after
+
+    def notice():
+        out = sys.stderr if stream is None else stream
+        try:
+            print(f"compiling {name} kernel (first use; cached afterwards)...", file=out,
+                  flush=True)
+        except (OSError, ValueError):  # a closed stream: nothing to tell
+            pass
+    timer = threading.Timer(delay, notice)
+    timer.daemon = True
+    timer.start()
     try:
-        job.task_fn(job.payload(), Task(-1, 0, 0, 0, 1, 0.0))
-    except numba.core.errors.NumbaError as err:
-        if job.strategy is None:  # btcore's own kernel: not the user's to fix
-            raise
-        raise compile_error(job.strategy, err) from None
+        yield
+    finally:
+        timer.cancel()
 
 
 def plan_tasks(job, batch_size, throughput: float, slots: int) -> tuple[list, int]:

@@ -57,7 +57,8 @@ class TopKSink:
     rows excluded; ties go to the first set in grid order.
 
     ``best`` after the run: (n_columns, n_windows, n_checks, k) grid rows (-1
-    where fewer than k rows qualify), ``values`` the metric of each.
+    where fewer than k rows qualify), ``values`` the metric of each, ``outputs``
+    their whole kernel output (every metric: no replay needed to report them).
     """
 
     def __init__(self, job: Job, metric: str = "sharpe_ratio", k: int = 1,
@@ -77,12 +78,17 @@ class TopKSink:
         grid_rows = self._sets.grid_rows(task.start, task.stop)
         for check in range(out.shape[0]):
             values = out[check, self.row]
-            keep = ~np.isnan(values) & (out[check, RUINED_ROW] == 0.0)
-            # score ascending = better first; grid row breaks ties
-            scored = list(zip(self.sign * values[keep], grid_rows[keep], values[keep]))
+            keep = np.flatnonzero(~np.isnan(values) & (out[check, RUINED_ROW] == 0.0))
+            scores = self.sign * values[keep]  # ascending = better first
+            if scores.size > self.k:  # only the k best (ties at the k-th included) matter
+                threshold = np.partition(scores, self.k - 1)[self.k - 1]
+                near = scores <= threshold
+                keep, scores = keep[near], scores[near]
+            rows = grid_rows[keep]
             bucket = self._candidates[(task.column, task.window, check)]
-            bucket.extend(scored)
-            bucket.sort()
+            for i in np.lexsort((rows, scores))[:self.k]:  # grid row breaks ties
+                bucket.append((float(scores[i]), int(rows[i]), out[check, :, keep[i]].copy()))
+            bucket.sort(key=_score_then_row)
             del bucket[self.k:]
         self._seen[task.column, task.window] += task.n_sets
 
@@ -97,9 +103,23 @@ class TopKSink:
     def values(self) -> np.ndarray:
         values = np.full(self._shape + (self.k,), np.nan)
         for index, bucket in self._candidates.items():
-            values[index][:len(bucket)] = [value for _, _, value in bucket]
+            values[index][:len(bucket)] = [column[self.row] for _, _, column in bucket]
         return values
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """(n_columns, n_windows, n_checks, k, OUT_ROWS): each kept set's kernel
+        output (NaN where fewer than k rows qualify)."""
+        outputs = np.full(self._shape + (self.k, OUT_ROWS), np.nan)
+        for index, bucket in self._candidates.items():
+            for i, (_, _, column) in enumerate(bucket):
+                outputs[index][i] = column
+        return outputs
 
     def check_complete(self) -> None:
         if not (self._seen == self._n_sets).all():
             raise RuntimeError("internal error: the top-k sink missed or duplicated blocks")
+
+
+def _score_then_row(candidate):
+    return candidate[0], candidate[1]

@@ -236,8 +236,9 @@ def run_task(shared: dict, task: Task, record: np.ndarray | None = None,
     """Evaluate one task: ``out`` (n_checks, OUT_ROWS, n_sets), and with
     ``n_blocks`` the block sums appended as (n_sets, n_blocks, 2) (a tuple).
 
-    Every array handed to the kernel is a fresh C-contiguous copy, so the kernel
-    sees the same types (one compiled specialisation) whatever the transport. An
+    Every array handed to the kernel is a C-contiguous copy made here (the sets'
+    are kept for the payload's next tasks: the kernel only reads them), so the
+    kernel sees the same types (one compiled specialisation) whatever the transport. An
     error raised in the strategy's code (an ``IndexError``, a ``ZeroDivisionError``
     under ``error_model="python"``...) is raised again with its type, naming the
     strategy, the parameter set and the bar (:func:`kernel_error`).
@@ -257,11 +258,9 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
     """``(args, out, block_sums)``: the batch kernel's arguments for ``task``, and
     the arrays it fills. ``indicators_only``: the task's indicator series, no set.
     With execution settings, the execution kernel's (``trades``: a replay's log)."""
-    sets = shared["sets"]
-    set_series = sets.set_series(task.start, task.stop)
-    needed, local = np.unique(set_series, return_inverse=True)
-    series = sets.series[needed]
     n_sets = 0 if indicators_only else task.n_sets
+    series_ids, series_params, local, params, options = _set_arrays(shared, task.start,
+                                                                    task.stop, n_sets)
     checkpoints = np.array(shared["windows"][task.window], dtype=np.int64)
     first_bar = int(shared["first_bar"][task.column, task.window])
     # indicators are causal (out[t] uses closes up to t): bars after the window's
@@ -275,24 +274,19 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
         bar_block, block_sums = no_blocks(n_sets)
     capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
     out = np.empty((len(checkpoints), OUT_ROWS, n_sets), dtype=np.float64)
-    params = np.array(sets.params(task.start, task.stop)[:n_sets], dtype=np.float64)
-    series_args = (np.ascontiguousarray(series[:, 0], dtype=np.int64),
-                   np.ascontiguousarray(series[:, 1:]),
-                   np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets],
-                                        dtype=np.int64))
     record = empty_record() if record is None else record
-    options = np.array(shared["options"], dtype=np.float64)
     execution = shared.get("execution")
     if execution is None:
-        args = (close, first_bar, checkpoints, *series_args, params, options, capital,
-                cost_bps, periods_per_year, bar_block, block_sums, out, record)
+        args = (close, first_bar, checkpoints, series_ids, series_params, local, params,
+                options, capital, cost_bps, periods_per_year, bar_block, block_sums, out,
+                record)
         return args, out, block_sums
     # the grid's execution columns follow the strategy's parameters (ExecutionSpec)
     n_own = params.shape[1] - len(execution.grid_names)
     rows = execution.rows(execution.grid_names, params[:, n_own:])
     args = (close, *column_candles(shared, task.column, close), first_bar, checkpoints,
-            *series_args, np.ascontiguousarray(params[:, :n_own]), options, rows,
-            execution.fill_mode, execution.fractional_shares, capital, cost_bps,
+            series_ids, series_params, local, np.ascontiguousarray(params[:, :n_own]),
+            options, rows, execution.fill_mode, execution.fractional_shares, capital, cost_bps,
             periods_per_year, bar_block, block_sums, out, record,
             no_trades() if trades is None else trades)
     return args, out, block_sums
@@ -304,13 +298,46 @@ def column_candles(shared: dict, column: int, close: np.ndarray) -> tuple:
     candles = shared.get("candles")
     if candles is None or shared.get("paths") is not None:
         return close, close, close
-    return tuple(np.ascontiguousarray(field[:close.shape[0], column], dtype=np.float64)
+    # copies, never read-only views: one compiled specialisation (see column_prices)
+    return tuple(np.array(field[:close.shape[0], column], dtype=np.float64)
                  for field in candles)
 
 
 def trade_log(n_bars: int) -> np.ndarray:
     """A replay's empty trade log: at most one entry per bar."""
     return np.full((n_bars + 1, TRADE_FIELDS), np.nan)
+
+
+#: batches of sets whose kernel arrays a payload keeps (tasks of other columns and
+#: windows reuse them: every Monte Carlo path, every walk-forward fold)
+SET_ARRAYS_KEPT = 256
+
+
+def _set_arrays(shared: dict, start: int, stop: int, n_sets: int) -> tuple:
+    """The kernel's arrays of sets ``start:stop`` (the first ``n_sets`` of them):
+    ``(series ids, series parameters, each set's local series, parameters,
+    options)``, C-contiguous; made once per payload and batch (the kernel only
+    reads them), so a task of many columns or windows does not rebuild them."""
+    kept = shared.get("_set_arrays")
+    if kept is None:
+        kept = shared.setdefault("_set_arrays", {})
+    key = (start, stop, n_sets)
+    arrays = kept.get(key)
+    if arrays is None:
+        sets = shared["sets"]
+        set_series = sets.set_series(start, stop)
+        needed, local = np.unique(set_series, return_inverse=True)
+        series = sets.series[needed]
+        arrays = (np.ascontiguousarray(series[:, 0], dtype=np.int64),
+                  np.ascontiguousarray(series[:, 1:]),
+                  np.ascontiguousarray(local.reshape(set_series.shape)[:n_sets],
+                                       dtype=np.int64),
+                  np.array(sets.params(start, stop)[:n_sets], dtype=np.float64),
+                  np.array(shared["options"], dtype=np.float64))
+        if len(kept) >= SET_ARRAYS_KEPT:
+            kept.clear()
+        kept[key] = arrays
+    return arrays
 
 
 def column_prices(shared: dict, column: int) -> np.ndarray:
@@ -321,7 +348,10 @@ def column_prices(shared: dict, column: int) -> np.ndarray:
     if generator is not None:
         return np.ascontiguousarray(generator.path(shared["close"][:, 0], column),
                                     dtype=np.float64)
-    return np.ascontiguousarray(shared["close"][:, column], dtype=np.float64)
+    # a copy even when the column is contiguous already (one asset): the kernel
+    # always sees a writable array, so one compiled specialisation serves every run
+    # (a read-only view would compile the whole kernel a second time)
+    return np.array(shared["close"][:, column], dtype=np.float64)
 
 
 def run_kernel(ref: KernelRef, args: tuple, *, debug: bool = False) -> None:

@@ -269,7 +269,13 @@ def generate_source(spec, kind: str = "single") -> tuple[str, _Source]:
                  "def compute_indicator_nb(which, close, values, out):\n" + "\n".join(branches))
     n_indicators = len(spec.indicators)
     views = "".join(f"series[rows[{i}]], " for i in range(n_indicators))
-    loads = "\n".join(f"    values[{i}] = selected[{i}][t]" for i in range(n_indicators))
+    if kind == "portfolio":  # a row per indicator, copied element by element: an
+        # array assignment would compile Numba's shape-mismatch message (~5 s cold)
+        loads = "\n".join(["    for a in range(values.shape[1]):"] + [
+            f"        values[{i}, a] = selected[{i}][t, a]" for i in range(n_indicators)]
+            ) if n_indicators else "    pass"
+    else:
+        loads = "\n".join(f"    values[{i}] = selected[{i}][t]" for i in range(n_indicators))
     parts.append("@_njit(inline='always', nogil=True, error_model='numpy')\n"
                  f"def select_series_nb(series, rows):\n    return ({views})")
     parts.append("@_njit(inline='always', nogil=True, error_model='numpy')\n"

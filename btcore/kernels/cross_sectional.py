@@ -11,8 +11,9 @@ one sequential pass over the traded bars ``first_bar .. last_bar`` (``first_bar`
   eligible assets (listed in the window at t and with ``lookback_period`` bars of
   data before t) are ranked by close_t / close_{t-L} - 1 in (return, asset)
   order, so ties rank by asset order; only the ``top_k`` at each end matter,
-  so they are picked by an O(n) selection (``np.partition`` for the threshold,
-  then a pass in asset order), which chooses exactly the assets a stable
+  so they are picked by an O(n) selection (:func:`kth_smallest_nb`, the value
+  ``np.partition`` would put at that position, for the threshold, then a pass
+  in asset order), which chooses exactly the assets a stable
   argsort would (and is ~4x cheaper on 500 assets); the chosen assets get
   target shares trunc(weight * E_t / close_t), every other asset 0, and the
   differences trade at close_t with costs on |delta shares|;
@@ -45,11 +46,46 @@ CS_OUT_ROWS = OUT_ROWS + 1
 
 
 @njit(inline="always", error_model="numpy")
+def _sorts_before(a, b) -> bool:
+    """Ascending order with NaN last (``np.sort``'s)."""
+    return a < b or (a == a and b != b)
+
+
+@njit(nogil=True, error_model="numpy")
+def kth_smallest_nb(values, kth):
+    """The value ``np.partition(values, kth)[kth]`` holds (NaN sorts last): Hoare's
+    selection on a copy. Written out because Numba's ``np.partition`` takes ~11 s
+    to compile (its shape checks' message formatting included), most of a cold
+    cross-sectional sweep; equal values are interchangeable in the callers."""
+    work = values.copy()
+    lo, hi = 0, work.size - 1
+    while lo < hi:
+        pivot = work[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while _sorts_before(work[i], pivot):
+                i += 1
+            while _sorts_before(pivot, work[j]):
+                j -= 1
+            if i <= j:
+                work[i], work[j] = work[j], work[i]
+                i += 1
+                j -= 1
+        if kth <= j:
+            hi = j
+        elif kth >= i:
+            lo = i
+        else:
+            return work[kth]
+    return work[kth]
+
+
+@njit(inline="always", error_model="numpy")
 def select_worst_nb(values, n, k, chosen):
     """Positions of the first ``k`` of ``values[:n]`` in the stable ascending order of
     (value, position), written into ``chosen`` (in position order); returns k.
-    An O(n) selection (``np.partition``) instead of a sort: only the set matters."""
-    threshold = np.partition(values, k - 1)[k - 1]  # the k-th smallest value
+    An O(n) selection instead of a sort: only the set matters."""
+    threshold = kth_smallest_nb(values, k - 1)  # the k-th smallest value
     below = 0
     for j in range(n):
         below += values[j] < threshold
@@ -70,7 +106,7 @@ def select_worst_nb(values, n, k, chosen):
 def select_best_nb(values, n, k, chosen):
     """Positions of the last ``k`` of ``values[:n]`` in the stable ascending order of
     (value, position) (the ``k`` best; equal values: the highest positions)."""
-    threshold = np.partition(values, n - k)[n - k]  # the k-th largest value
+    threshold = kth_smallest_nb(values, n - k)  # the k-th largest value
     above = 0
     for j in range(n):
         above += values[j] > threshold

@@ -272,7 +272,10 @@ def monte_carlo(params, strategy="mean_reversion", data=None, *, n_paths: int = 
     block_size : float >= 1, default 20
         Mean block length of ``"block"``; checked whatever the method.
     seed : int >= 0, default 0
-        Path ``k`` draws from ``SeedSequence(seed).spawn(n_paths)[k]``.
+        Path ``k`` draws from its own stream of a compiled generator keyed by
+        ``SeedSequence(seed)`` and ``k`` (:mod:`btcore.workflows.path_draws`), so
+        it is reproducible alone. Paths differ from btcore 0.1.0's (which drew
+        with ``numpy.random.default_rng`` under the GIL) for the same seed.
     executor : str or Executor, default "serial"
         As in :func:`btcore.run_sweep`; results are identical on every executor.
     asset : str, optional

@@ -243,10 +243,10 @@ def plan_walk_forward(grid, strategy, data, *, n_splits=10, train_bars=None, tes
 
 # ----------------------------------------------------------------- choosing
 def _is_metrics(sink, anchored: bool):
-    """Dense in-sample metrics as (assets, folds, OUT_ROWS, sets), or None (top-k)."""
-    if not isinstance(sink, DenseSink):
-        return None
-    metrics = sink.metrics
+    """In-sample metrics as (assets, folds, OUT_ROWS, sets): dense, or with a top-k
+    sink its best set's alone (sets = 1: read at position 0)."""
+    metrics = sink.metrics if isinstance(sink, DenseSink) else \
+        sink.outputs[..., 0, :, None]  # (assets, windows, checks, OUT_ROWS, 1)
     return metrics[:, 0] if anchored else metrics[:, :, 0]
 
 
@@ -308,12 +308,9 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
     oos_job = dataclasses.replace(job, windows=folds[:, 3:4].copy(),
                                   first_bar=np.tile(folds[:, 2], (n_assets, 1)))
     oos_payload = oos_job.payload()
-    if is_metrics is None:  # top-k kept no metrics: rerun the chosen sets in sample
-        is_payload_job = dataclasses.replace(job, windows=folds[:, 1:2].copy(),
-                                             first_bar=np.tile(folds[:, 0], (n_assets, 1)))
-        is_payload = is_payload_job.payload()
     symbols = [market.symbols[i] for i in prepared.asset_index]
-    rows, curves = [], {s: [] for s in symbols}
+    rows = []
+    curves = {s: ([], []) for s in symbols}  # (equity pieces, their bar positions)
     capital = job.initial_capital
     for asset in range(n_assets):
         level = 1.0
@@ -332,15 +329,13 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                 row.update({f"oos_{m}": np.nan for m in METRIC_NAMES})
                 row.update(is_ruined=True, oos_ruined=False, efficiency=np.nan)
                 rows.append(row)
-                curves[symbols[asset]].append(
-                    pd.Series(capital * level, index=index[oos_start:oos_end + 1]))
+                _extend(curves[symbols[asset]], np.full(oos_end + 1 - oos_start, capital * level),
+                        oos_start)
                 continue
             for param, value in zip(job.strategy.params, job.params[p]):
                 row[param.name] = int(value) if param.kind is int else float(value)
-            if is_metrics is not None:
-                is_out = is_metrics[asset, fold, :, p]
-            else:
-                is_out = run_task(is_payload, Task(0, asset, fold, p, p + 1, 0.0))[-1, :, 0]
+            # dense: every set's in-sample metrics; top-k: the chosen set's alone
+            is_out = is_metrics[asset, fold, :, p if is_metrics.shape[-1] == job.n_sets else 0]
             record = np.full((RECORD_ROWS, job.close.shape[0]), np.nan)
             task = Task(0, asset, fold, p, p + 1, 0.0)
             oos_out = run_task(oos_payload, task, record)
@@ -354,11 +349,13 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
             row["efficiency"] = _ratio(row["oos_cagr"], row["is_cagr"])
             rows.append(row)
             equity = record[RECORD_EQUITY, oos_start:oos_end + 1]
-            curves[symbols[asset]].append(
-                pd.Series(equity * level, index=index[oos_start:oos_end + 1]))
+            _extend(curves[symbols[asset]], equity * level, oos_start)
             level *= equity[-1] / capital
     folds_table = pd.DataFrame(rows)
-    oos_equity = pd.DataFrame({s: pd.concat(c) for s, c in curves.items()})
+    # one Series per asset (not one per fold, concatenated): the same frame, cheaper
+    oos_equity = pd.DataFrame({s: pd.Series(np.concatenate(pieces),
+                                            index=_bars(index, np.concatenate(positions)))
+                               for s, (pieces, positions) in curves.items()})
     ppy = job.periods_per_year
     oos_metrics = pd.DataFrame({s: equity_metrics(oos_equity[s].to_numpy(), capital, ppy)
                                 for s in symbols}).T
@@ -396,6 +393,19 @@ def _oos_benchmark(prepared, oos_equity, oos_metrics, first: int, last: int) -> 
     for name in extra.columns:
         oos_metrics[name] = extra[name].astype(np.float64)
     return pd.DataFrame(curves, index=oos_equity.index)
+
+
+def _extend(curve, equity: np.ndarray, first: int) -> None:
+    """Append a fold's OOS equity (bars ``first`` on) to ``curve`` = (pieces, positions)."""
+    curve[0].append(equity)
+    curve[1].append(np.arange(first, first + equity.size))
+
+
+def _bars(index: pd.Index, positions: np.ndarray) -> pd.Index:
+    """``index[positions]``, as a slice when they are consecutive (keeps a frequency)."""
+    if positions.size and (np.diff(positions) == 1).all():
+        return index[positions[0]:positions[-1] + 1]
+    return index[positions]
 
 
 def _ratio(numerator, denominator) -> float:
