@@ -215,3 +215,26 @@ def test_bad_candles_are_refused_naming_asset_date_and_values(field, value, mess
     with pytest.raises(ValueError, match=message) as error:
         MarketData(data.close, data.index, ("X",), **arrays)
     assert str(data.index[17].date()) in str(error.value)
+
+
+def test_monte_carlo_resamples_whole_candles_and_each_path_replays_as_data(ohlc):
+    """On OHLC data each path carries whole candles: path k's row equals a sweep of
+    those candles as data (stops act on the simulated highs and lows)."""
+    from btcore import monte_carlo
+    from btcore.workflows.paths import PathGenerator
+    params = {name: values[0] for name, values in SEED_GRID.items()}
+    settings = dict(fill="next_open", stop_loss=0.02, trailing_stop=0.04, slippage_bps=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = monte_carlo(params, data=ohlc, n_paths=6, seed=11, method="block", **settings)
+    generator = PathGenerator.fit(ohlc.close[:, 0], "block", 11, open=ohlc.open[:, 0],
+                                  high=ohlc.high[:, 0], low=ohlc.low[:, 0])
+    for k in (0, 5):
+        bar_open, high, low, close = generator.candles(k)
+        assert np.all(low <= np.minimum(bar_open, close)) and np.all(high >= np.maximum(
+            bar_open, close))
+        path = MarketData(close, ohlc.index, ("X",), open=bar_open, high=high, low=low)
+        row = quiet_sweep({n: [v] for n, v in params.items()}, path, **settings).table.iloc[0]
+        simulated = result.table[result.table.path == k].iloc[0]
+        for name in ("sharpe_ratio", "final_value", "num_trades", "max_drawdown"):
+            assert simulated[name] == row[name], (k, name)

@@ -265,7 +265,9 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
     first_bar = int(shared["first_bar"][task.column, task.window])
     # indicators are causal (out[t] uses closes up to t): bars after the window's
     # last checkpoint are never read, so they are not computed
-    close = column_prices(shared, task.column)[:int(checkpoints[-1]) + 1]
+    execution = shared.get("execution")
+    close, candles = column_bars(shared, task.column, int(checkpoints[-1]) + 1,
+                                 execution is not None)
     n_blocks = int(shared["n_blocks"])
     if n_blocks:
         bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
@@ -275,7 +277,6 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
     capital, cost_bps, periods_per_year = (float(v) for v in shared["settings"])
     out = np.empty((len(checkpoints), OUT_ROWS, n_sets), dtype=np.float64)
     record = empty_record() if record is None else record
-    execution = shared.get("execution")
     if execution is None:
         args = (close, first_bar, checkpoints, series_ids, series_params, local, params,
                 options, capital, cost_bps, periods_per_year, bar_block, block_sums, out,
@@ -284,7 +285,7 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
     # the grid's execution columns follow the strategy's parameters (ExecutionSpec)
     n_own = params.shape[1] - len(execution.grid_names)
     rows = execution.rows(execution.grid_names, params[:, n_own:])
-    args = (close, *column_candles(shared, task.column, close), first_bar, checkpoints,
+    args = (close, *candles, first_bar, checkpoints,
             series_ids, series_params, local, np.ascontiguousarray(params[:, :n_own]),
             options, rows, execution.fill_mode, execution.fractional_shares, capital, cost_bps,
             periods_per_year, bar_block, block_sums, out, record,
@@ -292,15 +293,24 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
     return args, out, block_sums
 
 
-def column_candles(shared: dict, column: int, close: np.ndarray) -> tuple:
-    """Column ``column``'s (open, high, low) up to ``close``'s length; close-only data
-    (and Monte Carlo paths) pass the closes: stops then act on closes."""
-    candles = shared.get("candles")
-    if candles is None or shared.get("paths") is not None:
-        return close, close, close
-    # copies, never read-only views: one compiled specialisation (see column_prices)
-    return tuple(np.array(field[:close.shape[0], column], dtype=np.float64)
-                 for field in candles)
+def column_bars(shared: dict, column: int, n_bars: int, candles: bool) -> tuple:
+    """Column ``column``'s first ``n_bars`` closes and, with ``candles``, its
+    ``(open, high, low)``: an asset's, or a Monte Carlo path's whole candles when the
+    generator was fitted on them; close-only data passes the closes three times
+    (stops then act on closes). Always fresh writable copies: one compiled
+    specialisation (see :func:`column_prices`)."""
+    generator = shared.get("paths")
+    if candles and generator is not None and generator.shapes is not None:
+        bars = generator.candles(column)
+        return (np.ascontiguousarray(bars[3][:n_bars]),
+                tuple(np.ascontiguousarray(side[:n_bars]) for side in bars[:3]))
+    close = column_prices(shared, column)[:n_bars]
+    if not candles:
+        return close, None
+    fields = shared.get("candles")
+    if fields is None or generator is not None:
+        return close, (close, close, close)
+    return close, tuple(np.array(field[:n_bars, column], dtype=np.float64) for field in fields)
 
 
 def trade_log(n_bars: int) -> np.ndarray:

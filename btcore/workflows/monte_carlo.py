@@ -377,7 +377,10 @@ def plan_monte_carlo(params, strategy, data, *, n_paths=1000, method="bootstrap"
                        periods_per_year=periods_per_year, assets=[asset], debug=debug,
                        options=options or {})
     base = prepared.job.close[:, 0]
-    generator = PathGenerator.fit(base, method, seed, block_size)
+    candles = prepared.job.candles if prepared.job.execution is not None else None
+    generator = PathGenerator.fit(base, method, seed, block_size, **(
+        {} if candles is None else dict(zip(("open", "high", "low"),
+                                            (side[:, 0] for side in candles)))))
     if method == "gbm" and not generator.log_returns.size > 1:
         raise ValueError(f"GBM needs at least 2 log returns to fit a volatility; asset "
                          f"{asset!r} has {generator.log_returns.size}")
