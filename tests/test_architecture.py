@@ -26,7 +26,8 @@ FLOORS = [
      "btcore.param_sets", "btcore._dates", "btcore._frames", "btcore._sampling"],
     # 2: engine, executors, inputs, stores, statistics, plots
     ["btcore.engine", "btcore.executors", "btcore.data", "btcore.datasets", "btcore.grid",
-     "btcore.settings", "btcore.results", "btcore.store", "btcore.stats", "btcore.plots"],
+     "btcore.settings", "btcore.results", "btcore.store", "btcore.stats", "btcore.plots",
+     "btcore.selection"],
     # 3: the run template every workflow uses
     ["btcore.workflows.base"],
     # 4: workflows

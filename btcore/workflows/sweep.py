@@ -113,14 +113,22 @@ class SweepResult:
         return deflated_sharpe_ratio(float(per_period.max()), float(per_period.std(ddof=1)),
                                      len(table), len(returns), skew, kurtosis)
 
-    def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False) -> pd.Series:
+    def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False,
+             select: str = "best", radius: int = 1) -> pd.Series:
         """The row with the best ``metric`` (highest; lowest for volatility).
 
         Rows whose equity went to or below zero (``ruined``) are skipped unless
         ``include_ruined=True``: their return-based metrics are meaningless.
+        ``select="plateau"`` returns the centre of the best neighbourhood instead
+        (:meth:`plateau`, ``radius`` steps on every parameter axis), with its
+        ``plateau_mean``, ``plateau_worst`` and ``plateau_size``.
         """
+        if select not in ("best", "plateau"):
+            raise ValueError(f"select must be 'best' or 'plateau', got {select!r}")
         if metric not in self.table.columns:
             raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        if select == "plateau":
+            return self.plateau(metric, radius, include_ruined).iloc[0]
         values = self.table[metric]
         if not include_ruined:
             values = values[~self.table["ruined"]]
@@ -128,6 +136,28 @@ class SweepResult:
             raise ValueError(f"{metric} is NaN (or the run ruined) for every row")
         row = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
         return self.table.loc[row]
+
+    def plateau(self, metric: str = "sharpe_ratio", radius: int = 1,
+                include_ruined: bool = False) -> pd.DataFrame:
+        """The table ranked by neighbourhood: each row's ``plateau_mean`` and
+        ``plateau_worst`` of ``metric`` over the sets within ``radius`` steps on every
+        parameter axis (``plateau_size`` of them; ruined ones count as the grid's
+        worst), best plateau first (:mod:`btcore.selection`). Needs a full product
+        grid (a dict of lists, without ``keep=``); per asset with several assets."""
+        from btcore.selection import plateau_table
+        if self.stats.get("keep") is not None:
+            raise ValueError(f"plateau selection needs every row of the grid, but this sweep "
+                             f"kept only its best {self.stats['keep']:,} (keep=); run it "
+                             "without keep=")
+        if metric not in self.table.columns:
+            raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        return plateau_table(self.table, self._param_names(), metric, radius, include_ruined)
+
+    def _param_names(self) -> list:
+        if self._spec is not None and hasattr(self._spec, "param_names"):
+            return list(self._spec.param_names)
+        from btcore.plots.common import parameter_columns
+        return parameter_columns(self.table)
 
     def backtest(self, row=0, data=None, **overrides):
         """Replay one row of :attr:`table` with this sweep's window, capital, costs
@@ -172,11 +202,13 @@ class SweepResult:
         return row, spec, settings
 
     def plot_heatmap(self, x: str, y: str, metric: str = "sharpe_ratio", agg: str = "max",
-                     ax=None):
+                     ax=None, plateau: int | None = None):
         """Heatmap of ``metric`` over parameters ``x`` and ``y`` (other parameters and
-        assets aggregated by ``agg``); returns the matplotlib Figure (``plot`` extra)."""
+        assets aggregated by ``agg``); ``plateau=radius`` outlines the plateau
+        :meth:`best` chooses with ``select="plateau"``. Returns the matplotlib
+        Figure (``plot`` extra)."""
         from btcore.plots import sweep_heatmap
-        return sweep_heatmap(self, x, y, metric=metric, agg=agg, ax=ax)
+        return sweep_heatmap(self, x, y, metric=metric, agg=agg, ax=ax, plateau=plateau)
 
     def __len__(self) -> int:
         return len(self.table)
