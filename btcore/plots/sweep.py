@@ -8,6 +8,7 @@ import pandas as pd
 
 from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from btcore.plots.common import number_text, parameter_columns, pyplot, table_of
+from btcore.stability import STABILITY_COLUMNS
 
 #: ``agg`` values of :func:`sweep_heatmap` (pandas reductions of each cell's rows)
 AGGREGATIONS = ("max", "min", "mean", "median")
@@ -31,6 +32,8 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
     x, y : str
         Two different parameter columns.
     metric : str, default "sharpe_ratio"
+        A metric, or a stability column of a ``blocks=`` sweep
+        (``"worst_block_sharpe"``, ``"stability_positive_share"``).
     agg : {"max", "min", "mean", "median"}, default "max"
     ax : matplotlib Axes, optional
         Draw into these axes (and their figure) instead of a new figure.
@@ -50,7 +53,7 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
             raise ValueError(f"unknown parameter {name}={value!r}; choose from {params}")
     if x == y:
         raise ValueError(f"x and y are both {x!r}; pick two different parameters from {params}")
-    metrics = [m for m in METRIC_NAMES if m in table.columns]
+    metrics = [m for m in METRIC_NAMES + STABILITY_COLUMNS if m in table.columns]
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; choose from {metrics}")
     if not isinstance(agg, str) or agg not in AGGREGATIONS:

@@ -50,6 +50,11 @@ class SweepResult:
     _block_counts: object = field(default=None, repr=False, compare=False)
     #: the strategy name came from a file: never import a module it names
     _strategy_from_file: bool = field(default=False, repr=False, compare=False)
+    #: with blocks: each block's label (a year, or its number) and each table row's
+    #: grid position and asset column
+    _block_labels: object = field(default=None, repr=False, compare=False)
+    _row_sets: object = field(default=None, repr=False, compare=False)
+    _row_assets: object = field(default=None, repr=False, compare=False)
 
     def pbo(self, asset: str | None = None):
         """Probability of backtest overfitting (CSCV) of this sweep's parameter sets.
@@ -80,9 +85,26 @@ class SweepResult:
             asset = assets[0]
         if asset not in assets:
             raise ValueError(f"asset {asset!r} is not in this sweep; choose from {assets}")
+        if self._block_labels is not None and len(self._block_labels) % 2:  # years
+            raise ValueError(f"pbo() splits the blocks in halves, but blocks='year' gave "
+                             f"{len(self._block_labels)} calendar years; run the sweep with "
+                             "an even number of blocks (blocks=16) or of years (start/end)")
         sums = self._block_sums[assets.index(asset)]
         return pbo_from_block_sums(sums[..., 0], sums[..., 1],
                                    self._block_counts[assets.index(asset)])
+
+    def block_sharpe(self) -> pd.DataFrame:
+        """Each row's annualised Sharpe ratio per block (per calendar year with
+        ``blocks="year"``): rows as in :attr:`table`, one column per block
+        (:mod:`btcore.stability`); NaN for a block with fewer than 2 bars."""
+        from btcore.stability import block_sharpe
+        if self._block_sums is None:
+            raise ValueError("block_sharpe() needs the per-block sums: run the sweep with "
+                             "blocks='year' or blocks=16")
+        sums = self._block_sums[self._row_assets, self._row_sets]
+        values = block_sharpe(sums[..., 0], sums[..., 1], self._block_counts[self._row_assets],
+                              self.settings["periods_per_year"])
+        return pd.DataFrame(values, index=self.table.index, columns=self._block_labels)
 
     def deflated_sharpe(self, asset: str | None = None, data=None) -> float:
         """Deflated Sharpe ratio of the best row (Bailey & Lopez de Prado, 2014).
@@ -300,9 +322,12 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
         process, so ``breakpoint()`` and ``print`` work; results are identical.
     assets : str or list of str, optional
         Subset of the data's assets (default all).
-    blocks : int, optional
+    blocks : int or "year", optional
         Keep per-block sums of r and r^2 over this many equal blocks of the traded
-        bars (even, >= 2; 16 is usual), for :meth:`SweepResult.pbo`.
+        bars (even, >= 2; 16 is usual), or over each calendar year ("year"), for
+        :meth:`SweepResult.pbo` (equal, even blocks), :meth:`SweepResult.block_sharpe`
+        and the table's ``stability_positive_share`` and ``worst_block_sharpe``
+        columns (:mod:`btcore.stability`).
     out : str or path, optional
         A directory to stream every row to, one Parquet part per finished task,
         under a manifest of the sweep (strategy code, grid, data, settings).
@@ -358,10 +383,12 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     rows = sink.table()
     run.stats["keep"], run.stats["sort_by"] = sink.keep, sink.sort_by
     stats = run.finish(sink.sort_by)
-    counts = None
-    if job.n_blocks:
-        counts = np.array([[len(b) for b in np.array_split(
-            np.arange(first, int(job.windows[0, -1]) + 1), job.n_blocks)]
-            for first in job.first_bar[:, 0]])
+    if not job.n_blocks:
+        return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
+                           prepared.data)
+    labels = (list(range(job.n_blocks)) if job.block_starts is None else
+              [int(year) for year in prepared.data.index[job.block_starts].year])
     return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
-                       prepared.data, sink.block_sums, counts)
+                       prepared.data, sink.block_sums, sink.block_counts,
+                       _block_labels=labels, _row_sets=sink.row_sets,
+                       _row_assets=sink.row_assets)
