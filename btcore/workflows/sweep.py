@@ -93,6 +93,17 @@ class SweepResult:
         return pbo_from_block_sums(sums[..., 0], sums[..., 1],
                                    self._block_counts[assets.index(asset)])
 
+    def certificate(self, asset: str | None = None, select: str = "best", radius: int = 1,
+                    reps: int = 1000, seed: int = 0, data=None):
+        """Is the chosen row's edge real? DSR with estimated and raw trial counts, PBO,
+        White's Reality Check and Hansen's SPA (vs 0 and vs buy and hold), MinBTL and
+        MinTRL with "enough history: yes/no", for the best-Sharpe row
+        (``select="best"``) or the plateau centre (``"plateau"``); needs
+        ``blocks=``. Returns a :class:`~btcore.workflows.certificate.Certificate`
+        (``.frame``, ``print()`` for the text); ``docs/overfitting.md``."""
+        from btcore.workflows.certificate import certificate
+        return certificate(self, asset, select, radius, reps, seed, data)
+
     def block_sharpe(self) -> pd.DataFrame:
         """Each row's annualised Sharpe ratio per block (per calendar year with
         ``blocks="year"``): rows as in :attr:`table`, one column per block
