@@ -45,7 +45,7 @@ def main(argv=None):
         print(f"  {name:<20} {seconds * 1e3:7.1f} ms")
 
     lookbacks = list(range(5, 105))  # 100 x 100 x 10 = 100,000 sets
-    per_axis = max(1, args.sets // 1000)
+    per_axis = max(1, args.sets // 10_000)
     grid = {"lookback_period": lookbacks,
             "entry_threshold": list(np.round(np.linspace(0.5, 3.0, 100), 4)),
             "exit_threshold": list(np.round(np.linspace(0.0, 0.9, per_axis), 4)),

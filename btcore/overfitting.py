@@ -181,16 +181,21 @@ def spa_test(differences, reps: int = 1000, mean_block: float | None = None,
         part = slice(start, start + _CHUNK_SETS)
         chunk = values[part]
         resampled = weights @ chunk.T  # (reps, chunk) bootstrap means
-        rc_max = np.maximum(rc_max, (resampled - mean[part]).max(axis=1))
+        work = np.subtract(resampled, mean[part])
+        rc_max = np.maximum(rc_max, work.max(axis=1))
         if studentize == "bootstrap":  # each resample by its own standard deviation
-            spread = np.sqrt(np.maximum(weights @ (chunk * chunk).T - resampled ** 2, 0.0))
-            factor = np.where(spread > 0.0, math.sqrt(n_obs) / np.where(spread > 0.0, spread,
-                                                                         1.0), 0.0)
+            factor = weights @ (chunk * chunk).T  # in place: the resample's variance...
+            np.subtract(factor, np.multiply(resampled, resampled, out=work), out=factor)
+            np.sqrt(np.maximum(factor, 0.0, out=factor), out=factor)
+            with np.errstate(divide="ignore"):
+                np.divide(math.sqrt(n_obs), factor, out=factor)  # ... then sqrt(n) / its sd
+            factor[np.isinf(factor)] = 0.0  # a resample that never varies
         else:
             factor = scale[part]
         for name, centre in centres.items():
+            np.subtract(resampled, centre[part], out=work)
             spa_max[name] = np.maximum(spa_max[name],
-                                       ((resampled - centre[part]) * factor).max(axis=1))
+                                       np.multiply(work, factor, out=work).max(axis=1))
     result = {"reality_check": float(np.mean(rc_max > mean.max()))}
     for name, maxima in spa_max.items():
         if studentize:  # T = max(0, ...): T = 0 (no set above the benchmark) gives p = 1
