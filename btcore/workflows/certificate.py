@@ -79,14 +79,9 @@ def certificate(result, asset=None, select: str = "best", radius: int = 1,
                          f"best {result.stats['keep']:,} rows (keep=); run it without keep=")
     if select not in ("best", "plateau"):
         raise ValueError(f"select must be 'best' or 'plateau', got {select!r}")
+    from btcore.plots.common import pick_asset
     assets = result.settings["assets"]
-    if asset is None:
-        if len(assets) > 1:
-            raise ValueError(f"the sweep ran {len(assets)} assets; pick one with asset=, "
-                             f"one of {assets}")
-        asset = assets[0]
-    if asset not in assets:
-        raise ValueError(f"asset {asset!r} is not in this sweep; choose from {assets}")
+    asset = pick_asset(asset, assets, "sweep")
     column = assets.index(asset)
     table = result.table
     mine = np.flatnonzero(result._row_assets == column)
