@@ -5,6 +5,7 @@
 ...                  "exit_threshold": [0.5], "stop_loss_z": [3.0]})  # doctest: +SKIP
 """
 from btcore.data import MarketData
+from btcore.engine.lookahead import LookaheadError, check_lookahead
 from btcore.grid import Grid
 from btcore.metrics import METRIC_NAMES
 from btcore.planning import estimate
@@ -22,7 +23,7 @@ from btcore.workflows.walk_forward import WalkForwardResult, walk_forward
 from btcore.workflows.warmup import warmup
 
 __version__ = "0.1.0"
-__all__ = ["BacktestResult", "Grid", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
+__all__ = ["BacktestResult", "Grid", "LookaheadError", "check_lookahead", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
            "estimate", "monte_carlo", "MonteCarloResult",
            "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
            "PortfolioBacktestResult", "run_cross_sectional_sweep", "cross_sectional_backtest",

@@ -115,10 +115,24 @@ class RowsSink:
                                "backtests")
 
     def table(self) -> pd.DataFrame:
-        """The ranked table (the best ``keep`` rows), without the bookkeeping columns."""
+        """The ranked table (the best ``keep`` rows), without the bookkeeping columns;
+        with block sums, the :data:`~btcore.stability.STABILITY_COLUMNS` too (and
+        ``row_sets`` / ``row_assets``: each table row's grid position and column)."""
         rows = _concat(self._blocks)
         self._blocks = [rows]
-        return ranked_frame(rows, self.sort_by, self.n_assets, self.keep)
+        table = ranked_frame(rows, self.sort_by, self.n_assets, self.keep)
+        if self.block_sums is not None:
+            from btcore.engine.tasks import block_counts
+            from btcore.stability import block_sharpe, stability_columns
+            order = rank(rows, self.sort_by, self.n_assets)[:self.keep]
+            self.row_sets, self.row_assets = rows["set"][order], rows["_asset"][order]
+            self.block_counts = block_counts(self.prepared.job)
+            sums = self.block_sums[self.row_assets, self.row_sets]
+            sharpe = block_sharpe(sums[..., 0], sums[..., 1], self.block_counts[self.row_assets],
+                                  self.prepared.job.periods_per_year)
+            for name, values in stability_columns(sharpe).items():
+                table[name] = values
+        return table
 
 
 # --------------------------------------------------------------- memory

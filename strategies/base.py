@@ -14,10 +14,13 @@ short synthetic series (``check_rule``).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import math
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -347,6 +350,44 @@ def _declared(values, what, label, names):
     return array
 
 
+class _ThreadMuted(io.TextIOBase):
+    """Stands in for ``sys.stdout``: drops what one thread writes, passes the rest."""
+
+    def __init__(self, target, thread: int):
+        self._target, self._thread = target, thread
+
+    def write(self, text):
+        if threading.get_ident() == self._thread:
+            return len(text)
+        return self._target.write(text)
+
+    def flush(self):
+        if threading.get_ident() != self._thread:
+            self._target.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+
+@contextlib.contextmanager
+def muted():
+    """Mute this thread's ``print`` (plain Python or compiled: Numba prints through
+    ``sys.stdout``) and ``breakpoint()`` calls: the checks run a strategy's code on
+    synthetic data, which its prints and breakpoints are not meant for. Other
+    threads print and stop as usual."""
+    me = threading.get_ident()
+    stdout, hook = sys.stdout, sys.breakpointhook
+
+    def no_breakpoint(*args, **kwargs):
+        return None if threading.get_ident() == me else hook(*args, **kwargs)
+
+    sys.stdout, sys.breakpointhook = _ThreadMuted(stdout, me), no_breakpoint
+    try:
+        yield
+    finally:
+        sys.stdout, sys.breakpointhook = stdout, hook
+
+
 def synthetic_close(n_bars: int, seed: int = 7) -> np.ndarray:
     """A positive random-walk price series for checking rules."""
     rng = np.random.default_rng(seed)
@@ -355,12 +396,18 @@ def synthetic_close(n_bars: int, seed: int = 7) -> np.ndarray:
 
 def check_rule(spec: StrategySpec, params_row: np.ndarray | None = None,
                options: np.ndarray | None = None) -> None:
-    """Run ``spec``'s indicators and rule as plain Python on a synthetic series.
+    """Run ``spec``'s indicators and rule as plain Python on a synthetic series, with
+    this thread's ``print`` and ``breakpoint()`` muted (:func:`muted`).
 
     Raises ValueError (naming the strategy) when the rule returns anything but
     ``(target in {-1, 0, 1}, int state)``, reads parameters, options or
     indicator values the spec does not declare, or an indicator fails.
     """
+    with muted():
+        _check_rule(spec, params_row, options)
+
+
+def _check_rule(spec, params_row, options) -> None:
     where = f"strategy {spec.name!r}"
     spec.key_caches()  # again: helpers defined after the spec are reached now
     if params_row is None:

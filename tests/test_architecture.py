@@ -27,7 +27,8 @@ FLOORS = [
     # 2: engine, executors, inputs, stores, statistics, plots
     ["btcore.engine", "btcore.executors", "btcore.data", "btcore.datasets", "btcore.grid",
      "btcore.settings", "btcore.execution", "btcore.results", "btcore.store", "btcore.stats",
-     "btcore.plots", "btcore.benchmark"],
+     "btcore.plots", "btcore.benchmark", "btcore.selection", "btcore.stability",
+     "btcore.overfitting"],
     # 3: the run template every workflow uses
     ["btcore.workflows.base"],
     # 4: workflows

@@ -73,6 +73,20 @@ def test_sweep_prints_the_table_and_a_summary(capsys, tiny_ko):
     assert "1 backtests (1 rows) in " in out and "on serial x1" in out
 
 
+def test_sweep_with_blocks_prints_the_certificate(capsys):
+    grid = json.dumps({"lookback_period": [10, 20, 40], "entry_threshold": [1.5, 2.0]})
+    status, out, err = run_cli(capsys, "sweep", "--grid", grid, "--assets", "KO",
+                               "--start", "2015-01-01", "--blocks", "4", "--select",
+                               "plateau", "--no-progress")
+    assert status == 0, err
+    assert "worst_block_sharpe" in out.splitlines()[0]
+    assert "overfitting certificate" in out and "plateau centre, asset KO" in out
+    for statistic in ("dsr", "pbo", "spa_p_vs_hold", "enough_history_backtest"):
+        assert f" {statistic} " in out
+    status, out, err = run_cli(capsys, "sweep", "--grid", grid, "--blocks", "3")
+    assert status != 0 and "even integer" in err
+
+
 def test_top_limits_the_printed_rows_and_assets_select_columns(capsys):
     grid = json.dumps({**TINY, "lookback_period": [20, 40]})
     status, out, err = run_cli(capsys, "sweep", "--grid", grid, "--assets", "KO, PEP",

@@ -214,10 +214,19 @@ def _sweep(args) -> int:
     inputs = Inputs(args, directory=True)
     axes = heatmap_axes(inputs)
     extra = _sweep_keywords(args, inputs, btcore.run_sweep)
+    if args.blocks is not None:
+        extra["blocks"] = args.blocks
 
     def report(result, elapsed):
         print(_frame_text(result.table.head(args.top), columns=args.columns))
         print("\n" + _timing_line(result.stats, len(result.table), elapsed))
+        if args.blocks is None:
+            return
+        for asset in result.settings["assets"]:  # the statistics' own errors name flags
+            try:
+                print("\n" + str(result.certificate(asset=asset, select=args.select)))
+            except ValueError as err:
+                print(f"\nno overfitting certificate for {asset}: {_as_flags(str(err))}")
     return run_command(
         args, inputs, functools.partial(btcore.run_sweep, inputs.grid, inputs.spec,
                                         inputs.data, assets=inputs.assets, **extra),

@@ -66,6 +66,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _blocks(text: str):
+    if text == "year":
+        return "year"
+    value = _positive_int(text)
+    if value < 2 or value % 2:
+        raise argparse.ArgumentTypeError(f"expected 'year' or an even integer >= 2, got "
+                                         f"{text!r}")
+    return value
+
+
 def _metric(text: str) -> str:
     from btcore.metrics import METRIC_NAMES
     if text not in METRIC_NAMES:
@@ -300,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--sort-by", type=_metric, default=None, metavar="METRIC",
                        help="metric to rank rows by (run_sweep's sort_by=; default "
                             "sharpe_ratio)")
+    sweep.add_argument("--blocks", type=_blocks, default=None, metavar="N|year",
+                       help="keep per-block sums (run_sweep's blocks=: N equal blocks or "
+                            "calendar years): adds the stability columns and prints the "
+                            "overfitting certificate of each asset")
+    sweep.add_argument("--select", choices=("best", "plateau"), default="best",
+                       help="the row the certificate is about: the best Sharpe ratio, or "
+                            "the centre of the best plateau (radius 1; default best)")
 
     wf = command("walk-forward", "walk-forward optimisation: best in-sample set per fold, "
                                  "run out of sample",
@@ -311,9 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     wf.add_argument("--objective", type=_metric, default="sharpe_ratio", metavar="METRIC",
                     help="metric that picks each fold's set (annual_volatility is "
                          "minimised; default sharpe_ratio)")
-    wf.add_argument("--select", choices=("per_asset", "universe"), default="per_asset",
-                    help="choose a set per asset, or the set with the best mean objective "
-                         "over the assets (default per_asset)")
+    wf.add_argument("--select", choices=("per_asset", "universe", "plateau"),
+                    default="per_asset",
+                    help="choose a set per asset, the set with the best mean objective "
+                         "over the assets, or per asset the centre of the best plateau "
+                         "(radius 1; default per_asset)")
     _add_execution(wf, auto=True)
     _add_outputs(wf, what="the fold table", top=False, directory=True,
                  plot="in- vs out-of-sample objective per fold and the stitched "

@@ -38,6 +38,8 @@ import threading
 import time
 import warnings
 
+from btcore.engine import lookahead
+
 #: the child process: reads its work from stdin, reports JSON lines on stdout
 _CHILD_CODE = "from btcore.engine.preflight import child_main; child_main()"
 #: sets in each calibration-like probe the child runs
@@ -58,7 +60,15 @@ class PreflightError(ValueError):
 # ------------------------------------------------------------------ driver side
 def check(job) -> None:
     """Run ``job``'s kernel once in a child process unless it needs no check (see
-    the module docstring); :class:`PreflightError` if it crashed there."""
+    the module docstring), then the look-ahead check of its indicators
+    (:mod:`btcore.engine.lookahead`, every strategy, built-ins included);
+    :class:`PreflightError` if it crashed in the child,
+    :class:`~btcore.engine.lookahead.LookaheadError` if an indicator reads the future."""
+    _contain(job)
+    lookahead.check(job)
+
+
+def _contain(job) -> None:
     spec = getattr(job, "strategy", None)
     ref = getattr(job, "kernel", None)
     if job.debug or spec is None or ref is None or _jit_disabled() or is_builtin(spec):
@@ -278,9 +288,11 @@ def _run_child(job, spec) -> float | None:
     reports = []
     for line in done.stdout.decode(errors="replace").splitlines():
         try:
-            reports.append(json.loads(line))
+            report = json.loads(line)
         except ValueError:
             continue
+        if isinstance(report, dict):  # not a number the strategy printed
+            reports.append(report)
     running = [r["task"] for r in reports if "task" in r]
     final = next((r for r in reversed(reports) if "outcome" in r), None)
     if done.returncode == 0 and final is not None:

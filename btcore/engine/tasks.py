@@ -60,6 +60,7 @@ class Job:
     labels: object = None           # bar timestamps, for messages (driver side only)
     execution: object = None        # btcore.execution.Execution (None: the defaults)
     candles: object = None          # (open, high, low), each like close, or None
+    block_starts: object = None     # first bar of each block (blocks="year"); None: equal
     kernel: KernelRef = field(init=False)
 
     def __post_init__(self):
@@ -134,7 +135,8 @@ class Job:
                                       self.periods_per_year]),
                 "n_blocks": self.n_blocks, "paths": self.paths, "debug": self.debug,
                 "params_named": tuple((p.name, p.kind is int) for p in self.strategy.params),
-                "labels": self.labels, "execution": self.execution, "candles": self.candles}
+                "labels": self.labels, "execution": self.execution, "candles": self.candles,
+                "block_starts": self.block_starts}
 
 
 def make_tasks(traded_bars: np.ndarray, n_sets: int, batch_size: int,
@@ -223,12 +225,26 @@ class TaskPlan(Sequence):
                 float(sum(self.bars[t.task_id // self.per_block] * t.n_sets for t in tasks)))
 
 
-def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int) -> np.ndarray:
-    """Bar -> block of ``numpy.array_split`` of the traded bars into ``n_blocks``."""
+def block_index(first_bar: int, last_bar: int, n_bars: int, n_blocks: int,
+                starts=None) -> np.ndarray:
+    """Bar -> block of ``numpy.array_split`` of the traded bars into ``n_blocks``, or
+    with ``starts`` (each block's first bar, ascending) the block each bar falls in."""
     bar_block = np.full(n_bars, -1, dtype=np.int64)
+    if starts is not None:
+        bars = np.arange(first_bar, last_bar + 1)
+        bar_block[bars] = np.searchsorted(np.asarray(starts), bars, side="right") - 1
+        return bar_block
     for block, bars in enumerate(np.array_split(np.arange(first_bar, last_bar + 1), n_blocks)):
         bar_block[bars] = block
     return bar_block
+
+
+def block_counts(job) -> np.ndarray:
+    """(n_columns, n_blocks) bars per block of each column of ``job``'s first window."""
+    last = int(job.windows[0, -1])
+    return np.array([np.bincount(block_index(int(first), last, last + 1, job.n_blocks,
+                                             job.block_starts)[int(first):],
+                                 minlength=job.n_blocks) for first in job.first_bar[:, 0]])
 
 
 def run_task(shared: dict, task: Task, record: np.ndarray | None = None,
@@ -270,7 +286,8 @@ def kernel_args(shared: dict, task: Task, record: np.ndarray | None = None,
                                  execution is not None)
     n_blocks = int(shared["n_blocks"])
     if n_blocks:
-        bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks)
+        bar_block = block_index(first_bar, int(checkpoints[-1]), close.shape[0], n_blocks,
+                                shared.get("block_starts"))
         block_sums = np.zeros((n_sets, n_blocks, 2))
     else:
         bar_block, block_sums = no_blocks(n_sets)

@@ -37,8 +37,10 @@ def table_of(result) -> pd.DataFrame:
 
 
 def parameter_columns(table: pd.DataFrame) -> list:
+    from btcore.stability import STABILITY_COLUMNS
     return [c for c in table.columns if c not in METRIC_NAMES and c not in LABEL_COLUMNS
-            and c not in EXTRA_METRICS and pd.api.types.is_numeric_dtype(table[c])
+            and c not in EXTRA_METRICS and c not in STABILITY_COLUMNS
+            and not c.startswith("plateau_") and pd.api.types.is_numeric_dtype(table[c])
             and not pd.api.types.is_bool_dtype(table[c])]
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from btcore.metrics import LOWER_IS_BETTER, METRIC_NAMES
 from btcore.plots.common import (EXTRA_METRICS, number_text, parameter_columns, pyplot,
                                  table_of)
+from btcore.stability import STABILITY_COLUMNS
 
 #: ``agg`` values of :func:`sweep_heatmap` (pandas reductions of each cell's rows)
 AGGREGATIONS = ("max", "min", "mean", "median")
@@ -18,7 +19,7 @@ ANNOTATE_CELLS = 300
 
 
 def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str = "max",
-                  ax=None):
+                  ax=None, plateau: int | None = None):
     """Heatmap of ``metric`` over parameters ``x`` (columns) and ``y`` (rows).
 
     Each cell aggregates, with ``agg``, the non-ruined rows of the table that
@@ -32,9 +33,15 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
     x, y : str
         Two different parameter columns.
     metric : str, default "sharpe_ratio"
+        A metric, or a stability column of a ``blocks=`` sweep
+        (``"worst_block_sharpe"``, ``"stability_positive_share"``).
     agg : {"max", "min", "mean", "median"}, default "max"
     ax : matplotlib Axes, optional
         Draw into these axes (and their figure) instead of a new figure.
+    plateau : int, optional
+        A radius: outline the plateau a ``best(metric, select="plateau",
+        radius=plateau)`` chooses (its centre framed, its neighbourhood's
+        ``x``/``y`` extent framed; :mod:`btcore.selection`). Needs a product grid.
 
     Returns
     -------
@@ -47,7 +54,8 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
             raise ValueError(f"unknown parameter {name}={value!r}; choose from {params}")
     if x == y:
         raise ValueError(f"x and y are both {x!r}; pick two different parameters from {params}")
-    metrics = [m for m in (*METRIC_NAMES, *EXTRA_METRICS) if m in table.columns]
+    metrics = [m for m in (*METRIC_NAMES, *EXTRA_METRICS, *STABILITY_COLUMNS)
+               if m in table.columns]
     if metric not in metrics:
         raise ValueError(f"unknown metric {metric!r}; choose from {metrics}")
     if not isinstance(agg, str) or agg not in AGGREGATIONS:
@@ -55,6 +63,10 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
     cells = heatmap_values(table, x, y, metric, agg)
     if cells.isna().all(axis=None):
         raise ValueError(f"{metric} is NaN or ruined for every row; nothing to plot")
+    centre = None
+    if plateau is not None:
+        from btcore.selection import plateau_table
+        centre = plateau_table(table, params, metric, plateau).iloc[0]
 
     plt = pyplot()
     n_rows, n_cols = cells.shape
@@ -83,10 +95,30 @@ def sweep_heatmap(result, x: str, y: str, metric: str = "sharpe_ratio", agg: str
                 ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
                 ax.text(j, i, number_text(value), ha="center", va="center", color=ink,
                         fontsize=size)
+    if centre is not None:
+        _mark_plateau(ax, cells, centre, x, y, plateau)
     colorbar = fig.colorbar(image, ax=ax)
     colorbar.set_label(f"{metric} ({agg})")
     ax.set_title(_heatmap_title(table, params, x, y, metric, agg), fontsize=11)
     return fig
+
+
+def _mark_plateau(ax, cells, centre, x, y, radius: int) -> None:
+    """Frame the chosen plateau's centre and (dashed) its neighbourhood in x and y."""
+    from matplotlib.patches import Rectangle
+    column = int(np.searchsorted(cells.columns.to_numpy(), centre[x]))
+    row = int(np.searchsorted(cells.index.to_numpy(), centre[y]))
+    left, right = max(column - radius, 0), min(column + radius, cells.shape[1] - 1)
+    low, high = max(row - radius, 0), min(row + radius, cells.shape[0] - 1)
+    ax.add_patch(Rectangle((left - 0.5, low - 0.5), right - left + 1, high - low + 1,
+                           fill=False, edgecolor="red", linewidth=1.5, linestyle="--",
+                           label=f"plateau, radius {radius}: mean "
+                                 f"{number_text(centre['plateau_mean'])}, worst "
+                                 f"{number_text(centre['plateau_worst'])}"))
+    ax.add_patch(Rectangle((column - 0.45, row - 0.45), 0.9, 0.9, fill=False,
+                           edgecolor="red", linewidth=2.5, label="its centre (chosen)"))
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.12), frameon=False, fontsize=8,
+              ncols=2)
 
 
 def heatmap_values(table: pd.DataFrame, x: str, y: str, metric: str, agg: str) -> pd.DataFrame:

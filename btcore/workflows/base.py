@@ -140,6 +140,11 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
             raise ValueError(f"a window parameter of {longest_window:.6g} bars is at least the "
                              f"{history:,} bars of data{where} up to the window end; use "
                              "shorter windows, more data, or leave the asset out (assets=)")
+    block_starts = None
+    if n_blocks == "year":  # a block per calendar year of the window
+        years = market.index[first:last + 1].year
+        block_starts = frozen(first + np.flatnonzero(np.r_[True, years[1:] != years[:-1]]))
+        n_blocks = len(block_starts)
     close = market.close[:, asset_index]  # time-major (bars, assets)
     warn_unaffordable(close, first_bar, last, capital, costs,
                       [market.symbols[i] for i in asset_index])
@@ -148,7 +153,7 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
               job_sets(spec, grid, option_values), frozen(option_values),
               capital, costs, ppy, n_blocks=n_blocks, debug=bool(debug), labels=market.index,
               execution=execution if replay or not execution.is_default else None,
-              candles=market_candles(market, asset_index))
+              candles=market_candles(market, asset_index), block_starts=block_starts)
     settings = {
         "start": market.index[first], "end": market.index[last], "initial_capital": capital,
         "cost_bps": costs, "periods_per_year": ppy, "periods_per_year_basis": basis,
@@ -216,11 +221,14 @@ def check_output(keep, sort_by, out, blocks) -> None:
                          "sums are not stored; run the blocks= sweep without out=")
 
 
-def check_blocks(blocks) -> int:
+def check_blocks(blocks):
+    """``blocks=`` as prepare takes it: 0 (none), an even int >= 2, or "year"."""
     if blocks is None:
         return 0
+    if blocks == "year":
+        return "year"
     if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)):
-        raise TypeError(f"blocks must be an even int >= 2 or None, got {blocks!r}")
+        raise TypeError(f"blocks must be an even int >= 2, 'year' or None, got {blocks!r}")
     if blocks < 2 or blocks % 2:
         raise ValueError(f"blocks must be an even int >= 2 (CSCV splits them in halves), "
                          f"got {blocks}")

@@ -53,6 +53,11 @@ class SweepResult:
     _block_counts: object = field(default=None, repr=False, compare=False)
     #: the strategy name came from a file: never import a module it names
     _strategy_from_file: bool = field(default=False, repr=False, compare=False)
+    #: with blocks: each block's label (a year, or its number) and each table row's
+    #: grid position and asset column
+    _block_labels: object = field(default=None, repr=False, compare=False)
+    _row_sets: object = field(default=None, repr=False, compare=False)
+    _row_assets: object = field(default=None, repr=False, compare=False)
 
     def pbo(self, asset: str | None = None):
         """Probability of backtest overfitting (CSCV) of this sweep's parameter sets.
@@ -83,9 +88,37 @@ class SweepResult:
             asset = assets[0]
         if asset not in assets:
             raise ValueError(f"asset {asset!r} is not in this sweep; choose from {assets}")
+        if self._block_labels is not None and len(self._block_labels) % 2:  # years
+            raise ValueError(f"pbo() splits the blocks in halves, but blocks='year' gave "
+                             f"{len(self._block_labels)} calendar years; run the sweep with "
+                             "an even number of blocks (blocks=16) or of years (start/end)")
         sums = self._block_sums[assets.index(asset)]
         return pbo_from_block_sums(sums[..., 0], sums[..., 1],
                                    self._block_counts[assets.index(asset)])
+
+    def certificate(self, asset: str | None = None, select: str = "best", radius: int = 1,
+                    reps: int = 1000, seed: int = 0, data=None):
+        """Is the chosen row's edge real? DSR with estimated and raw trial counts, PBO,
+        White's Reality Check and Hansen's SPA (vs 0 and vs buy and hold), MinBTL and
+        MinTRL with "enough history: yes/no", for the best-Sharpe row
+        (``select="best"``) or the plateau centre (``"plateau"``); needs
+        ``blocks=``. Returns a :class:`~btcore.workflows.certificate.Certificate`
+        (``.frame``, ``print()`` for the text); ``docs/overfitting.md``."""
+        from btcore.workflows.certificate import certificate
+        return certificate(self, asset, select, radius, reps, seed, data)
+
+    def block_sharpe(self) -> pd.DataFrame:
+        """Each row's annualised Sharpe ratio per block (per calendar year with
+        ``blocks="year"``): rows as in :attr:`table`, one column per block
+        (:mod:`btcore.stability`); NaN for a block with fewer than 2 bars."""
+        from btcore.stability import block_sharpe
+        if self._block_sums is None:
+            raise ValueError("block_sharpe() needs the per-block sums: run the sweep with "
+                             "blocks='year' or blocks=16")
+        sums = self._block_sums[self._row_assets, self._row_sets]
+        values = block_sharpe(sums[..., 0], sums[..., 1], self._block_counts[self._row_assets],
+                              self.settings["periods_per_year"])
+        return pd.DataFrame(values, index=self.table.index, columns=self._block_labels)
 
     def deflated_sharpe(self, asset: str | None = None, data=None) -> float:
         """Deflated Sharpe ratio of the best row (Bailey & Lopez de Prado, 2014).
@@ -116,14 +149,22 @@ class SweepResult:
         return deflated_sharpe_ratio(float(per_period.max()), float(per_period.std(ddof=1)),
                                      len(table), len(returns), skew, kurtosis)
 
-    def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False) -> pd.Series:
+    def best(self, metric: str = "sharpe_ratio", include_ruined: bool = False,
+             select: str = "best", radius: int = 1) -> pd.Series:
         """The row with the best ``metric`` (highest; lowest for volatility).
 
         Rows whose equity went to or below zero (``ruined``) are skipped unless
         ``include_ruined=True``: their return-based metrics are meaningless.
+        ``select="plateau"`` returns the centre of the best neighbourhood instead
+        (:meth:`plateau`, ``radius`` steps on every parameter axis), with its
+        ``plateau_mean``, ``plateau_worst`` and ``plateau_size``.
         """
+        if select not in ("best", "plateau"):
+            raise ValueError(f"select must be 'best' or 'plateau', got {select!r}")
         if metric not in self.table.columns:
             raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        if select == "plateau":
+            return self.plateau(metric, radius, include_ruined).iloc[0]
         values = self.table[metric]
         if not include_ruined:
             values = values[~self.table["ruined"]]
@@ -131,6 +172,28 @@ class SweepResult:
             raise ValueError(f"{metric} is NaN (or the run ruined) for every row")
         row = values.idxmin() if metric in LOWER_IS_BETTER else values.idxmax()
         return self.table.loc[row]
+
+    def plateau(self, metric: str = "sharpe_ratio", radius: int = 1,
+                include_ruined: bool = False) -> pd.DataFrame:
+        """The table ranked by neighbourhood: each row's ``plateau_mean`` and
+        ``plateau_worst`` of ``metric`` over the sets within ``radius`` steps on every
+        parameter axis (``plateau_size`` of them; ruined ones count as the grid's
+        worst), best plateau first (:mod:`btcore.selection`). Needs a full product
+        grid (a dict of lists, without ``keep=``); per asset with several assets."""
+        from btcore.selection import plateau_table
+        if self.stats.get("keep") is not None:
+            raise ValueError(f"plateau selection needs every row of the grid, but this sweep "
+                             f"kept only its best {self.stats['keep']:,} (keep=); run it "
+                             "without keep=")
+        if metric not in self.table.columns:
+            raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_NAMES)}")
+        return plateau_table(self.table, self._param_names(), metric, radius, include_ruined)
+
+    def _param_names(self) -> list:
+        if self._spec is not None and hasattr(self._spec, "param_names"):
+            return list(self._spec.param_names)
+        from btcore.plots.common import parameter_columns
+        return parameter_columns(self.table)
 
     def backtest(self, row=0, data=None, **overrides):
         """Replay one row of :attr:`table` with this sweep's window, capital, costs
@@ -175,11 +238,13 @@ class SweepResult:
         return row, spec, settings
 
     def plot_heatmap(self, x: str, y: str, metric: str = "sharpe_ratio", agg: str = "max",
-                     ax=None):
+                     ax=None, plateau: int | None = None):
         """Heatmap of ``metric`` over parameters ``x`` and ``y`` (other parameters and
-        assets aggregated by ``agg``); returns the matplotlib Figure (``plot`` extra)."""
+        assets aggregated by ``agg``); ``plateau=radius`` outlines the plateau
+        :meth:`best` chooses with ``select="plateau"``. Returns the matplotlib
+        Figure (``plot`` extra)."""
         from btcore.plots import sweep_heatmap
-        return sweep_heatmap(self, x, y, metric=metric, agg=agg, ax=ax)
+        return sweep_heatmap(self, x, y, metric=metric, agg=agg, ax=ax, plateau=plateau)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -271,9 +336,12 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
         process, so ``breakpoint()`` and ``print`` work; results are identical.
     assets : str or list of str, optional
         Subset of the data's assets (default all).
-    blocks : int, optional
+    blocks : int or "year", optional
         Keep per-block sums of r and r^2 over this many equal blocks of the traded
-        bars (even, >= 2; 16 is usual), for :meth:`SweepResult.pbo`.
+        bars (even, >= 2; 16 is usual), or over each calendar year ("year"), for
+        :meth:`SweepResult.pbo` (equal, even blocks), :meth:`SweepResult.block_sharpe`
+        and the table's ``stability_positive_share`` and ``worst_block_sharpe``
+        columns (:mod:`btcore.stability`).
     out : str or path, optional
         A directory to stream every row to, one Parquet part per finished task,
         under a manifest of the sweep (strategy code, grid, data, settings).
@@ -334,10 +402,12 @@ def run_sweep(grid, strategy="mean_reversion", data=None, *, executor="serial", 
     rows = sink.table()
     run.stats["keep"], run.stats["sort_by"] = sink.keep, sink.sort_by
     stats = run.finish(sink.sort_by)
-    counts = None
-    if job.n_blocks:
-        counts = np.array([[len(b) for b in np.array_split(
-            np.arange(first, int(job.windows[0, -1]) + 1), job.n_blocks)]
-            for first in job.first_bar[:, 0]])
+    if not job.n_blocks:
+        return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
+                           prepared.data)
+    labels = (list(range(job.n_blocks)) if job.block_starts is None else
+              [int(year) for year in prepared.data.index[job.block_starts].year])
     return SweepResult(rows, stats, job.strategy.name, prepared.settings, job.strategy,
-                       prepared.data, sink.block_sums, counts)
+                       prepared.data, sink.block_sums, sink.block_counts,
+                       _block_labels=labels, _row_sets=sink.row_sets,
+                       _row_assets=sink.row_assets)

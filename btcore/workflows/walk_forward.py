@@ -131,7 +131,8 @@ def fold_windows(first: int, last: int, n_splits: int, *, test_bars=None, train_
 
 def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, train_bars=None,
                  test_bars=None, gap=0, anchored=False, objective="sharpe_ratio",
-                 select="per_asset", executor="serial", start=None, end=None, progress=None,
+                 select="per_asset", radius=1, executor="serial", start=None, end=None,
+                 progress=None,
                  batch_size="auto", assets=None, initial_capital=1_000_000.0, cost_bps=5.0,
                  periods_per_year=None, debug=False, out=None, overwrite=False,
                  on_progress=None, benchmark=None, **strategy_options) -> WalkForwardResult:
@@ -152,8 +153,13 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     objective : str or callable
         A metric name (lower-is-better ones minimised) or ``f(table) -> scores``
         (higher is better) on a fold's in-sample table (grid order, one asset).
-    select : {"per_asset", "universe"}
-        Choose per asset, or the set with the best mean objective over assets.
+    select : {"per_asset", "universe", "plateau"}
+        Choose per asset, the set with the best mean objective over assets, or per
+        asset the centre of the best neighbourhood of the objective (the mean over
+        the sets within ``radius`` steps on every parameter axis, ruined ones
+        counting as the fold's worst: :mod:`btcore.selection`; a product grid).
+    radius : int, default 1
+        The neighbourhood of ``select="plateau"``.
     out : str or path, optional
         A directory keeping every finished in-sample task, so re-running the
         same call after a crash or Ctrl-C computes only the missing ones (a
@@ -171,8 +177,10 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
     """
     started = time.perf_counter()
     check_arguments(strategy_options, strategy, walk_forward)
-    if select not in ("per_asset", "universe"):
-        raise ValueError(f"select must be 'per_asset' or 'universe', got {select!r}")
+    if select not in ("per_asset", "universe", "plateau"):
+        raise ValueError(f"select must be 'per_asset', 'universe' or 'plateau', got "
+                         f"{select!r}")
+    radius = check_int("radius", radius, 0)
     if not callable(objective) and objective not in METRIC_NAMES:
         raise ValueError(f"unknown objective {objective!r}; choose a metric from "
                          f"{list(METRIC_NAMES)} or pass a function of the in-sample table")
@@ -184,8 +192,10 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         initial_capital=initial_capital, cost_bps=cost_bps, periods_per_year=periods_per_year,
         debug=debug, options=strategy_options, benchmark=benchmark)
     job = prepared.job
+    if select == "plateau":
+        _check_product(prepared.grid)
     lower = not callable(objective) and objective in LOWER_IS_BETTER
-    dense = callable(objective) or select == "universe"
+    dense = callable(objective) or select in ("universe", "plateau")
     sink = (DenseSink(is_job) if dense else
             TopKSink(is_job, objective, k=1, lower_is_better=lower))
     run = execute(is_job, sink, options, started=started, open_store=lambda: stored_job(
@@ -193,13 +203,14 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
         extra={"anchored": anchored}, workflow="walk_forward"),
         description=f"walk-forward {job.strategy.name}", settings=prepared.settings)
     # (assets, folds, OUT_ROWS, sets) of in-sample metrics, fold-major either way
-    chosen = _choose(prepared, sink, objective, select, anchored, lower, dense)
+    chosen = _choose(prepared, sink, objective, select, anchored, lower, dense, radius)
     result = _out_of_sample(prepared, folds, chosen, is_metrics=_is_metrics(sink, anchored))
     run.stats["folds"] = len(folds)
     settings = dict(prepared.settings, n_splits=len(folds), anchored=anchored, gap=gap,
                     test_bars=int(folds[0, 3] - folds[0, 2] + 1),
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
-                    objective=getattr(objective, "__name__", objective), select=select)
+                    objective=getattr(objective, "__name__", objective), select=select,
+                    **({"radius": radius} if select == "plateau" else {}))
     result = WalkForwardResult(*result[:-1], stats=run.stats, settings=settings,
                                oos_benchmark=result[-1])
     run.finish(settings["objective"], {name: getattr(result, name)
@@ -250,7 +261,15 @@ def _is_metrics(sink, anchored: bool):
     return metrics[:, 0] if anchored else metrics[:, :, 0]
 
 
-def _choose(prepared, sink, objective, select, anchored, lower, dense) -> np.ndarray:
+def _check_product(grid) -> None:
+    if not grid.is_product or grid.kept is not None:
+        raise ValueError("select='plateau' needs a product grid (a dict of lists, every "
+                         "combination of the values, no constraint): neighbours are steps "
+                         "on each parameter's axis; use select='per_asset' for this grid")
+
+
+def _choose(prepared, sink, objective, select, anchored, lower, dense,
+            radius=1) -> np.ndarray:
     """(assets, folds) sorted-set positions of each fold's chosen set (-1: none)."""
     job = prepared.job
     position = np.empty(job.n_sets, dtype=np.int64)  # grid row -> sorted position
@@ -282,10 +301,31 @@ def _choose(prepared, sink, objective, select, anchored, lower, dense) -> np.nda
             scores[asset, fold] = np.where(block[RUINED_ROW] != 0.0, np.nan, values)
     if select == "universe":  # best mean over assets; a set ruined anywhere is out
         scores = np.broadcast_to(scores.mean(axis=0), scores.shape)
+    elif select == "plateau":  # the centre of the best neighbourhood (grid order is C)
+        scores = _plateau_scores(scores, prepared.grid, radius)
     safe = np.where(np.isnan(scores), -np.inf, scores)
     grid_rows = np.argmax(safe, axis=-1)  # first maximum = first in grid order
     none = np.isnan(scores).all(axis=-1)
     return np.where(none, -1, position[grid_rows])
+
+
+def _plateau_scores(scores, grid, radius) -> np.ndarray:
+    """Each (asset, fold)'s scores (grid order) replaced by their neighbourhood means
+    (ties: the better worst value), NaN kept where the centre is ruined or NaN."""
+    from btcore.selection import neighbourhood
+    shape = tuple(len(values) for values in grid.axes.values())
+    out = np.full(scores.shape, np.nan)
+    for index in np.ndindex(scores.shape[:-1]):
+        row = scores[index]
+        if np.isnan(row).all():
+            continue
+        mean, worst, _ = neighbourhood(row.reshape(shape), radius)
+        # a rank: by mean, then the worst value, then grid order (first wins)
+        order = np.lexsort((-np.arange(row.size), worst.reshape(-1), mean.reshape(-1)))
+        ranked = np.empty(row.size)
+        ranked[order] = np.arange(row.size)
+        out[index] = np.where(np.isnan(row), np.nan, ranked)
+    return out
 
 
 def _check_assets_cover(prepared, folds) -> None:
