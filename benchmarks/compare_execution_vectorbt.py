@@ -158,6 +158,7 @@ class Candles:
 
     def __init__(self, data, start=START):
         self.data = data
+        self.start = start
         first, _ = data.window(start, None)
         self.first = int(first)
         self.close_full = data.close[:, 0]
@@ -238,7 +239,7 @@ def btcore_trades(candles, one_set, fixed_fee=0.0):
     exit price, reason, P&L); an open trade has exit bar -1 and NaN exit fields."""
     params = {k: v for k, v in one_set.items() if k in ("fast_window", "slow_window")}
     stops = {k: v for k, v in one_set.items() if k in STOPS}
-    result = backtest(params, strategy=CROSSING, data=candles.data, start=START,
+    result = backtest(params, strategy=CROSSING, data=candles.data, start=candles.start,
                       initial_capital=INITIAL_CAPITAL, cost_bps=COST_BPS,
                       fee_per_trade=fixed_fee, **SETTINGS, **stops)
     frame = result.trades
@@ -299,26 +300,26 @@ def vectorbt_trades(candles, portfolio, column, one_set):
 
 # ------------------------------------------------------------------ where the rules differ
 def first_difference(candles, trades, one_set):
-    """The first bar where a rule of the module docstring's list (1-4) applies to
-    btcore's ``trades``, or None."""
+    """``(bar, rule)``: the first bar where a rule of the module docstring's list
+    (1-4) applies to btcore's ``trades``, or ``(None, None)``."""
     up, _ = candles.crossings(one_set["fast_window"], one_set["slow_window"])
-    bars = []
+    found = []
     for entry, exit_, _, _, entry_price, _, reason, _ in trades:
         if exit_ < 0:
             continue
         stopped = reason in ("stop_loss", "take_profit", "trailing_stop")
-        if stopped and exit_ == entry:  # 1. stop on the entry bar
-            bars.append(exit_)
+        if stopped and exit_ == entry:
+            found.append((exit_, 1))  # a stop on the entry bar
             continue
         peak = max([entry_price, *candles.high[entry + 1:exit_]])
         vbt = vbt_stop(candles, exit_, entry_price, peak, one_set)
-        if reason == "signal" and vbt is not None:  # 2. vectorbt takes the stop
-            bars.append(exit_)
+        if reason == "signal" and vbt is not None:
+            found.append((exit_, 2))  # vectorbt takes the stop over the open's order
         elif reason == "take_profit" and vbt is not None and vbt[1] != "take_profit":
-            bars.append(exit_)  # 3. gap beyond the take-profit, stop reached inside
-        if stopped and up[exit_]:  # 4. entry decided at the close of a stop bar
-            bars.append(exit_ + 1)
-    return min(bars) if bars else None
+            found.append((exit_, 3))  # a gap beyond the take-profit, the stop reached inside
+        if stopped and up[exit_]:
+            found.append((exit_ + 1, 4))  # an entry decided at the close of a stop bar
+    return min(found) if found else (None, None)
 
 
 def same_trade(a, b, tolerance):
@@ -342,14 +343,19 @@ def parity(candles, sets, *, tolerance=1e-9, fixed_fee=0.0, min_parity=20):
     portfolio = vectorbt_portfolio(candles, sets, fixed_fee)
     full, partial, n_trades, largest = 0, 0, 0, 0.0
     reasons = dict.fromkeys(REASONS, 0)
+    rules = {1: 0, 2: 0, 3: 0, 4: 0}
+    diverged = 0  # flagged sets whose whole trade lists do differ
     for column, one_set in enumerate(sets):
         ours = btcore_trades(candles, one_set, fixed_fee)
         theirs = vectorbt_trades(candles, portfolio, column, one_set)
-        cut = first_difference(candles, ours, one_set)
+        cut, rule = first_difference(candles, ours, one_set)
         if cut is None:
             full += 1
         else:  # identical up to the bar where a known difference applies
             partial += 1
+            rules[rule] += 1
+            diverged += len(ours) != len(theirs) or not all(
+                same_trade(a, b, tolerance) for a, b in zip(ours, theirs))
             ours = [t for t in ours if 0 <= t[1] < cut]
             theirs = [t for t in theirs if 0 <= t[1] < cut]
         if len(ours) != len(theirs):
@@ -368,7 +374,7 @@ def parity(candles, sets, *, tolerance=1e-9, fixed_fee=0.0, min_parity=20):
         raise AssertionError(f"only {full} sets free of the known differences (need "
                              f"{min_parity}): widen the stops or add sets")
     return {"full": full, "partial": partial, "trades": n_trades, "largest": largest,
-            "reasons": reasons}
+            "reasons": reasons, "rules": rules, "diverged": diverged}
 
 
 def parity_sets():
@@ -431,6 +437,9 @@ def main(argv=None):
     print(f"  identical trades on {report['full']} sets in full and on {report['partial']} "
           f"up to a documented difference; {report['trades']} trades, largest relative "
           f"difference {report['largest']:.1e}")
+    print(f"  first known difference on those {report['partial']} sets, by rule (1-4 of the "
+          f"docstring): " + ", ".join(f"{k}: {v}" for k, v in report["rules"].items())
+          + f"; {report['diverged']} of them do end with different trades")
     print("  exit reasons compared: " + ", ".join(f"{k} {v}" for k, v in
                                                   report["reasons"].items()))
     print(f"  with fixed fees of {args.fixed_fee:g}: " + fixed_fee_summary(candles, sets,
@@ -459,7 +468,7 @@ def fixed_fee_summary(candles, sets, fixed_fee):
     compared = differing = 0
     for column, one_set in enumerate(sets):
         ours = btcore_trades(candles, one_set, fixed_fee)
-        if first_difference(candles, ours, one_set) is not None:
+        if first_difference(candles, ours, one_set)[0] is not None:
             continue
         theirs = vectorbt_trades(candles, portfolio, column, one_set)
         assert [(t[0], t[1], t[2], t[6]) for t in ours] == \
