@@ -59,10 +59,17 @@ Exit reasons: vectorbt records none, so a vectorbt exit is labelled by its own
 rule (the stop-loss/trailing level, then the take-profit level, each at the
 open first; else the signal), from its own entry price and peak.
 
-**Timing.** btcore: ``run_task`` on one task of 1,000 sets (indicators, kernel,
-metrics), the execution kernel. vectorbt: ``Portfolio.from_signals`` only, on
-entry/exit arrays built beforehand (its signal building is not timed). Best of
-``--repeats``, side by side in one run.
+**Timing.** Two 1,000-set grids (10 fast x 10 slow windows x 5 stop-losses,
+fixed or trailing, x 2 take-profits), each measured two ways, best of
+``--repeats`` in ``--rounds`` interleaved rounds, side by side in one run:
+
+- the simulation: btcore's ``run_task`` on one task of every set (indicators, the
+  execution kernel and the metrics) against vectorbt's ``from_signals`` alone on
+  entry/exit arrays built beforehand (it computes neither indicators nor
+  metrics, so this favours vectorbt);
+- end to end, the same outputs: btcore's ``run_sweep`` (validation, kernel, result
+  table) against building the signals (pandas rolling means), ``from_signals`` and
+  btcore's metric columns from the portfolio (``_peers.vectorbt_metrics``).
 """
 from __future__ import annotations
 
@@ -80,7 +87,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from numba import njit  # noqa: E402
 
-from btcore import backtest  # noqa: E402
+from btcore import backtest, run_sweep  # noqa: E402
 from btcore.engine import Task, run_task  # noqa: E402
 from btcore.strategies import Indicator, Param, StrategySpec  # noqa: E402
 from btcore.workflows.base import prepare  # noqa: E402
@@ -384,14 +391,26 @@ def parity_sets():
 
 # ------------------------------------------------------------------ timing
 def btcore_runner(candles, grid):
+    """The kernel alone: ``run_task`` on one task of every set (indicators, the
+    execution kernel, metrics)."""
     stops = {k: v for k, v in grid.items() if k in STOPS}
     params = {k: v for k, v in grid.items() if k not in STOPS}
-    job = prepare({**params, **stops}, CROSSING, candles.data, start=START, end=None,
+    job = prepare({**params, **stops}, CROSSING, candles.data, start=candles.start, end=None,
                   initial_capital=INITIAL_CAPITAL, cost_bps=COST_BPS, periods_per_year=252.0,
                   assets=None, debug=False, options=dict(SETTINGS)).job
     shared, task = job.payload(), Task(0, 0, 0, 0, job.n_sets, 0.0)
     run_task(shared, task)  # compile or load
-    return lambda: run_task(shared, task), job.n_sets
+    return lambda: run_task(shared, task)
+
+
+def btcore_sweep_runner(candles, grid):
+    """End to end: ``run_sweep`` (validation, the kernel, the result table), serial."""
+    def run():
+        return run_sweep(grid, CROSSING, candles.data, start=candles.start,
+                         initial_capital=INITIAL_CAPITAL, cost_bps=COST_BPS, progress=False,
+                         **SETTINGS)
+    run()
+    return run
 
 
 def grid_sets(grid):
@@ -399,28 +418,53 @@ def grid_sets(grid):
     return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
 
 
-def vbt_runner(candles, grid, n_sets):
-    sets = grid_sets(grid)[:n_sets]
-    entries = np.empty((candles.n_bars, len(sets)), dtype=bool)
-    exits = np.empty_like(entries)
+def signal_arrays(candles, sets):
+    """(entries, exits) (bars, sets): the orders of each set, as a vectorbt user builds
+    them (pandas rolling means per window, crossings, one bar later)."""
+    history = pd.Series(candles.close_full)
+    means = {w: history.rolling(w).mean().to_numpy()[candles.first:]
+             for w in {s[k] for s in sets for k in ("fast_window", "slow_window")}}
+    entries = np.zeros((candles.n_bars, len(sets)), dtype=bool)
+    exits = np.zeros_like(entries)
     for j, s in enumerate(sets):
-        entries[:, j], exits[:, j] = candles.orders(s["fast_window"], s["slow_window"])
-    vbt_from_signals(candles, entries[:, :2], exits[:, :2], sets[:2])  # compile
-    return lambda: vbt_from_signals(candles, entries, exits, sets), len(sets)
+        above = means[s["fast_window"]] > means[s["slow_window"]]
+        before = np.concatenate(([False], above[:-1]))
+        entries[1:, j] = (above & ~before)[:-1]
+        exits[1:, j] = (~above & before)[:-1]
+    return entries, exits
 
 
-def best_time(run, repeats):
-    best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
+def vbt_runners(candles, grid, n_sets):
+    """(simulation only, end to end) for the first ``n_sets`` sets of ``grid``: the
+    first times ``from_signals`` on prebuilt signals; the second builds the signals,
+    simulates and computes btcore's metric columns (``_peers.vectorbt_metrics``)."""
+    from _peers import vectorbt_metrics
+    sets = grid_sets(grid)[:n_sets]
+    entries, exits = signal_arrays(candles, sets)
+    vectorbt_metrics(vbt_from_signals(candles, entries[:, :2], exits[:, :2], sets[:2]))
+
+    def end_to_end():
+        fresh_entries, fresh_exits = signal_arrays(candles, sets)
+        return vectorbt_metrics(vbt_from_signals(candles, fresh_entries, fresh_exits, sets))
+    return lambda: vbt_from_signals(candles, entries, exits, sets), end_to_end, len(sets)
+
+
+def timed(runners, repeats, rounds):
+    """Best seconds of each runner, ``rounds`` interleaved rounds of ``repeats`` calls."""
+    best = dict.fromkeys(runners, math.inf)
+    for _ in range(rounds):
+        for name, run in runners.items():
+            for _ in range(repeats):
+                started = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - started)
     return best
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--sets", type=int, default=1000,
                         help="vectorbt columns timed (lower it if memory is short)")
     parser.add_argument("--min-parity", type=int, default=20)
@@ -445,19 +489,28 @@ def main(argv=None):
     print(f"  with fixed fees of {args.fixed_fee:g}: " + fixed_fee_summary(candles, sets,
                                                                             args.fixed_fee))
 
-    print(f"\ntiming: one thread, {candles.n_bars:,} bars, best of {args.repeats}")
-    print(f"{'grid':<30} {'engine':<10} {'sets':>6} {'seconds':>9} {'M param-bars/s':>15} "
-          f"{'btcore / vectorbt':>18}")
+    print(f"\ntiming: one thread, {candles.n_bars:,} bars, best of {args.repeats} x "
+          f"{args.rounds} interleaved rounds")
+    print(f"{'grid':<28} {'what':<36} {'sets':>5} {'seconds':>8} {'M param-bars/s':>15} "
+          f"{'btcore faster':>14}")
     for name, grid in TIMED_GRIDS.items():
-        ours, n_ours = btcore_runner(candles, grid)
-        theirs, n_theirs = vbt_runner(candles, grid, args.sets)
-        t_ours = best_time(ours, args.repeats)
-        t_theirs = best_time(theirs, args.repeats)
-        speed_ours = n_ours * candles.n_bars / t_ours
-        speed_theirs = n_theirs * candles.n_bars / t_theirs
-        print(f"{name:<30} {'btcore':<10} {n_ours:>6} {t_ours:>9.3f} {speed_ours / 1e6:>15.1f}")
-        print(f"{'':<30} {'vectorbt':<10} {n_theirs:>6} {t_theirs:>9.3f} "
-              f"{speed_theirs / 1e6:>15.1f} {speed_ours / speed_theirs:>17.1f}x")
+        n_ours = len(grid_sets(grid))
+        simulate, end_to_end, n_theirs = vbt_runners(candles, grid, args.sets)
+        runners = {"btcore kernel (run_task)": btcore_runner(candles, grid),
+                   "vectorbt from_signals": simulate,
+                   "btcore run_sweep (table)": btcore_sweep_runner(candles, grid),
+                   "vectorbt signals+from_signals+metrics": end_to_end}
+        sizes = {"btcore kernel (run_task)": n_ours, "vectorbt from_signals": n_theirs,
+                 "btcore run_sweep (table)": n_ours,
+                 "vectorbt signals+from_signals+metrics": n_theirs}
+        best = timed(runners, args.repeats, args.rounds)
+        speed = {k: sizes[k] * candles.n_bars / best[k] for k in runners}
+        pairs = {"vectorbt from_signals": "btcore kernel (run_task)",
+                 "vectorbt signals+from_signals+metrics": "btcore run_sweep (table)"}
+        for what in runners:
+            ratio = f"{speed[pairs[what]] / speed[what]:>13.1f}x" if what in pairs else ""
+            print(f"{name:<28} {what:<36} {sizes[what]:>5} {best[what]:>8.3f} "
+                  f"{speed[what] / 1e6:>15.1f} {ratio}")
     if args.sets < 1000:
         print(f"(vectorbt timed on the first {args.sets} sets of each grid)")
 
