@@ -10,9 +10,9 @@ Run: ``pip install -e '.[bench]'`` then
 the averages up) with the seeded open, high and low of ``bench_execution.py``.
 
 **Signals both engines see.** A long-only moving-average *crossing* rule,
-registered here as a btcore strategy: buy when the fast simple average (closes up
-to and including bar t) crosses above the slow one, sell when it crosses back
-below, otherwise keep the position. A stop exit therefore stays flat until the
+written here as a btcore strategy: buy when the fast simple average (closes up
+to and including bar t, btcore's ``trailing_sma_nb``) crosses above the slow
+one, sell when it crosses back below, otherwise keep the position. A stop exit therefore stays flat until the
 next upward crossing in both engines. vectorbt gets the same decisions as
 entry/exit arrays shifted one bar, ``price=open``: the order decided at the close
 of bar t fills at the open of bar t+1, btcore's ``fill="next_open"``.
@@ -93,6 +93,7 @@ from numba import njit  # noqa: E402
 
 from btcore import backtest, run_sweep  # noqa: E402
 from btcore.engine import Task, run_task  # noqa: E402
+from btcore.indicators_extra import trailing_sma_nb  # noqa: E402
 from btcore.strategies import Indicator, Param, StrategySpec  # noqa: E402
 from btcore.workflows.base import prepare  # noqa: E402
 
@@ -127,18 +128,6 @@ REASONS = ("signal", "stop_loss", "take_profit", "trailing_stop", "end")
 
 
 # ------------------------------------------------------------------ the strategy
-@njit(cache=True, nogil=True, error_model="numpy")
-def trailing_mean_nb(close, window, out):
-    """Mean of the ``window`` closes up to and including each bar; NaN before."""
-    total = 0.0
-    for t in range(close.shape[0]):
-        total += close[t]
-        if t >= window:
-            total -= close[t - window]
-        if t >= window - 1:
-            out[t] = total / window
-
-
 @njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def crossing_signal_nb(values, price, params, options, position, state):
     """Long on an upward crossing of fast over slow, flat on a downward one; state =
@@ -156,8 +145,8 @@ CROSSING = StrategySpec(
     name="vbt_parity_crossing",
     params=(Param("fast_window", int, 10, low=1, is_window=True),
             Param("slow_window", int, 50, low=1, is_window=True)),
-    indicators=(Indicator(trailing_mean_nb, "fast_window"),
-                Indicator(trailing_mean_nb, "slow_window")),
+    indicators=(Indicator(trailing_sma_nb, "fast_window"),
+                Indicator(trailing_sma_nb, "slow_window")),
     signal_nb=crossing_signal_nb,
     description="long-only moving-average crossing events (vectorbt parity)",
 )
@@ -184,7 +173,7 @@ class Candles:
     def average(self, window):
         if window not in self._averages:
             out = np.full(len(self.close_full), np.nan)
-            trailing_mean_nb(self.close_full, window, out)
+            trailing_sma_nb(self.close_full, window, out)
             self._averages[window] = out[self.first:]
         return self._averages[window]
 
