@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import btcore
 from btcore.cli import main
 from btcore.engine.plan import compile_notice, kernel_name
-from btcore.engine.tasks import column_prices
+from btcore.engine.calls import column_prices
 from btcore.kernels.cross_sectional import kth_smallest_nb
 from btcore.workflows.base import prepare
 

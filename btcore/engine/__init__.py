@@ -18,6 +18,7 @@ a *sink*, which receives each finished block. Row order never depends on
 completion order: sinks place blocks by their task's indices.
 
 Modules: :mod:`~btcore.engine.tasks` (what a task is, and running one),
+:mod:`~btcore.engine.calls` (the kernel's arguments for a task, and the call),
 :mod:`~btcore.engine.plan` (calibration, batch size), :mod:`~btcore.engine.run`
 (``run_job``, the loop), :mod:`~btcore.engine.sinks` (where results go) and
 :mod:`~btcore.engine.cost` (the cost model behind ``executor="auto"``).

@@ -9,6 +9,12 @@ import pandas as pd
 from btcore.plots.common import (date_axis, drawdown_axis, equity_axis, metrics_line,
                                  number_text, pyplot, short_number_formatter, wrap_items)
 
+#: exit markers by the trades' ``exit_reason``: (reasons, marker, colour, label)
+EXIT_MARKERS = ((("signal",), "x", "black", "exit"),
+                (("stop_loss", "trailing_stop"), "X", "tab:orange", "stop exit"),
+                (("take_profit",), "P", "tab:blue", "take-profit exit"),
+                (("out_of_money",), "*", "black", "out of money"))
+
 
 def backtest_figure(result):
     """Equity (with trade entries and exits), drawdown and position of one backtest.
@@ -51,10 +57,14 @@ def backtest_figure(result):
         if len(times):
             ax_eq.scatter(times, equity.reindex(times).to_numpy(), marker=shape,
                           color=colour, label=label, **marker)
-    exits = pd.DatetimeIndex(trades["exit_time"].dropna())
-    if len(exits):
-        ax_eq.scatter(exits, equity.reindex(exits).to_numpy(), marker="x", color="black",
-                      label="exit", **marker)
+    reasons = trades["exit_reason"].astype(str).to_numpy() if "exit_reason" in trades \
+        else np.full(len(trades), "signal")
+    for group, shape, colour, label in EXIT_MARKERS:
+        chosen = trades["exit_time"][np.isin(reasons, group)].dropna()
+        exits = pd.DatetimeIndex(chosen)
+        if len(exits):
+            ax_eq.scatter(exits, equity.reindex(exits).to_numpy(), marker=shape, color=colour,
+                          label=label, **marker)
     ax_eq.set_ylabel("equity")
     ax_eq.legend(loc="best", fontsize=8, ncols=4, framealpha=0.8)
     ax_eq.set_title(wrap_items(metrics_line(result.metrics), 100), fontsize=10)

@@ -12,7 +12,7 @@ import pandas as pd
 import btcore.strategies as strategies
 from btcore.benchmark import alpha_beta, buy_and_hold
 from btcore.engine import Task, check_targets, preflight, run_task
-from btcore.engine.tasks import trade_log
+from btcore.engine.calls import trade_log
 from btcore.kernels import execution as log
 from btcore.kernels.single import (RECORD_EQUITY, RECORD_ROWS, RECORD_SHARES,
                                    RUINED_ROW)

@@ -172,7 +172,7 @@ def _pbo(result, asset, counts) -> tuple:
 
 def _buy_and_hold_blocks(result, asset, data, counts) -> np.ndarray:
     """Buy and hold's mean bar return per block (the kernel's blocks of ``asset``)."""
-    from btcore.engine.tasks import block_index
+    from btcore.engine.calls import block_index
     from btcore.workflows.base import resolve_data
     market = resolve_data(result._data if data is None else data)
     index = market.index

@@ -28,7 +28,8 @@ def warmup(strategy=None, *, workflows=("sweep",), verbose: bool = False) -> dic
         The strategies to compile; None: every registered one.
     workflows : sequence of {"sweep", "portfolio", "cross_sectional"}, default ("sweep",)
         ``"sweep"`` compiles what ``run_sweep``, ``backtest``, ``walk_forward`` and
-        ``monte_carlo`` run (Monte Carlo's path draws included); ``"portfolio"``
+        ``monte_carlo`` run (Monte Carlo's path draws and the execution kernel of
+        fills, stops, sizing and costs included); ``"portfolio"``
         the strategy's portfolio kernel;
         ``"cross_sectional"`` the (strategy-free) cross-sectional kernel.
     verbose : bool, default False
@@ -96,6 +97,9 @@ def _run_once(workflow: str, spec, data) -> None:
         from btcore.workflows.paths import PathGenerator
         from btcore.workflows.sweep import run_sweep
         run_sweep(one_set, spec, data=data, assets=[data.symbols[0]], progress=False)
+        # and the execution kernel (fills, stops, sizing, costs), compiled apart
+        run_sweep({**one_set, "slippage_bps": [0.0]}, spec, data=data,
+                  assets=[data.symbols[0]], progress=False)
         close = data.close[:, 0]  # and Monte Carlo's compiled path draws (any method)
         PathGenerator.fit(close, "gbm", 0, open=close, high=close, low=close).candles(0)
     else:
