@@ -238,3 +238,38 @@ def test_monte_carlo_resamples_whole_candles_and_each_path_replays_as_data(ohlc)
         simulated = result.table[result.table.path == k].iloc[0]
         for name in ("sharpe_ratio", "final_value", "num_trades", "max_drawdown"):
             assert simulated[name] == row[name], (k, name)
+
+
+# ----------------------------------------------------------- command line
+def test_cli_takes_execution_flags_and_grid_columns(capsys, tmp_path, ohlc):
+    from btcore.cli import main
+    path = tmp_path / "ohlc.csv"
+    pd.DataFrame({"Open": ohlc.open[:, 0], "High": ohlc.high[:, 0], "Low": ohlc.low[:, 0],
+                  "Close": ohlc.close[:, 0]}, index=ohlc.index.rename("Date")).to_csv(path)
+    status = main(["sweep", "--data", str(path), "--grid", "lookback_period=10,20",
+                   "stop_loss=0,0.02", "--fill", "next_open", "--slippage-bps", "3",
+                   "--no-progress", "--out", str(tmp_path / "table.csv")])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    table = pd.read_csv(tmp_path / "table.csv")
+    expected = quiet_sweep({"lookback_period": [10, 20], "stop_loss": [0.0, 0.02]},
+                           MarketData.from_csv(path), fill="next_open",
+                           slippage_bps=3.0).table
+    np.testing.assert_allclose(table.sort_values(["lookback_period", "stop_loss"])
+                               .sharpe_ratio.to_numpy(),
+                               expected.sort_values(["lookback_period", "stop_loss"])
+                               .sharpe_ratio.to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fill", "next_bar"], "invalid choice: 'next_bar'"),
+    (["--stop-loss", "abc"], "--stop-loss"),
+    (["--stop-loss", "2"], "stop_loss must be"),
+    (["--fill", "next_open"], "needs open prices"),
+])
+def test_cli_refuses_bad_execution_flags_in_one_line(capsys, argv, message):
+    from btcore.cli import main
+    status = main(["sweep", "--grid", "lookback_period=20", "--no-progress", *argv])
+    out, err = capsys.readouterr()
+    assert status == 2 and message in err, err
+    assert "Traceback" not in err
