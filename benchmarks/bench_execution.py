@@ -1,8 +1,8 @@
 """Execution settings' cost: param-bars/s of the market-on-close kernel, of the
 execution kernel with every setting at its default, and with next-open fills,
 a stop-loss, a take-profit, a trailing stop, slippage and a fixed fee on candles;
-one thread, side by side in one run, best of ``--repeats`` (ratios are what to
-compare on a shared machine).
+one thread (its CPU time), side by side in one run, best of ``--repeats``
+(ratios are what to compare on a shared machine).
 
 Run: ``python benchmarks/bench_execution.py [--repeats 7] [--rounds 3]``.
 The candles are AAPL's real closes (the bundled sample, 2010 on) with a
@@ -76,9 +76,9 @@ def main(argv=None):
     for _ in range(args.rounds):  # interleaved: load changes hit every shape alike
         for name, (run, _) in runners.items():
             for _ in range(args.repeats):
-                started = time.perf_counter()
+                started = time.thread_time()  # CPU time: a loaded machine's waits excluded
                 run()
-                best[name] = min(best[name], time.perf_counter() - started)
+                best[name] = min(best[name], time.thread_time() - started)
     reference = runners["close kernel (defaults)"][1] / best["close kernel (defaults)"]
     print(f"mean_reversion, 1,000 sets x {runners['close kernel (defaults)'][1] // 1000:,} bars of {ASSET} "
           f"candles, one thread, best of {args.repeats} x {args.rounds} rounds")
