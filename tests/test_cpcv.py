@@ -216,3 +216,21 @@ def test_plateau_needs_a_product_grid(data):
              "stop_loss_z": 3.0}]
     with pytest.raises(ValueError, match="product grid"):
         cpcv(pd.DataFrame(grid), data=data, select="plateau", progress=False)
+
+
+def test_cli_prints_and_saves_the_splits(tmp_path, capsys):
+    from btcore.cli import main
+    out = tmp_path / "splits.parquet"
+    argv = ["cpcv", "--grid", "lookback_period=20,40", "entry_threshold=1.5,2.0",
+            "--assets", "KO", "--n-groups", "5", "--n-test-groups", "2", "--purge", "3",
+            "--embargo", "2", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    expected = cpcv({"lookback_period": [20, 40], "entry_threshold": [1.5, 2.0]},
+                    assets="KO", n_groups=5, n_test_groups=2, purge=3, embargo=2,
+                    progress=False)
+    saved = pd.read_parquet(out)
+    np.testing.assert_array_equal(saved["oos_sharpe_ratio"], expected.splits["oos_sharpe_ratio"])
+    assert "10 splits, 4 paths" in printed and "pbo" in printed
+    assert main(["cpcv", "--assets", "KO", "--n-groups", "4", "--n-test-groups", "4"]) == 2
+    assert "--n-test-groups=4 must be below --n-groups=4" in capsys.readouterr().err
