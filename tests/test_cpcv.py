@@ -234,3 +234,16 @@ def test_cli_prints_and_saves_the_splits(tmp_path, capsys):
     assert "10 splits, 4 paths" in printed and "pbo" in printed
     assert main(["cpcv", "--assets", "KO", "--n-groups", "4", "--n-test-groups", "4"]) == 2
     assert "--n-test-groups=4 must be below --n-groups=4" in capsys.readouterr().err
+
+
+def test_several_assets_equal_one_asset_runs():
+    data = MarketData.synthetic(n_assets=2, start="2017-01-01", end="2019-12-31", seed=3)
+    both = cpcv(GRID, data=data, n_groups=4, n_test_groups=1, purge=2, progress=False)
+    assert both.paths.shape == (1, 2) and len(both.splits) == 2 * 4
+    for symbol in data.symbols:
+        alone = cpcv(GRID, data=data, assets=[symbol], n_groups=4, n_test_groups=1, purge=2,
+                     progress=False)
+        mine = both.splits[both.splits.asset == symbol].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone.splits)
+        assert both.paths[symbol].tolist() == alone.paths[symbol].tolist()
+        assert both.pbo[symbol] == alone.pbo[symbol]

@@ -469,7 +469,9 @@ def _warmup(args) -> int:
 
 def _cpcv(args) -> int:
     from btcore.cli.cpcv_command import cpcv_command
-    return cpcv_command(args)
+    inputs = Inputs(args)
+    run, report = cpcv_command(args, inputs, _frame_text)
+    return run_command(args, inputs, run, table=lambda result: result.splits, report=report)
 
 
 COMMANDS = {"sweep": _sweep, "walk-forward": _walk_forward, "cpcv": _cpcv,

@@ -7,12 +7,12 @@ import functools
 from btcore.cli.inputs import Inputs
 
 
-def cpcv_command(args) -> int:
-    """Run :func:`btcore.cpcv` with the flags of ``btcore cpcv``; print the splits,
-    the paths' summary and the most chosen sets; ``--out`` saves the split table."""
+def cpcv_command(args, inputs: Inputs, frame_text):
+    """``(run, report)`` of ``btcore cpcv`` for :func:`btcore.cli.commands.run_command`:
+    :func:`btcore.cpcv` with the command's flags, and the printout (the splits, the
+    paths' summary, the most chosen sets) with tables drawn by ``frame_text``."""
     import btcore
-    from btcore.cli.commands import _frame_text, run_command
-    inputs = Inputs(args)
+    _frame_text = frame_text
 
     def report(result, elapsed):
         params = [p.name for p in inputs.spec.params]
@@ -34,9 +34,7 @@ def cpcv_command(args) -> int:
         print(f"\n{stats['splits']} splits, {stats['paths']} paths, {stats['backtests']:,} "
               f"group backtests in {elapsed:.2f} s total on {stats['executor']} "
               f"x{stats['workers']}")
-    return run_command(
-        args, inputs, functools.partial(
-            btcore.cpcv, inputs.grid, inputs.spec, inputs.data, n_groups=args.n_groups,
-            n_test_groups=args.n_test_groups, purge=args.purge, embargo=args.embargo,
-            objective=args.objective, select=args.select, assets=inputs.assets),
-        table=lambda result: result.splits, report=report)
+    return functools.partial(
+        btcore.cpcv, inputs.grid, inputs.spec, inputs.data, n_groups=args.n_groups,
+        n_test_groups=args.n_test_groups, purge=args.purge, embargo=args.embargo,
+        objective=args.objective, select=args.select, assets=inputs.assets), report
