@@ -12,7 +12,6 @@ def cpcv_command(args, inputs: Inputs, frame_text):
     :func:`btcore.cpcv` with the command's flags, and the printout (the splits, the
     paths' summary, the most chosen sets) with tables drawn by ``frame_text``."""
     import btcore
-    _frame_text = frame_text
 
     def report(result, elapsed):
         params = [p.name for p in inputs.spec.params]
@@ -25,11 +24,11 @@ def cpcv_command(args, inputs: Inputs, frame_text):
               f"{settings['n_test_groups']} tested per split, purge {settings['purge']}, "
               f"embargo {settings['embargo']}; chosen by {settings['objective']} "
               f"({settings['select']}):")
-        print(_frame_text(splits[shown].set_index("split"), columns=args.columns))
+        print(frame_text(splits[shown].set_index("split"), columns=args.columns))
         print("\nout-of-sample paths (Sharpe ratio) and PBO over the splits:")
-        print(_frame_text(result.summary, columns=args.columns))
+        print(frame_text(result.summary, columns=args.columns))
         print("\nmost chosen sets:")
-        print(_frame_text(result.chosen_counts.head(args.top), columns=args.columns))
+        print(frame_text(result.chosen_counts.head(args.top), columns=args.columns))
         stats = result.stats
         print(f"\n{stats['splits']} splits, {stats['paths']} paths, {stats['backtests']:,} "
               f"group backtests in {elapsed:.2f} s total on {stats['executor']} "

@@ -32,12 +32,12 @@ follows exactly (:func:`btcore.stability.block_sharpe`):
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
 
-import dataclasses
 import numpy as np
 import pandas as pd
 
@@ -284,7 +284,7 @@ def _evaluate(prepared, sink, groups, segments, tests, objective, select, radius
     position = np.empty(job.n_sets, dtype=np.int64)  # grid row -> sorted position
     position[job.order] = np.arange(job.n_sets)
     metrics = sink.metrics[:, :, 0][..., position]  # (assets, groups, OUT_ROWS, grid rows)
-    seg_start, lengths, seg_group = segments[:3]
+    _, lengths, seg_group = segments[:3]
     # each segment's sums from its own group's window: (assets, grid rows, segments, 2)
     sums = np.stack([sink.block_sums[:, g, :, s] for s, g in enumerate(seg_group)], axis=2)
     sums = sums[:, position]
