@@ -7,29 +7,11 @@ Run: ``python benchmarks/bench_cpcv.py [--executor threads] [--assets 50]
 run (compilation excluded).
 """
 import argparse
-import time
 
 import numpy as np
 
+from bench_workflows import best_of, grid_of  # the same grid and timing (benchmarks/)
 from btcore import MarketData, cpcv, walk_forward
-
-
-def grid_of(n_sets: int) -> dict:
-    """The seed study's shape: 10 lookbacks x 10 entries x n_sets // 100 exits."""
-    return {"lookback_period": [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
-            "entry_threshold": list(np.round(np.linspace(1.0, 3.0, 10), 3)),
-            "exit_threshold": list(np.round(np.linspace(0.0, 0.9, max(1, n_sets // 100)), 3)),
-            "stop_loss_z": [3.5]}
-
-
-def best_of(fn, repeats):
-    fn()  # warm-up: compile / load caches, start workers
-    best, value = np.inf, None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, value
 
 
 def main(argv=None):
