@@ -309,48 +309,45 @@ def _evaluate(prepared, sink, groups, segments, tests, objective, select, radius
         scores[ruined[:, train_groups].any(axis=1) | np.isnan(scores)] = np.nan
         ranked = _plateau_scores(scores, prepared.grid, radius) if select == "plateau" \
             else scores
-        for a in range(n_assets):
-            if np.isnan(ranked[a]).all():
-                continue
-            row = int(np.argmax(np.where(np.isnan(ranked[a]), -np.inf, ranked[a])))
-            chosen[a, c], is_score[a, c] = row, scores[a, row]
-            is_sharpe[a, c] = sharpe_train[a, row]
+        best = np.argmax(np.where(np.isnan(ranked), -np.inf, ranked), axis=1)  # first max
+        some = ~np.isnan(ranked).all(axis=1)
+        chosen[some, c] = best[some]
+        is_score[some, c] = scores[some, best[some]]
+        is_sharpe[some, c] = sharpe_train[some, best[some]]
     symbols = [market.symbols[i] for i in prepared.asset_index]
     many = n_assets > 1 or market.n_assets > 1
-    rows, logits = [], np.full((n_assets, len(tests)), np.nan)
+    # out-of-sample rank of each chosen set among all (1 = worst, ties averaged), logit
+    safe = np.where(np.isnan(oos_all), -np.inf, oos_all)
+    picked = np.take_along_axis(safe, np.maximum(chosen, 0)[..., None], axis=2)
+    rank = (safe < picked).sum(axis=2) + ((safe == picked).sum(axis=2) + 1) / 2.0
+    omega = rank / (n_sets + 1.0)
+    logits = np.where(chosen >= 0, np.log(omega / (1.0 - omega)), np.nan)
+    rank = np.where(chosen >= 0, rank, np.nan)
+    params = {}  # grid row -> its parameters, once per chosen row
+    rows = []
     for a in range(n_assets):
         for c, test in enumerate(tests):
-            row = {"split": c}
-            if many:
-                row["asset"] = symbols[a]
-            row["train_groups"] = tuple(int(g) for g in np.setdiff1d(np.arange(n_groups), test))
-            row["test_groups"] = tuple(int(g) for g in test)
             p = int(chosen[a, c])
-            row.update(_params_of(prepared, p))
-            oos = oos_all[a, c]
+            row = {"split": c, **({"asset": symbols[a]} if many else {}),
+                   "train_groups": tuple(int(g) for g in range(n_groups) if g not in test),
+                   "test_groups": tuple(int(g) for g in test)}
+            row.update(params.get(p) or params.setdefault(p, _params_of(prepared, p)))
             row.update(is_score=is_score[a, c], is_sharpe_ratio=is_sharpe[a, c],
-                       oos_sharpe_ratio=float(oos[p]) if p >= 0 else np.nan,
-                       oos_ruined=bool(ruined[a, test, p].any()) if p >= 0 else False)
-            if p >= 0:
-                values = np.where(np.isnan(oos), -np.inf, oos)
-                rank = (values < values[p]).sum() + ((values == values[p]).sum() + 1) / 2.0
-                omega = rank / (n_sets + 1.0)
-                logits[a, c] = math.log(omega / (1.0 - omega))
-                row["oos_rank"] = float(rank)
-            else:
-                row["oos_rank"] = np.nan
-            row["logit"] = logits[a, c]
+                       oos_sharpe_ratio=float(oos_all[a, c, p]) if p >= 0 else np.nan,
+                       oos_ruined=bool(ruined[a, test, p].any()) if p >= 0 else False,
+                       oos_rank=float(rank[a, c]), logit=float(logits[a, c]))
             rows.append(row)
     splits = pd.DataFrame(rows)
     path_splits = cpcv_path_splits(n_groups, tests.shape[1])
-    paths = np.empty((len(path_splits), n_assets))
+    # each group's sums (assets, grid rows, groups, 2); a split choosing nothing: cash, r = 0
+    group_sums = np.stack([sums[:, :, seg_group == g].sum(axis=2) for g in range(n_groups)],
+                          axis=2)
+    totals = np.zeros((len(path_splits), n_assets, 2))
     for p, by_group in enumerate(path_splits):
-        for a in range(n_assets):
-            total = np.zeros(2)
-            for g, c in enumerate(by_group):
-                if chosen[a, c] >= 0:  # else in cash over the group: r = 0
-                    total += sums[a, chosen[a, c], seg_group == g].sum(axis=0)
-            paths[p, a] = block_sharpe(total[0], total[1], int(lengths.sum()), ppy)
+        for g, c in enumerate(by_group):
+            picked_sums = group_sums[np.arange(n_assets), np.maximum(chosen[:, c], 0), g]
+            totals[p] += np.where((chosen[:, c] >= 0)[:, None], picked_sums, 0.0)
+    paths = block_sharpe(totals[..., 0], totals[..., 1], int(lengths.sum()), ppy)
     paths = pd.DataFrame(paths, columns=symbols, index=pd.RangeIndex(len(paths), name="path"))
     valid = ~np.isnan(logits)
     with np.errstate(invalid="ignore"):
