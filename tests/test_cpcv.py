@@ -247,3 +247,29 @@ def test_several_assets_equal_one_asset_runs():
         pd.testing.assert_frame_equal(mine, alone.splits)
         assert both.paths[symbol].tolist() == alone.paths[symbol].tolist()
         assert both.pbo[symbol] == alone.pbo[symbol]
+
+
+def test_threads_equal_serial(data):
+    serial = cpcv(GRID, data=data, n_groups=5, n_test_groups=2, purge=2, embargo=1,
+                  progress=False)
+    threads = cpcv(GRID, data=data, n_groups=5, n_test_groups=2, purge=2, embargo=1,
+                   executor="threads", batch_size=3, progress=False)
+    pd.testing.assert_frame_equal(serial.splits, threads.splits)
+    pd.testing.assert_frame_equal(serial.paths, threads.paths)
+    pd.testing.assert_frame_equal(serial.chosen_counts, threads.chosen_counts)
+    assert serial.stats["splits"] == 10 and serial.stats["paths"] == 4
+
+
+def test_half_and_half_cpcv_is_cscv(returns):
+    """With n_test_groups = n_groups / 2 the splits are CSCV's (train = the in-sample
+    blocks of split n - 1 - c): same PBO and logits as btcore.stats on the groups'
+    sums of the naive returns."""
+    from btcore.stats import pbo_from_block_sums
+    result, sets, by_group = returns
+    sum_r = np.array([[by_group[g][i].sum() for g in range(4)] for i in range(len(sets))])
+    sum_r2 = np.array([[(by_group[g][i] ** 2).sum() for g in range(4)]
+                       for i in range(len(sets))])
+    counts = np.array([len(by_group[g][0]) for g in range(4)])
+    cscv = pbo_from_block_sums(sum_r, sum_r2, counts)
+    np.testing.assert_allclose(result.splits["logit"], cscv.logits[::-1], rtol=1e-12)
+    assert result.pbo.iloc[0] == cscv.pbo
