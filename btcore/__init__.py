@@ -15,6 +15,7 @@ from btcore.workflows.cross_sectional import (CrossSectionalBacktestResult,
                                               CrossSectionalSweepResult,
                                               cross_sectional_backtest,
                                               run_cross_sectional_sweep)
+from btcore.workflows.cpcv import CPCVResult, cpcv
 from btcore.workflows.monte_carlo import MonteCarloResult, monte_carlo
 from btcore.workflows.portfolio import PortfolioSweepResult, run_portfolio_sweep
 from btcore.workflows.portfolio_backtest import PortfolioBacktestResult, portfolio_backtest
@@ -24,7 +25,7 @@ from btcore.workflows.warmup import warmup
 
 __version__ = "0.1.0"
 __all__ = ["BacktestResult", "Grid", "LookaheadError", "check_lookahead", "METRIC_NAMES", "MarketData", "SweepResult", "backtest",
-           "estimate", "monte_carlo", "MonteCarloResult",
+           "cpcv", "CPCVResult", "estimate", "monte_carlo", "MonteCarloResult",
            "run_portfolio_sweep", "portfolio_backtest", "PortfolioSweepResult",
            "PortfolioBacktestResult", "run_cross_sectional_sweep", "cross_sectional_backtest",
            "CrossSectionalSweepResult", "CrossSectionalBacktestResult",

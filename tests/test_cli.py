@@ -809,9 +809,9 @@ def test_an_unreachable_dask_address_is_one_line(capsys):
 def test_every_flag_has_help():
     parser = build_parser()
     [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(commands.choices) == {"sweep", "walk-forward", "monte-carlo", "portfolio",
-                                     "cross-sectional", "estimate", "strategies", "bench",
-                                     "warmup"}
+    assert set(commands.choices) == {"sweep", "walk-forward", "cpcv", "monte-carlo",
+                                     "portfolio", "cross-sectional", "estimate",
+                                     "strategies", "bench", "warmup"}
     for name, sub in [("btcore", parser), *commands.choices.items()]:
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"

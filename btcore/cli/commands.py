@@ -143,7 +143,7 @@ _FLAG_WORDS = ((re.compile(r"\boverwrite=True\b"), "--overwrite"),
                (re.compile(r"\bn_splits\b"), "--folds"), (re.compile(r"\bn_paths\b"), "--paths"),
                (re.compile(r"^(gap|seed)\b"), r"--\1"),
                *((re.compile(rf"\b{name}\b"), "--" + name.replace("_", "-")) for name in (
-                   "train_bars", "test_bars", "block_size", "rebalance_every",
+                   "n_groups", "n_test_groups", "train_bars", "test_bars", "block_size", "rebalance_every",
                    "max_gross_exposure", "max_position_weight", "portfolio_stop_drawdown")))
 
 
@@ -467,6 +467,14 @@ def _warmup(args) -> int:
     return 0
 
 
-COMMANDS = {"sweep": _sweep, "walk-forward": _walk_forward, "monte-carlo": _monte_carlo,
+def _cpcv(args) -> int:
+    from btcore.cli.cpcv_command import cpcv_command
+    inputs = Inputs(args)
+    run, report = cpcv_command(args, inputs, _frame_text)
+    return run_command(args, inputs, run, table=lambda result: result.splits, report=report)
+
+
+COMMANDS = {"sweep": _sweep, "walk-forward": _walk_forward, "cpcv": _cpcv,
+            "monte-carlo": _monte_carlo,
              "portfolio": _portfolio, "cross-sectional": _cross_sectional,
              "estimate": _estimate, "bench": _bench, "warmup": _warmup}

@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # argparse prints usage and exits; we raise instead
         if message.endswith("required: command"):
-            message = ("missing command: give one of sweep, walk-forward, monte-carlo, "
+            message = ("missing command: give one of sweep, walk-forward, cpcv, monte-carlo, "
                        "portfolio, estimate, strategies, bench")
         raise CLIError(f"{message} (see `{self.prog} --help`)")
 
@@ -337,6 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_outputs(wf, what="the fold table", top=False, directory=True,
                  plot="in- vs out-of-sample objective per fold and the stitched "
                       "out-of-sample equity of the first asset")
+
+    cv = command("cpcv", "combinatorial purged cross-validation: every split's best "
+                         "train set scored on its test groups, paths and PBO",
+                 "btcore cpcv --grid lookback_period=20,40,60 entry_threshold=1.5,2.0 "
+                 "--assets KO --n-groups 6 --n-test-groups 2 --purge 5 --embargo 5")
+    _add_inputs(cv)
+    _add_fills(cv)
+    cv.add_argument("--n-groups", type=_positive_int, default=6, metavar="N",
+                    help="consecutive groups of the traded bars (default 6)")
+    cv.add_argument("--n-test-groups", type=_positive_int, default=2, metavar="K",
+                    help="groups tested per split, below --n-groups (default 2)")
+    cv.add_argument("--purge", type=_number(int), default=0, metavar="N",
+                    help="train bars left out next to a test group (default 0)")
+    cv.add_argument("--embargo", type=_number(int), default=0, metavar="N",
+                    help="more train bars left out after a test group (default 0)")
+    cv.add_argument("--objective", type=_metric, default="sharpe_ratio", metavar="METRIC",
+                    help="the train score: sharpe_ratio over the train bars, or another "
+                         "metric's mean over the train groups (default sharpe_ratio)")
+    cv.add_argument("--select", choices=("best", "plateau"), default="best",
+                    help="the best train score, or the centre of the best plateau "
+                         "(radius 1; default best)")
+    _add_execution(cv, auto=True)
+    _add_outputs(cv, what="the split table")
 
     mc = command("monte-carlo", "one parameter set on simulated price paths of one asset",
                  "btcore monte-carlo --params lookback_period=40 entry_threshold=2.0 "
