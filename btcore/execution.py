@@ -76,11 +76,6 @@ class Execution:
         return _off_as_nan(row)
 
     @property
-    def uses_volatility_target(self) -> bool:
-        return "target_volatility" in self.grid_names or \
-            bool(self.values.get("target_volatility", 0.0))
-
-    @property
     def is_default(self) -> bool:
         """Every setting at its default: the market-on-close kernel runs."""
         return (self.fill == "close" and not self.fractional_shares and not self.grid_names

@@ -130,7 +130,10 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
                              "window; exclude it with assets= or widen start/end")
     longest_window = max((math.ceil(grid.value_range(p.name)[1]) for p in spec.params
                           if p.is_window), default=0)
-    if execution.uses_volatility_target and "volatility_lookback" not in execution_names:
+    targeting = "target_volatility" in execution_names and \
+        grid.value_range("target_volatility")[1] > 0.0 or \
+        bool(execution.values.get("target_volatility", 0.0))  # 0 (or off) needs no history
+    if targeting and "volatility_lookback" not in execution_names:
         longest_window = max(longest_window, int(execution.values.get("volatility_lookback",
                                                                       20)) + 1)
     for asset in asset_index:
