@@ -273,3 +273,33 @@ def test_cli_refuses_bad_execution_flags_in_one_line(capsys, argv, message):
     out, err = capsys.readouterr()
     assert status == 2 and message in err, err
     assert "Traceback" not in err
+
+
+# ----------------------------------------------------------- fragility
+def test_fragility_reruns_the_top_rows_with_a_delay_and_more_costs(ohlc):
+    result = quiet_sweep(SEED_GRID, ohlc, cost_bps=3.0)
+    table = result.fragility(rows=3, data=ohlc)
+    assert list(table.columns[:4]) == list(SEED_GRID)
+    assert len(table) == 3
+    for position in range(3):
+        row = result.table.iloc[position]
+        one = {name: [row[name]] for name in SEED_GRID}
+        for suffix, settings in (("next_close", dict(fill="next_close", cost_bps=3.0)),
+                                 ("next_open", dict(fill="next_open", cost_bps=3.0)),
+                                 ("cost_x2", dict(cost_bps=6.0)), ("cost_x4", dict(cost_bps=12.0))):
+            direct = quiet_sweep(one, ohlc, **settings).table.iloc[0]
+            assert table[f"sharpe_ratio_{suffix}"].iloc[position] == direct["sharpe_ratio"]
+            assert table[f"total_return_{suffix}"].iloc[position] == direct["total_return"]
+        assert table["sharpe_ratio"].iloc[position] == row["sharpe_ratio"]
+
+
+def test_fragility_leaves_next_open_out_without_opens_and_checks_its_arguments():
+    data = MarketData(candles().close, candles().index, ("X",))
+    result = quiet_sweep(SEED_GRID, data)
+    table = result.fragility(rows=2, metrics="sharpe_ratio", data=data)
+    assert list(table.columns) == [*SEED_GRID, "sharpe_ratio", "sharpe_ratio_next_close",
+                                   "sharpe_ratio_cost_x2", "sharpe_ratio_cost_x4"]
+    with pytest.raises(ValueError, match="rows must be a positive int"):
+        result.fragility(rows=0, data=data)
+    with pytest.raises(ValueError, match="unknown metric"):
+        result.fragility(metrics=["sharp"], data=data)

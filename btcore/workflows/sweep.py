@@ -107,6 +107,14 @@ class SweepResult:
         from btcore.workflows.certificate import certificate
         return certificate(self, asset, select, radius, reps, seed, data)
 
+    def fragility(self, rows: int = 10, metrics=("sharpe_ratio", "total_return"),
+                  data=None) -> pd.DataFrame:
+        """The top ``rows`` rows re-run with fills one bar later (``fill="next_close"``,
+        and ``"next_open"`` on data with opens) and with 2x and 4x ``cost_bps``, each
+        metric beside the original (:func:`btcore.workflows.fragility.fragility`)."""
+        from btcore.workflows.fragility import fragility
+        return fragility(self, rows, metrics, data, run_sweep=run_sweep)
+
     def block_sharpe(self) -> pd.DataFrame:
         """Each row's annualised Sharpe ratio per block (per calendar year with
         ``blocks="year"``): rows as in :attr:`table`, one column per block
