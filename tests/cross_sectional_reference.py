@@ -7,6 +7,7 @@ check ``btcore.kernels.cross_sectional`` against it.
 """
 import math
 
+from execution_reference import execution_metrics_ref
 from reference import return_metrics_ref
 
 
@@ -22,10 +23,15 @@ def _marked(cash, shares, close, t):
 def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookback_period,
                               top_k, rebalance_every, gross_leverage, direction="reversal",
                               long_only=False, initial_capital=1_000_000.0, cost_bps=5.0,
-                              periods_per_year=252):
+                              periods_per_year=252, slippage_bps=0.0, fee_per_trade=0.0,
+                              borrow_bps=0.0, risk_free_rate=0.0):
     """One parameter set. ``close`` is (n_bars, n_assets) (NaN before listing),
     ``first_valid`` each asset's listing bar, ``first_bars`` its first traded bar.
-    Returns the metrics (plus ``turnover``, ``ruined``), equity and shares per bar."""
+    Returns the metrics (plus ``turnover``, ``ruined``), equity and shares per bar.
+    Costs beyond ``cost_bps``: each trade fills at close * (1 +- slippage) against
+    its side and pays ``fee_per_trade`` once; a short pays |shares| * close *
+    borrow_bps / 1e4 / ppy at every close (its trip's P&L too); Sharpe and Sortino
+    use r - risk_free_rate / ppy."""
     n_assets = len(first_bars)
     fee = cost_bps / 1e4
     first = min(first_bars)
@@ -65,12 +71,17 @@ def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookb
                 delta = new - old
                 if delta == 0.0:
                     continue
-                price = float(close[t][a])
+                slip = slippage_bps / 1e4
+                price = float(close[t][a]) * (1.0 + slip if delta > 0.0 else 1.0 - slip)
                 flow = -(delta * price + abs(delta) * price * fee)
+                if fee_per_trade > 0.0:
+                    flow -= fee_per_trade
                 cash += flow
                 traded_value += abs(delta) * price
                 if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
                     pnl = trip_cash[a] + old * price - abs(old) * price * fee
+                    if fee_per_trade > 0.0:
+                        pnl -= fee_per_trade
                     round_trips += 1
                     wins += pnl > 0.0
                     trip_cash[a] = -(new * price + abs(new) * price * fee)
@@ -79,6 +90,14 @@ def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookb
                 shares[a] = new
                 filled[a] = True
             marked = _marked(cash, shares, close, t)
+        if borrow_bps > 0.0:
+            for a in range(n_assets):
+                if shares[a] < 0.0:
+                    charge = -shares[a] * float(close[t][a]) * (borrow_bps / 1e4) / \
+                        periods_per_year
+                    cash -= charge
+                    marked -= charge
+                    trip_cash[a] -= charge
         if marked <= 0.0:  # out of money: close everything, 0 to the end
             for a in range(n_assets):
                 if shares[a] != 0.0:
@@ -105,8 +124,12 @@ def cross_sectional_reference(close, first_valid, first_bars, last_bar, *, lookb
     years = n_traded / periods_per_year
     mean_equity = sum(equity_curve) / n_traded
     assert len(equity_curve) == n_traded and equity_curve[-1] == equity
+    metrics = return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year)
+    if risk_free_rate:
+        metrics.update(execution_metrics_ref(equity_curve, returns, initial_capital,
+                                             periods_per_year, risk_free_rate))
     return {
-        **return_metrics_ref(equity_curve, returns, initial_capital, periods_per_year),
+        **metrics,
         "num_trades": num_trades, "num_round_trips": round_trips,
         "exposure": bars_in_market / n_traded,
         "win_rate": wins / round_trips if round_trips else math.nan,

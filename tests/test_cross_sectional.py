@@ -57,7 +57,13 @@ def cases(draw):
                                    st.sampled_from([0.5, 1.0, 2.0, 4.0, 9.0])),
                          min_size=1, max_size=4, unique=True))
     cost_bps = draw(st.sampled_from([0.0, 5.0, 50.0]))
-    return close, start, long_only, direction, sets, cost_bps
+    costs = {}
+    if draw(st.booleans()):  # the costs beyond cost_bps (docs/semantics.md)
+        costs = {"slippage_bps": draw(st.sampled_from([0.0, 3.0, 40.0])),
+                 "fee_per_trade": draw(st.sampled_from([0.0, 1.0, 25.0])),
+                 "borrow_bps": draw(st.sampled_from([0.0, 100.0, 2000.0])),
+                 "risk_free_rate": draw(st.sampled_from([0.0, 0.03]))}
+    return close, start, long_only, direction, sets, cost_bps, costs
 
 
 def _kernel(cjob):
@@ -77,13 +83,13 @@ def _assert_close(name, got, want):
 
 @given(cases())
 def test_kernel_matches_reference(case):
-    close, start, long_only, direction, sets, cost_bps = case
+    close, start, long_only, direction, sets, cost_bps, costs = case
     market = _market(close)
     grid = pd.DataFrame(sets, columns=list(PARAM_NAMES))
     cjob = prepare_cross_sectional(grid, market, direction=direction, long_only=long_only,
                                    start=market.index[start], end=None,
                                    initial_capital=100_000.0, cost_bps=cost_bps,
-                                   periods_per_year=252, assets=None)
+                                   periods_per_year=252, assets=None, costs=costs)
     out = _kernel(cjob)
     assert out.shape == (CS_OUT_ROWS, len(sets))
     for k, (lookback, top_k, every, gross) in enumerate(sets):
@@ -91,7 +97,7 @@ def test_kernel_matches_reference(case):
             close, list(cjob.first_valid), list(cjob.first_bars), cjob.last_bar,
             lookback_period=lookback, top_k=top_k, rebalance_every=every,
             gross_leverage=gross, direction=direction, long_only=long_only,
-            initial_capital=100_000.0, cost_bps=cost_bps)
+            initial_capital=100_000.0, cost_bps=cost_bps, **costs)
         for m, name in enumerate(METRIC_NAMES):
             if name == "num_trades":
                 assert out[m, k] == ref[name]

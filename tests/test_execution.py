@@ -303,3 +303,20 @@ def test_fragility_leaves_next_open_out_without_opens_and_checks_its_arguments()
         result.fragility(rows=0, data=data)
     with pytest.raises(ValueError, match="unknown metric"):
         result.fragility(metrics=["sharp"], data=data)
+
+
+# ----------------------------------------------------------- cross-sectional costs
+def test_cross_sectional_costs_are_checked_and_recorded(small_data):
+    from btcore import run_cross_sectional_sweep
+    grid = {"lookback_period": [5], "top_k": [1]}
+    plain = run_cross_sectional_sweep(grid, data=small_data, progress=False)
+    costly = run_cross_sectional_sweep(grid, data=small_data, progress=False, slippage_bps=10.0,
+                                       fee_per_trade=5.0, borrow_bps=200.0)
+    assert costly.settings["slippage_bps"] == 10.0 and "slippage_bps" not in plain.settings
+    assert costly.table.final_value.iloc[0] < plain.table.final_value.iloc[0]
+    replay = costly.backtest(0)
+    assert replay.metrics["final_value"] == costly.table.final_value.iloc[0]
+    with pytest.raises(ValueError, match="slippage_bps must be"):
+        run_cross_sectional_sweep(grid, data=small_data, slippage_bps=-1.0)
+    with pytest.raises(TypeError, match="fill"):
+        run_cross_sectional_sweep(grid, data=small_data, fill="next_open")

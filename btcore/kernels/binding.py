@@ -103,7 +103,7 @@ KINDS = {
     "cross_sectional": Kind("btcore_cross_sectional", "cross_sectional_batch_nb",
                             "cross_sectional_kernel_nb", "btcore.kernels.cross_sectional",
                             "close, first_bars, first_valid, last_bar, params, long_only, "
-                            "momentum, initial_capital, cost_bps, periods_per_year, out, "
+                            "momentum, initial_capital, cost_bps, costs, periods_per_year, out, "
                             "record_equity, record_shares",
                             ("kernels/cross_sectional.py",), False),
 }

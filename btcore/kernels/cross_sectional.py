@@ -28,7 +28,10 @@ are bit-identical however sets are split into tasks, threads or processes.
 
 Arguments: ``first_bars`` (n_assets,) int64 each asset's first traded bar
 (max(window start, listing)); ``first_valid`` (n_assets,) int64 each asset's
-listing bar; ``params`` (n_sets, N_PARAMS) float64; ``out`` (CS_OUT_ROWS, n_sets);
+listing bar; ``params`` (n_sets, N_PARAMS) float64; ``costs`` (4,) float64, the
+:data:`COST_NAMES` settings (all 0: today's arithmetic, bit for bit: fills slipped
+against the trade, a fixed fee per asset traded, borrow on shorts at each close,
+Sharpe and Sortino against the risk-free rate); ``out`` (CS_OUT_ROWS, n_sets);
 ``record_equity`` (n_bars,) and ``record_shares`` (n_bars, n_assets): per-bar
 detail of a one-set batch (0 bars in sweeps).
 """
@@ -41,6 +44,11 @@ from btcore.kernels.accounting import (OUT_ROWS, add_bar_nb, fee_nb, finalize_me
 PARAM_NAMES = ("lookback_period", "top_k", "rebalance_every", "gross_leverage")
 LOOKBACK, TOP_K, REBALANCE_EVERY, GROSS_LEVERAGE = range(4)
 N_PARAMS = len(PARAM_NAMES)
+#: ``costs`` (run settings beyond cost_bps; 0 = none): slippage in bps of the fill price,
+#: a cash fee per asset traded, annual borrow bps of a short's value, the annual
+#: risk-free rate of Sharpe and Sortino (``docs/cross_sectional.md``)
+COST_SLIPPAGE_BPS, COST_FEE_PER_TRADE, COST_BORROW_BPS, COST_RISK_FREE_RATE = range(4)
+COST_NAMES = ("slippage_bps", "fee_per_trade", "borrow_bps", "risk_free_rate")
 TURNOVER_ROW = OUT_ROWS
 CS_OUT_ROWS = OUT_ROWS + 1
 
@@ -130,7 +138,7 @@ def select_best_nb(values, n, k, chosen):
 
 @njit(nogil=True, error_model="numpy")
 def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, long_only,
-                              momentum, initial_capital, cost_bps, periods_per_year, out,
+                              momentum, initial_capital, cost_bps, costs, periods_per_year, out,
                               record_equity, record_shares):
     """Backtest every row of ``params`` as one account over the universe ``close``.
 
@@ -140,6 +148,10 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
     """
     n_assets = close.shape[1]
     fee = cost_bps / 1e4
+    slippage = costs[COST_SLIPPAGE_BPS] / 1e4
+    fixed_fee = costs[COST_FEE_PER_TRADE]
+    borrow_rate = costs[COST_BORROW_BPS] / 1e4
+    risk_free = costs[COST_RISK_FREE_RATE] / periods_per_year
     recording = record_equity.shape[0] > 0
     first_bar = last_bar
     for a in range(n_assets):
@@ -217,8 +229,11 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                     delta = new - old
                     if delta == 0.0:
                         continue
-                    price = close[t, a]
+                    # the fill price, slipped against the trade (p * 1.0 = p: no slippage)
+                    price = close[t, a] * (1.0 + slippage if delta > 0.0 else 1.0 - slippage)
                     cost = trade_cost_nb(delta, price, fee)
+                    if fixed_fee > 0.0:  # one fee per asset traded at a rebalance
+                        cost += fixed_fee
                     cash -= cost
                     traded_value += abs(delta) * price
                     if old != 0.0 and (new == 0.0 or (new > 0.0) != (old > 0.0)):
@@ -226,6 +241,8 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                         # (trip cash + old * price) - fee, in this order: bit-identical
                         # to trip cash - trade_cost_nb(-old, ...) only up to rounding
                         pnl = trip_cash[a] + old * price - fee_nb(old, price, fee)
+                        if fixed_fee > 0.0:
+                            pnl -= fixed_fee
                         round_trips += 1
                         winning_round_trips += pnl > 0.0
                         trip_cash[a] = -trade_cost_nb(new, price, fee)
@@ -245,6 +262,14 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                         n_held += 1
                         marked += shares[a] * close[t, a]
                 n_open = n_held
+            if borrow_rate > 0.0:  # shorts pay borrow at the close
+                for i in range(n_open):
+                    a = held[i]
+                    if shares[a] < 0.0:
+                        charge = -shares[a] * close[t, a] * borrow_rate / periods_per_year
+                        cash -= charge
+                        marked -= charge
+                        trip_cash[a] -= charge
             if marked <= 0.0:  # out of money: close everything at close_t
                 for a in range(n_assets):
                     if shares[a] != 0.0:
@@ -257,7 +282,7 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                 n_open = 0
                 cash = 0.0
                 ruined = True
-                metrics = ruin_nb(metrics)
+                metrics = ruin_nb(metrics, risk_free)
                 if recording:
                     for u in range(t, last_bar + 1):
                         record_equity[u] = 0.0
@@ -265,13 +290,14 @@ def cross_sectional_kernel_nb(close, first_bars, first_valid, last_bar, params, 
                             record_shares[u, a] = 0.0
                 break
             if any_fill or n_open > 0:  # else untouched: r = 0 exactly
-                metrics, _ = add_bar_nb(metrics, marked, n_open > 0)
+                metrics, _ = add_bar_nb(metrics, marked, n_open > 0, risk_free)
             sum_equity += metrics.equity
             if recording:
                 record_equity[t] = metrics.equity
                 for a in range(n_assets):
                     record_shares[t, a] = shares[a]
         finalize_metrics_nb(out, k, n_traded, metrics, num_trades, round_trips,
-                            winning_round_trips, initial_capital, periods_per_year, ruined, -1)
+                            winning_round_trips, initial_capital, periods_per_year, ruined, -1,
+                            risk_free)
         out[TURNOVER_ROW, k] = turnover_nb(traded_value, sum_equity, n_traded,
                                            periods_per_year)

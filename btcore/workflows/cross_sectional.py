@@ -23,7 +23,8 @@ from btcore.benchmark import benchmark_values, equal_weight_buy_and_hold
 from btcore.engine import ArraySink, Task
 from btcore.grid import Grid, as_grid
 from btcore.kernels.binding import kernel_ref, load_kernel
-from btcore.kernels.cross_sectional import (CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
+from btcore.execution import make_execution
+from btcore.kernels.cross_sectional import (COST_NAMES, CS_OUT_ROWS, N_PARAMS, PARAM_NAMES,
                                             REBALANCE_EVERY, TURNOVER_ROW,
                                             cross_sectional_kernel_nb)
 from btcore.kernels.single import RUINED_ROW
@@ -63,7 +64,8 @@ def run_cross_sectional_task(shared: dict, task: Task, record=None) -> np.ndarra
         np.array(shared["first_bars"], dtype=np.int64),
         np.array(shared["first_valid"], dtype=np.int64), int(shared["last_bar"]),
         np.array(shared["params"][rows], dtype=np.float64), long_only, momentum,
-        capital, cost_bps, periods_per_year, out, record_equity, record_shares)
+        capital, cost_bps, np.array(shared["costs"], dtype=np.float64), periods_per_year,
+        out, record_equity, record_shares)
     return out
 
 
@@ -87,6 +89,7 @@ class CrossSectionalJob:
     settings: dict
     data: object
     debug: bool = False
+    costs: np.ndarray = None  # (4,) the COST_NAMES settings
 
     # the engine's job protocol (btcore.engine.Job): every set over one block, the
     # whole universe; no strategy code, so nothing to compile per strategy
@@ -136,6 +139,7 @@ class CrossSectionalJob:
                 "params": self.params, "flags": np.array([self.long_only, self.momentum]),
                 "settings": np.array([self.initial_capital, self.cost_bps,
                                       self.periods_per_year]), "debug": self.debug,
+                "costs": self.costs,
                 "kernel": kernel_ref(None, "cross_sectional")}
 
 
@@ -179,9 +183,12 @@ def _check_columns(grid) -> dict:
 
 
 def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, initial_capital,
-                            cost_bps, periods_per_year, assets,
-                            debug=False) -> CrossSectionalJob:
-    """Validate every input and build the job (no kernel runs here)."""
+                            cost_bps, periods_per_year, assets, debug=False,
+                            costs=None) -> CrossSectionalJob:
+    """Validate every input and build the job (no kernel runs here); ``costs``: the
+    :data:`~btcore.kernels.cross_sectional.COST_NAMES` keywords given."""
+    given = {name: value for name, value in (costs or {}).items() if value is not None}
+    values = make_execution(given).values  # the single-asset settings' ranges and errors
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
     if not isinstance(long_only, (bool, np.bool_)):
@@ -219,10 +226,13 @@ def prepare_cross_sectional(grid, data, *, direction, long_only, start, end, ini
                 "initial_capital": capital, "cost_bps": costs, "periods_per_year": ppy,
                 "periods_per_year_basis": basis,
                 "assets": [market.symbols[i] for i in asset_index], "direction": direction,
-                "long_only": bool(long_only)}
+                "long_only": bool(long_only),
+                **{name: values[name] for name in COST_NAMES if values.get(name, 0.0) != 0.0}}
+    cost_row = np.array([values.get(name, 0.0) for name in COST_NAMES])
+    cost_row.flags.writeable = False
     return CrossSectionalJob(close, first_bars, first_valid, int(last), params, order, columns,
                              bool(long_only), direction == "momentum", capital, costs, ppy,
-                             settings, market, bool(debug))
+                             settings, market, bool(debug), cost_row)
 
 
 def build_cross_sectional_table(cjob: CrossSectionalJob, out: np.ndarray) -> pd.DataFrame:
@@ -263,6 +273,8 @@ class CrossSectionalSweepResult(SweepResult):
         settings = {key: self.settings[key] for key in
                     ("start", "end", "initial_capital", "cost_bps", "periods_per_year",
                      "assets", "direction", "long_only")}
+        settings.update({name: self.settings[name] for name in COST_NAMES
+                         if name in self.settings})
         settings.update(overrides)
         return cross_sectional_backtest(row, self._data if data is None else data, **settings)
 
@@ -274,8 +286,9 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
                               executor="serial", start=None, end=None,
                               initial_capital=1_000_000.0, cost_bps=5.0, periods_per_year=None,
                               progress=None, batch_size="auto", assets=None,
-                              on_progress=None, debug=False, out=None, overwrite=False
-                              ) -> CrossSectionalSweepResult:
+                              on_progress=None, debug=False, out=None, overwrite=False,
+                              slippage_bps=None, fee_per_trade=None, borrow_bps=None,
+                              risk_free_rate=None) -> CrossSectionalSweepResult:
     """Backtest every parameter set of ``grid`` as a ranked long/short book on one account.
 
     Every ``rebalance_every`` bars (from the first traded bar) the eligible
@@ -297,6 +310,11 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     batch_size, assets, on_progress, debug
         As in :func:`btcore.run_sweep` (``periods_per_year=None`` is inferred from
         the bar spacing; ``debug=True`` runs the kernel as plain Python).
+    slippage_bps, fee_per_trade, borrow_bps, risk_free_rate : float, optional
+        As in :func:`btcore.run_sweep` (``docs/semantics.md``): fills slipped
+        against each trade, a cash fee per asset traded at a rebalance, borrow on
+        shorts at each close, the rate Sharpe and Sortino are measured against.
+        The book trades at each rebalance's close (no ``fill``, stops or sizing).
     out, overwrite : optional
         A directory keeping every finished task, so re-running the same call
         after a crash or Ctrl-C computes only the missing ones (a different run
@@ -322,7 +340,9 @@ def run_cross_sectional_sweep(grid, data=None, *, direction="reversal", long_onl
     cjob = prepare_cross_sectional(grid, data, direction=direction, long_only=long_only,
                                    start=start, end=end, initial_capital=initial_capital,
                                    cost_bps=cost_bps, periods_per_year=periods_per_year,
-                                   assets=assets, debug=debug)
+                                   assets=assets, debug=debug, costs=dict(
+                                       slippage_bps=slippage_bps, fee_per_trade=fee_per_trade,
+                                       borrow_bps=borrow_bps, risk_free_rate=risk_free_rate))
     sink = ArraySink(CS_OUT_ROWS, cjob.n_sets, "cross-sectional")
     run = execute(cjob, sink, options, started=started, open_store=lambda: ResultStore.open(
         out, store_view(cjob), batch_size=batch_size, overwrite=overwrite, kind="arrays",
@@ -367,7 +387,9 @@ class CrossSectionalBacktestResult:
 
 def cross_sectional_backtest(params=None, data=None, *, direction="reversal", long_only=False,
                              start=None, end=None, initial_capital=1_000_000.0, cost_bps=5.0,
-                             periods_per_year=None, assets=None) -> CrossSectionalBacktestResult:
+                             periods_per_year=None, assets=None, slippage_bps=None,
+                             fee_per_trade=None, borrow_bps=None,
+                             risk_free_rate=None) -> CrossSectionalBacktestResult:
     """One parameter set with per-bar equity, returns, weights and positions.
 
     ``params`` is a dict (missing parameters take their defaults) or a row of a
@@ -394,7 +416,9 @@ def cross_sectional_backtest(params=None, data=None, *, direction="reversal", lo
     cjob = prepare_cross_sectional(values, data, direction=direction, long_only=long_only,
                                    start=start, end=end, initial_capital=initial_capital,
                                    cost_bps=cost_bps, periods_per_year=periods_per_year,
-                                   assets=assets)
+                                   assets=assets, costs=dict(
+                                       slippage_bps=slippage_bps, fee_per_trade=fee_per_trade,
+                                       borrow_bps=borrow_bps, risk_free_rate=risk_free_rate))
     n_bars, n_assets = cjob.close.shape
     record_equity = np.full(n_bars, np.nan)
     record_shares = np.zeros((n_bars, n_assets))
