@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from btcore import MarketData, backtest, run_sweep
 from executor_fixtures import executor_params
@@ -284,10 +284,10 @@ def test_fragility_reruns_the_top_rows_with_a_delay_and_more_costs(ohlc):
     for position in range(3):
         row = result.table.iloc[position]
         one = {name: [row[name]] for name in SEED_GRID}
-        for suffix, settings in (("next_close", dict(fill="next_close", cost_bps=3.0)),
-                                 ("next_open", dict(fill="next_open", cost_bps=3.0)),
-                                 ("cost_x2", dict(cost_bps=6.0)), ("cost_x4", dict(cost_bps=12.0))):
-            direct = quiet_sweep(one, ohlc, **settings).table.iloc[0]
+        for suffix, changed in (("next_close", dict(fill="next_close", cost_bps=3.0)),
+                                ("next_open", dict(fill="next_open", cost_bps=3.0)),
+                                ("cost_x2", dict(cost_bps=6.0)), ("cost_x4", dict(cost_bps=12.0))):
+            direct = quiet_sweep(one, ohlc, **changed).table.iloc[0]
             assert table[f"sharpe_ratio_{suffix}"].iloc[position] == direct["sharpe_ratio"]
             assert table[f"total_return_{suffix}"].iloc[position] == direct["total_return"]
         assert table["sharpe_ratio"].iloc[position] == row["sharpe_ratio"]
