@@ -932,7 +932,8 @@ def test_monte_carlo_prints_the_summary(tmp_path):
     assert first == ("mean_reversion on KO: 40 block paths (seed 3), lookback_period=40, "
                      "entry_threshold=2.5, exit_threshold=0.5, stop_loss_z=3")
     header, rows = block_rows(summary.split("\n\n")[0])
-    assert header == ["statistic", "mean", "std", "5%", "25%", "50%", "75%", "95%"]
+    assert header == ["statistic", "mean", "std", "5%", "25%", "50%", "75%", "95%",
+                      "observed", "percentile_of_observed"]
     table = expected.summary
     assert [r[0] for r in rows] == list(table.columns)
     for row in rows:
