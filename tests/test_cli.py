@@ -586,6 +586,13 @@ WORKFLOW_ERRORS = [
     (["monte-carlo", "--asset", "KO", "--method", "normal"], "--method: invalid choice"),
     (["monte-carlo", "--asset", "KO", "--seed", "-1"], "seed must be"),
     (["monte-carlo", "--asset", "KO", "--paths", "0"], "--paths: expected a positive integer"),
+    (["monte-carlo", "--asset", "KO", "--block-size", "10"],
+     "--block-size is the mean block length of --method block, not --method bootstrap: add "
+     "--method block or drop --block-size"),
+    (["monte-carlo", "--asset", "KO", "--method", "gbm", "--block-size", "10"],
+     "not --method gbm"),
+    (["estimate", "--workflow", "monte-carlo", "--asset", "KO", "--block-size", "10"],
+     "--block-size is the mean block length of --method block, not --method bootstrap"),
     (["portfolio", "--portfolio-stop-drawdown", "2"], "--portfolio-stop-drawdown is a fraction"),
     (["portfolio", "--out", "{tmp}/p.json"], "has extension .json; give a directory"),
     (["estimate", "--cpus", "1,two"], "--cpus: expected comma-separated whole numbers"),
@@ -925,7 +932,8 @@ def test_monte_carlo_prints_the_summary(tmp_path):
     assert first == ("mean_reversion on KO: 40 block paths (seed 3), lookback_period=40, "
                      "entry_threshold=2.5, exit_threshold=0.5, stop_loss_z=3")
     header, rows = block_rows(summary.split("\n\n")[0])
-    assert header == ["statistic", "mean", "std", "5%", "25%", "50%", "75%", "95%"]
+    assert header == ["statistic", "mean", "std", "5%", "25%", "50%", "75%", "95%",
+                      "observed", "percentile_of_observed"]
     table = expected.summary
     assert [r[0] for r in rows] == list(table.columns)
     for row in rows:
@@ -944,6 +952,22 @@ def test_monte_carlo_takes_the_first_set_of_a_grid(capsys, tmp_path):
     expected = btcore.monte_carlo({"lookback_period": 30, "stop_loss_z": 2.5}, asset="PEP",
                                   n_paths=20, progress=False, **WINDOW_KW)
     assert "lookback_period=30," in text.splitlines()[0]
+    assert_tables_identical(pd.read_parquet(out), expected.table)
+
+
+@pytest.mark.parametrize("flags, keywords", [
+    (["--method", "block", "--block-size", "7"], {"method": "block", "block_size": 7.0}),
+    (["--method", "block"], {"method": "block"}),  # the library's default block size
+])
+def test_monte_carlo_block_size_with_method_block(capsys, tmp_path, flags, keywords):
+    out = tmp_path / "paths.parquet"
+    status, text, err = run_cli(capsys, "monte-carlo", "--params", "lookback_period=30",
+                                "--assets", "PEP", *WINDOW, "--paths", "12", *flags,
+                                "--no-progress", "--out", str(out))
+    assert status == 0, err
+    expected = btcore.monte_carlo({"lookback_period": 30}, asset="PEP", n_paths=12,
+                                  progress=False, **keywords, **WINDOW_KW)
+    assert expected.settings["block_size"] == keywords.get("block_size", 20)
     assert_tables_identical(pd.read_parquet(out), expected.table)
 
 

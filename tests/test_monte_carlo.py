@@ -4,9 +4,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 
 from btcore import MarketData, monte_carlo, run_sweep
 from btcore.metrics import METRIC_NAMES
+from btcore.workflows.monte_carlo import percentile_of
 from btcore.workflows.paths import METHODS, PathGenerator
 from btcore.benchmark import BENCHMARK_COLUMNS
 from conftest import assert_tables_identical
@@ -366,7 +368,8 @@ def test_summary_prob_loss_and_equity_quantiles(data):
     mc = monte_carlo(ONE_SET, data=data, n_paths=50, method="block", block_size=5, seed=2,
                      start="2020-03-02", progress=False)
     summary = mc.summary
-    assert list(summary.index) == ["mean", "std", "5%", "25%", "50%", "75%", "95%"]
+    assert list(summary.index) == ["mean", "std", "5%", "25%", "50%", "75%", "95%",
+                                   "observed", "percentile_of_observed"]
     assert list(summary.columns) == list(METRIC_NAMES)
     sharpe = mc.table["sharpe_ratio"].to_numpy()
     assert summary.loc["mean", "sharpe_ratio"] == pytest.approx(sharpe.mean())
@@ -404,6 +407,65 @@ def test_grid_summary_by_set(data):
     with pytest.raises(ValueError, match="set="):
         mc.equity_quantiles()
     assert mc.equity_quantiles(set=3, max_paths=4).shape[1] == 5
+
+
+@pytest.mark.parametrize("simulated, observed, expected", [
+    ([1.0, 2.0, 3.0, 4.0], 2.5, 50.0),     # 2 of 4 below
+    ([1.0, 2.0, 3.0, 4.0], 2.0, 37.5),     # 1 below + half of 1 equal, of 4
+    ([1.0, 2.0, 3.0, 4.0], 0.0, 0.0),
+    ([1.0, 2.0, 3.0, 4.0], 9.0, 100.0),
+    ([1.0, np.nan, 3.0, np.inf], 2.0, 100 / 3),  # NaN skipped, inf is above
+    ([2.0, 2.0, 2.0], 2.0, 50.0),
+    ([1.0, 2.0], np.nan, np.nan),
+    ([np.nan, np.nan], 1.0, np.nan),
+])
+def test_percentile_of_observed_by_hand(simulated, observed, expected):
+    value = percentile_of(np.array(simulated), observed)
+    if np.isnan(expected):
+        assert np.isnan(value)
+    else:
+        assert value == pytest.approx(expected, rel=1e-15)
+
+
+@given(st.lists(st.floats(-5, 5) | st.sampled_from([0.0, 1.0]), min_size=1, max_size=40),
+       st.floats(-6, 6) | st.sampled_from([0.0, 1.0]))
+def test_percentile_of_equals_scipy_mean_kind(simulated, observed):
+    from scipy.stats import percentileofscore
+    expected = percentileofscore(simulated, observed, kind="mean")
+    assert percentile_of(np.array(simulated), observed) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("params", [ONE_SET, GRID])
+def test_observed_is_the_set_on_the_real_data(data, params):
+    mc = monte_carlo(params, data=data, n_paths=30, method="block", block_size=5, seed=4,
+                     start="2020-03-02", progress=False)
+    grid = params if params is GRID else {k: [v] for k, v in params.items()}
+    direct = run_sweep(grid, data=data, start="2020-03-02", progress=False).table
+    names = list(grid)
+    observed = mc.observed
+    merged = mc.sets.reset_index().merge(direct, on=names, validate="one_to_one")
+    assert len(merged) == len(observed)
+    for name in (*METRIC_NAMES, "ruined"):
+        np.testing.assert_array_equal(observed[name].to_numpy(), merged[name].to_numpy(),
+                                      err_msg=name)
+    summary = mc.summary
+    for row in observed.index:
+        own = summary.loc[row] if mc.is_grid else summary
+        paths = mc.table if not mc.is_grid else mc.table[mc.table["set"] == row]
+        for name in METRIC_NAMES:
+            real = float(observed.loc[row, name])
+            assert _same(own.loc["observed", name], real), name
+            assert _same(own.loc["percentile_of_observed", name],
+                         percentile_of(paths[name].to_numpy(dtype=float), real)), name
+    sharpe = mc.table["sharpe_ratio"].to_numpy() if not mc.is_grid else None
+    if sharpe is not None:  # by hand: share of paths below the real Sharpe (no ties)
+        real = observed.loc[0, "sharpe_ratio"]
+        assert summary.loc["percentile_of_observed", "sharpe_ratio"] == pytest.approx(
+            100 * np.mean(sharpe[~np.isnan(sharpe)] < real))
+
+
+def _same(left, right):
+    return left == right or (np.isnan(left) and np.isnan(right))
 
 
 def test_one_set_from_a_result_row_takes_its_asset(small_data):

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from btcore import MarketData, run_sweep, walk_forward
 from btcore.metrics import METRIC_NAMES
-from btcore.workflows.walk_forward import fold_windows
+from btcore.workflows.walk_forward import fold_windows, walk_forward_efficiency
 from conftest import assert_tables_identical
 
 GRID = {"lookback_period": [5, 10, 20], "entry_threshold": [1.0, 2.0],
@@ -126,3 +126,48 @@ def test_bad_input_fails_before_work(data, kwargs, error, message, no_kernel_run
     grid = kwargs.pop("grid", GRID)
     with pytest.raises(error, match=message):
         walk_forward(grid, data=data, **kwargs)
+
+
+@pytest.mark.parametrize("oos_cagr, is_cagr, expected, note", [
+    (0.05, 0.10, 0.5, ""),                   # IS > 0, OOS > 0: half the in-sample growth
+    (0.02, 0.08, 0.25, ""),
+    (-0.05, 0.10, -0.5, ""),                 # IS > 0, OOS < 0: negative, reads correctly
+    (-0.152, -0.019, np.nan, "in-sample cagr <= 0"),  # IS < 0, OOS < 0: was +8.0
+    (0.144, -0.011, np.nan, "in-sample cagr <= 0"),   # IS < 0, OOS > 0: was -13.09
+    (0.05, 0.0, np.nan, "in-sample cagr <= 0"),       # IS = 0: no ratio
+    (0.05, np.nan, np.nan, "cagr not finite"),
+    (np.nan, 0.10, np.nan, "cagr not finite"),
+    (0.05, np.inf, np.nan, "cagr not finite"),
+])
+def test_efficiency_sign_cases(oos_cagr, is_cagr, expected, note):
+    value, reason = walk_forward_efficiency(oos_cagr, is_cagr)
+    assert reason == note
+    if np.isnan(expected):
+        assert np.isnan(value)
+    else:
+        assert value == pytest.approx(expected, rel=1e-15)
+
+
+def test_efficiency_and_stability_follow_their_definitions(data):
+    result = walk_forward(GRID, data=data, n_splits=4, start="2016-01-01", progress=False)
+    folds = result.folds
+    negative = folds["is_cagr"] <= 0
+    assert negative.any()  # this data has a losing in-sample fold: the guarded case
+    assert folds.loc[negative, "efficiency"].isna().all()
+    assert (folds.loc[negative, "efficiency_note"] == "in-sample cagr <= 0").all()
+    positive = folds[~negative]
+    assert (positive["efficiency"] == positive["oos_cagr"] / positive["is_cagr"]).all()
+    assert (positive["efficiency_note"] == "").all()
+    spans = {name: max(values) - min(values) or 1.0 for name, values in GRID.items()}
+    for asset in data.symbols:
+        own = folds[folds.asset == asset].sort_values("fold")
+        mean_is = own["is_cagr"].mean()
+        oos_cagr = result.oos_metrics.loc[asset, "cagr"]
+        assert mean_is > 0 and result.efficiency_note[asset] == ""
+        assert result.efficiency[asset] == oos_cagr / mean_is
+        picks = [tuple(row) for row in own[list(GRID)].itertuples(index=False)]
+        changed = [a != b for a, b in zip(picks, picks[1:])]
+        assert result.stability.loc[asset, "changes"] == pytest.approx(np.mean(changed))
+        steps = [abs(b[i] - a[i]) / spans[name] for a, b in zip(picks, picks[1:])
+                 for i, name in enumerate(GRID)]
+        assert result.stability.loc[asset, "mean_step"] == pytest.approx(np.mean(steps))

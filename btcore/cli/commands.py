@@ -282,6 +282,7 @@ def _monte_carlo(args) -> int:
     import btcore
     if args.params is not None and args.grid is not None:
         raise CLIError("give the parameter set with --params or --grid, not both")
+    _check_block_size(args.method, args.block_size is not None)
     inputs = Inputs(args, directory=True)
     params = (parse_params(args.params) if args.params is not None else
               first_set(inputs.grid) if args.grid is not None else {})
@@ -314,8 +315,8 @@ def _monte_carlo(args) -> int:
     return run_command(
         args, inputs, functools.partial(
             btcore.monte_carlo, params, inputs.spec, inputs.data, n_paths=args.paths,
-            method=args.method, block_size=args.block_size, seed=args.seed, asset=asset,
-            **store_keywords(args, inputs)),
+            method=args.method, seed=args.seed, asset=asset, **store_keywords(args, inputs),
+            **({} if args.block_size is None else {"block_size": args.block_size})),
         table=lambda result: result.table, plot=lambda result: (result.plot(), ""),
         report=report)
 
@@ -362,6 +363,14 @@ def _cross_sectional(args) -> int:
         plot=axes and (lambda result: (result.plot_heatmap(*axes), "")))
 
 
+def _check_block_size(method: str | None, given: bool) -> None:
+    """Refuse ``--block-size`` without ``--method block`` (it would be ignored)."""
+    if given and method != "block":
+        raise CLIError(f"--block-size is the mean block length of --method block, not "
+                       f"--method {method or 'bootstrap'}: add --method block or drop "
+                       "--block-size")
+
+
 def _estimate(args) -> int:
     import btcore
     from btcore.engine.cost import OVERHEADS
@@ -376,6 +385,8 @@ def _estimate(args) -> int:
                                f"not {args.workflow}")
     keywords = {keyword: getattr(args, dest) for dest, keyword in flags.items()
                 if dest in vars(args)}
+    if workflow == "monte_carlo":
+        _check_block_size(keywords.get("method"), "block_size" in keywords)
     inputs = Inputs(args)
     grid = inputs.grid
     if workflow == "cross_sectional" and args.grid is None:

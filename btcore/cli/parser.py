@@ -243,9 +243,10 @@ def _add_path_flags(parser, given_only: bool = False) -> None:
                         default=default("bootstrap"),
                         help="iid bootstrap of log returns, stationary block bootstrap, or "
                              "GBM fitted to them (default bootstrap)")
-    parser.add_argument("--block-size", type=_number(float), default=default(20.0),
+    # None when not given: --block-size with another --method is refused
+    parser.add_argument("--block-size", type=_number(float), default=default(None),
                         metavar="BARS", help="mean block length of --method block "
-                                             "(default 20)")
+                                             "(default 20); only with --method block")
     parser.add_argument("--seed", type=_number(int), default=default(0),
                         help="random seed, >= 0 (default 0); path k is reproducible alone")
 

@@ -34,7 +34,7 @@ from btcore.workflows.paths import METHODS, PathGenerator
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 #: paths replayed with per-bar equity by :meth:`MonteCarloResult.equity_quantiles` by default
 MAX_EQUITY_PATHS = 1000
-__all__ = ["METHODS", "MonteCarloResult", "PathGenerator", "monte_carlo"]
+__all__ = ["METHODS", "MonteCarloResult", "PathGenerator", "monte_carlo", "percentile_of"]
 
 
 # ------------------------------------------------------------------ the result
@@ -66,6 +66,7 @@ class MonteCarloResult:
     _sets: pd.DataFrame = field(default=None, repr=False, compare=False)
     _index: object = field(default=None, repr=False, compare=False)
     _equity: dict = field(default_factory=dict, repr=False, compare=False)
+    _observed: pd.DataFrame = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------- shape
     @property
@@ -98,15 +99,41 @@ class MonteCarloResult:
     @property
     def summary(self) -> pd.DataFrame:
         """Mean, std (ddof=1) and the 5/25/50/75/95 % quantiles of every metric over
-        the paths (NaN values skipped; ruined paths included). Rows are those
+        the paths (NaN values skipped; ruined paths included), then ``observed`` (the
+        metric on the real data, :attr:`observed`) and ``percentile_of_observed``
+        (its percentile among the paths, :func:`percentile_of`). Rows are those
         statistics; for a grid, a (set, statistic) MultiIndex."""
-        def describe(frame):
+        observed = self.observed
+
+        def describe(frame, row):
             values = frame[list(METRIC_NAMES)].to_numpy(dtype=np.float64)
-            return _describe(values)
+            real = observed.loc[row, list(METRIC_NAMES)].to_numpy(dtype=np.float64)
+            described = _describe(values)
+            described.loc["observed"] = real
+            described.loc["percentile_of_observed"] = [
+                percentile_of(values[:, m], real[m]) for m in range(len(real))]
+            return described
         if not self.is_grid:
-            return describe(self.table)
-        parts = {s: describe(group) for s, group in self.table.groupby("set", sort=True)}
+            return describe(self.table, 0)
+        parts = {s: describe(group, s) for s, group in self.table.groupby("set", sort=True)}
         return pd.concat(parts, names=["set", "statistic"])
+
+    @property
+    def observed(self) -> pd.DataFrame:
+        """Every metric of each parameter set on the asset's real closes (same window,
+        capital, costs and options), as ``run_sweep`` gives it: one row per set
+        (indexed by ``set``), with ``ruined``. Computed in this process on first use."""
+        if self._observed is None:
+            job = replace(self._job, paths=None, first_bar=self._job.first_bar[:1])
+            out = run_task(job.payload(), Task(0, 0, 0, 0, len(self._sets), 0.0))[-1]
+            out = out[:, job.order.argsort()]  # sorted order -> grid order
+            frame = pd.DataFrame(out[:N_METRICS].T, columns=list(METRIC_NAMES),
+                                 index=self._sets.index)
+            for name in INTEGER_METRICS:
+                frame[name] = frame[name].astype(np.int64)
+            frame["ruined"] = out[RUINED_ROW] != 0.0
+            self._observed = frame
+        return self._observed.copy()
 
     @property
     def prob_loss(self):
@@ -226,6 +253,18 @@ def _describe(values: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame(stats, index=list(METRIC_NAMES)).T
     frame.index.name = "statistic"
     return frame
+
+
+def percentile_of(simulated: np.ndarray, observed: float) -> float:
+    """Percentile (0-100) of ``observed`` among the non-NaN ``simulated`` values: the
+    share strictly below plus half the share equal (``scipy.stats.percentileofscore``
+    with ``kind="mean"``); NaN when ``observed`` is NaN or every value is NaN."""
+    finite = simulated[~np.isnan(simulated)]
+    if np.isnan(observed) or finite.size == 0:
+        return np.nan
+    below = np.count_nonzero(finite < observed)
+    equal = np.count_nonzero(finite == observed)
+    return float(100.0 * (below + 0.5 * equal) / finite.size)
 
 
 class _quiet_nan_warnings:

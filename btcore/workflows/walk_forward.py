@@ -47,7 +47,8 @@ class WalkForwardResult:
         One row per fold (x asset): ``fold``, ``asset`` (several assets),
         ``is_start``, ``is_end``, ``oos_start``, ``oos_end``, the chosen
         parameters, ``is_<metric>`` and ``oos_<metric>`` for every metric and
-        ``ruined``, and ``efficiency`` (OOS cagr / IS cagr).
+        ``ruined``, ``efficiency`` and ``efficiency_note``
+        (:func:`walk_forward_efficiency` of the fold's OOS and IS cagr).
     oos_equity : pandas.DataFrame
         Stitched OOS equity (bars x assets): each fold's curve scaled to start
         where the previous one ended.
@@ -57,7 +58,8 @@ class WalkForwardResult:
         buy-and-hold over the same out-of-sample bars (``btcore.benchmark``), and
         ``alpha`` and ``beta`` with ``benchmark=`` a series.
     efficiency : pandas.Series
-        Per asset: stitched OOS cagr / mean IS cagr of the chosen sets.
+        Per asset: :func:`walk_forward_efficiency` of the stitched OOS cagr and the
+        mean IS cagr of the chosen sets (NaN when that mean is <= 0 or undefined).
     stability : pandas.DataFrame
         Per asset: ``changes`` (share of fold-to-fold transitions where the
         chosen set changes) and ``mean_step`` (mean absolute change of each
@@ -66,6 +68,8 @@ class WalkForwardResult:
     oos_benchmark : pandas.DataFrame
         Buy-and-hold equity over the out-of-sample bars (bars x assets), from the
         initial capital at the first out-of-sample close.
+    efficiency_note : pandas.Series
+        Per asset: why ``efficiency`` is NaN, or ``""`` when it is defined.
     """
 
     folds: pd.DataFrame
@@ -76,6 +80,7 @@ class WalkForwardResult:
     stats: dict
     settings: dict = field(default_factory=dict)
     oos_benchmark: pd.DataFrame | None = None
+    efficiency_note: pd.Series | None = None
 
     def plot(self, asset: str | None = None):
         """In- and out-of-sample metric per fold and the stitched OOS equity; returns
@@ -211,8 +216,8 @@ def walk_forward(grid, strategy="mean_reversion", data=None, *, n_splits=10, tra
                     train_bars=None if anchored else int(folds[0, 1] - folds[0, 0] + 1),
                     objective=getattr(objective, "__name__", objective), select=select,
                     **({"radius": radius} if select == "plateau" else {}))
-    result = WalkForwardResult(*result[:-1], stats=run.stats, settings=settings,
-                               oos_benchmark=result[-1])
+    result = WalkForwardResult(*result[:-2], stats=run.stats, settings=settings,
+                               oos_benchmark=result[-2], efficiency_note=result[-1])
     run.finish(settings["objective"], {name: getattr(result, name)
                                        for name in ("folds", "oos_equity", "oos_metrics")})
     return result
@@ -367,7 +372,8 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                     row[param.name] = np.nan
                 row.update({f"is_{m}": np.nan for m in METRIC_NAMES})
                 row.update({f"oos_{m}": np.nan for m in METRIC_NAMES})
-                row.update(is_ruined=True, oos_ruined=False, efficiency=np.nan)
+                row.update(is_ruined=True, oos_ruined=False, efficiency=np.nan,
+                           efficiency_note="every in-sample set ruined")
                 rows.append(row)
                 _extend(curves[symbols[asset]], np.full(oos_end + 1 - oos_start, capital * level),
                         oos_start)
@@ -386,7 +392,8 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
                     value = out[m]
                     row[prefix + name] = int(value) if name in INTEGER_METRICS else float(value)
                 row[prefix + "ruined"] = bool(out[RUINED_ROW])
-            row["efficiency"] = _ratio(row["oos_cagr"], row["is_cagr"])
+            row["efficiency"], row["efficiency_note"] = walk_forward_efficiency(
+                row["oos_cagr"], row["is_cagr"])
             rows.append(row)
             equity = record[RECORD_EQUITY, oos_start:oos_end + 1]
             _extend(curves[symbols[asset]], equity * level, oos_start)
@@ -404,10 +411,11 @@ def _out_of_sample(prepared, folds, chosen, is_metrics):
     per_asset = folds_table.groupby(folds_table["asset"] if "asset" in folds_table else
                                     np.zeros(len(folds_table), dtype=int), sort=False)
     mean_is_cagr = per_asset["is_cagr"].mean().to_numpy()
-    efficiency = pd.Series([_ratio(o, i) for o, i in zip(oos_metrics["cagr"], mean_is_cagr)],
-                           index=symbols, name="efficiency")
+    ratios = [walk_forward_efficiency(o, i) for o, i in zip(oos_metrics["cagr"], mean_is_cagr)]
+    efficiency = pd.Series([r[0] for r in ratios], index=symbols, name="efficiency")
+    notes = pd.Series([r[1] for r in ratios], index=symbols, name="efficiency_note")
     stability = _stability(prepared, chosen, symbols)
-    return folds_table, oos_equity, oos_metrics, efficiency, stability, oos_benchmark
+    return folds_table, oos_equity, oos_metrics, efficiency, stability, oos_benchmark, notes
 
 
 def _oos_benchmark(prepared, oos_equity, oos_metrics, first: int, last: int) -> pd.DataFrame:
@@ -448,10 +456,23 @@ def _bars(index: pd.Index, positions: np.ndarray) -> pd.Index:
     return index[positions]
 
 
-def _ratio(numerator, denominator) -> float:
-    if not np.isfinite(numerator) or not np.isfinite(denominator) or denominator == 0:
-        return np.nan
-    return float(numerator / denominator)
+def walk_forward_efficiency(oos_cagr: float, is_cagr: float) -> tuple[float, str]:
+    """Walk-forward efficiency ``oos_cagr / is_cagr`` and why it is NaN (``""`` if not).
+
+    Defined only when the in-sample cagr is finite and positive: a ratio over a
+    losing (or flat) in-sample result reads backwards (-1.9% in sample, -15.2% out
+    gives +8.04; -1.1% in, +14.4% out gives -12.71), so it is NaN there.
+
+    Returns
+    -------
+    (float, str)
+        The ratio, or NaN with ``"in-sample cagr <= 0"`` or ``"cagr not finite"``.
+    """
+    if not (np.isfinite(oos_cagr) and np.isfinite(is_cagr)):
+        return np.nan, "cagr not finite"
+    if is_cagr <= 0:
+        return np.nan, "in-sample cagr <= 0"
+    return float(oos_cagr / is_cagr), ""
 
 
 def _stability(prepared, chosen, symbols) -> pd.DataFrame:
@@ -471,4 +492,4 @@ def _stability(prepared, chosen, symbols) -> pd.DataFrame:
     return pd.DataFrame(records, index=symbols)
 
 
-__all__ = ["WalkForwardResult", "fold_windows", "walk_forward"]
+__all__ = ["WalkForwardResult", "fold_windows", "walk_forward", "walk_forward_efficiency"]
