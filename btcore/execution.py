@@ -35,7 +35,7 @@ PARAMS = (
           description="fraction of cash a new position takes (<= max_leverage)"),
     Param("target_volatility", float, 0.0, 0.0, None,
           description="annualised volatility a position is sized for (0 = off)"),
-    Param("volatility_lookback", int, 20, 2, None, is_window=True,
+    Param("volatility_lookback", int, 20, 2, None,  # history: checked when targeting
           description="returns in the volatility estimate of target_volatility"),
     Param("max_leverage", float, 1.0, 0.0, None, low_inclusive=False,
           description="the largest fraction of cash a position may take"),

@@ -320,3 +320,14 @@ def test_cross_sectional_costs_are_checked_and_recorded(small_data):
         run_cross_sectional_sweep(grid, data=small_data, slippage_bps=-1.0)
     with pytest.raises(TypeError, match="fill"):
         run_cross_sectional_sweep(grid, data=small_data, fill="next_open")
+
+
+def test_volatility_lookback_needs_history_only_when_targeting():
+    """A lookback column without a volatility target (or with targets of 0) reads no
+    history; with a target it needs lookback + 1 closes before the window's end."""
+    data = candles(12)
+    grid = {"lookback_period": [2], "entry_threshold": [0.5], "volatility_lookback": [11]}
+    assert len(quiet_sweep(grid, data).table) == 1
+    assert len(quiet_sweep({**grid, "target_volatility": [0.0]}, data).table) == 1
+    with pytest.raises(ValueError, match="window parameter of 12 bars"):
+        quiet_sweep({**grid, "target_volatility": [0.0, 0.2]}, data)

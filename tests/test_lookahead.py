@@ -199,14 +199,35 @@ def test_argument_rows_are_smallest_middle_largest(data):
     assert lookahead.argument_rows(TRAILING, table.sets, table.options) == [[(4,), (12,)]]
 
 
-def test_prints_of_the_checks_are_muted(fresh, capsys):
-    chatty_mean_nb(np.ones(10), 3, np.empty(10))  # outside the checks it prints
-    assert capsys.readouterr().out == "indicator 3\n"
-    lookahead.check_indicators(CHATTY, [[(5,)]])
-    check_rule(CHATTY)
-    assert capsys.readouterr().out == ""
-    chatty_mean_nb(np.ones(10), 4, np.empty(10))  # and prints again after them
-    assert capsys.readouterr().out == "indicator 4\n"
+MUTED_PROBE = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_lookahead import CHATTY, chatty_mean_nb
+from btcore.engine import lookahead
+from btcore.strategies.base import check_rule
+chatty_mean_nb(np.ones(10), 3, np.empty(10))
+sys.stdout.flush()
+print("checks start", flush=True)
+lookahead.check_indicators(CHATTY, [[(5,)]])
+check_rule(CHATTY)
+print("checks end", flush=True)
+chatty_mean_nb(np.ones(10), 4, np.empty(10))
+"""
+
+
+def test_prints_of_the_checks_are_muted(fresh):
+    """In a fresh interpreter: a full test session once left Numba unable to type
+    ``print`` for functions compiled late (not reproduced alone; see the notes)."""
+    import os
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", MUTED_PROBE, os.path.dirname(__file__)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, BTCORE_KERNEL_DIR=str(fresh / "kernels")))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["indicator 3", "checks start", "checks end",
+                                        "indicator 4"]
 
 
 def _rule_with_breakpoint(values, price, params, options, position, state):

@@ -133,9 +133,11 @@ def prepare(grid, strategy, data, *, start, end, initial_capital, cost_bps, peri
     targeting = "target_volatility" in execution_names and \
         grid.value_range("target_volatility")[1] > 0.0 or \
         bool(execution.values.get("target_volatility", 0.0))  # 0 (or off) needs no history
-    if targeting and "volatility_lookback" not in execution_names:
-        longest_window = max(longest_window, int(execution.values.get("volatility_lookback",
-                                                                      20)) + 1)
+    if targeting:  # the volatility estimate's returns need lookback + 1 closes
+        lookback = grid.value_range("volatility_lookback")[1] if \
+            "volatility_lookback" in execution_names else \
+            execution.values.get("volatility_lookback", 20)
+        longest_window = max(longest_window, int(lookback) + 1)
     for asset in asset_index:
         history = last + 1 - int(market.first_valid[asset])
         if longest_window >= history:
