@@ -478,7 +478,8 @@ def block_rows(text: str) -> tuple[list, list]:
 
 
 def f4(value) -> str:
-    return f"{value:.4f}"
+    """A table cell as the CLI prints it (pandas shows a missing value as NaN)."""
+    return "NaN" if pd.isna(value) else f"{value:.4f}"
 
 
 # ------------------------------------------------------------------- --grid
