@@ -331,3 +331,18 @@ def test_volatility_lookback_needs_history_only_when_targeting():
     assert len(quiet_sweep({**grid, "target_volatility": [0.0]}, data).table) == 1
     with pytest.raises(ValueError, match="window parameter of 12 bars"):
         quiet_sweep({**grid, "target_volatility": [0.0, 0.2]}, data)
+
+
+def test_walk_forward_with_settings_runs_each_fold_as_run_sweep_would(ohlc):
+    from btcore import walk_forward
+    settings = dict(fill="next_open", slippage_bps=3.0, take_profit=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = walk_forward({**SEED_GRID, "stop_loss": [0.0, 0.03]}, data=ohlc, n_splits=3,
+                              progress=False, **settings)
+    for fold in result.folds.itertuples():
+        one = {name: [getattr(fold, name)] for name in (*SEED_GRID, "stop_loss")}
+        direct = quiet_sweep(one, ohlc, start=fold.oos_start, end=fold.oos_end,
+                             **settings).table.iloc[0]
+        assert fold.oos_sharpe_ratio == direct["sharpe_ratio"]
+        assert fold.oos_final_value == direct["final_value"]
