@@ -237,12 +237,6 @@ def with_settings(spec, names: tuple):
     return ExecutionSpec(spec, names) if names else spec
 
 
-def base_spec(spec):
-    """The strategy under an :class:`ExecutionSpec` (or ``spec`` itself)."""
-    return spec.strategy if isinstance(spec, ExecutionSpec) else spec
-
-
-
 __all__ = ["Execution", "ExecutionSpec", "FILL_MODES", "NAMES", "ALL_NAMES", "PARAMS",
            "make_execution", "split_settings", "check_leverage", "check_data",
-           "grid_execution_names", "with_settings", "base_spec"]
+           "grid_execution_names", "with_settings"]
