@@ -137,9 +137,9 @@ def stop_exit_nb(position, bar_open, bar_high, bar_low, loss_level, profit_level
 
 #: the open round trip's fields, kept in a small array (``trip``) rather than in
 #: locals: they change only at fills, and the bar loop keeps its registers
-(TRIP_ENTRY_PRICE, TRIP_EXTREME, TRIP_FEES, TRIP_BORROW, TRIP_ENTRY_BAR, TRIP_LOGGED,
- TRIP_LOSS_LEVEL, TRIP_PROFIT_LEVEL, TRIP_TRAIL_LEVEL) = range(9)
-TRIP_FIELDS = 9
+(TRIP_EXTREME, TRIP_FEES, TRIP_BORROW, TRIP_ENTRY_BAR, TRIP_LOGGED, TRIP_LOSS_LEVEL,
+ TRIP_PROFIT_LEVEL, TRIP_TRAIL_LEVEL) = range(8)
+TRIP_FIELDS = 8
 
 
 @njit(inline="always", error_model="numpy")
@@ -220,7 +220,6 @@ def trade_to_nb(target, position, shares, cash, entry_cash, price, t, fraction, 
             shares = delta
             position = target
             filled = True
-            trip[TRIP_ENTRY_PRICE] = fill_price
             trip[TRIP_EXTREME] = fill_price
             trip[TRIP_FEES] = fees
             trip[TRIP_BORROW] = 0.0
